@@ -1,0 +1,255 @@
+/*
+ * imagehealth.h - check and repair the health of Windows images (WIM, ESD,
+ * split WIM), the way DISM's DismCheckImageHealth does, on Linux.
+ *
+ * The core knows nothing of Lua.  Long operations run on worker threads and
+ * report through an ih_job: a progress snapshot, a queue of events, a cancel
+ * flag, and a file descriptor that becomes readable when something happened.
+ */
+#ifndef IMAGEHEALTH_H
+#define IMAGEHEALTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* DismImageHealthState */
+typedef enum ih_health {
+	IH_HEALTHY = 0,
+	IH_REPAIRABLE = 1,
+	IH_NONREPAIRABLE = 2,
+} ih_health;
+
+/* Error codes.  Each has an HRESULT (DISM's where one fits). */
+typedef enum ih_errcode {
+	IH_OK = 0,
+	IH_ERR_NOMEM,           /* 0x8007000E */
+	IH_ERR_INVALID_ARG,     /* 0x80070057 */
+	IH_ERR_NOT_FOUND,       /* 0x80070002: the image file does not exist */
+	IH_ERR_ACCESS,          /* 0x80070005: permission denied */
+	IH_ERR_NOT_WIM,         /* 0xC1420113: not a WIM/ESD file at all */
+	IH_ERR_BAD_INDEX,       /* 0xC0040005: no such image index */
+	IH_ERR_BUSY,            /* 0x800F0902: image locked by a restore */
+	IH_ERR_INVALID_SESSION, /* 0xC0040004: session closed */
+	IH_ERR_CANCELLED,       /* 0x800704C7 */
+	IH_ERR_IO,              /* 0x8007001E: read or write failed */
+	IH_ERR_MISSING_PART,    /* 0x80070002: a part of a split set is missing */
+	IH_ERR_NONREPAIRABLE,   /* 0x80070570: image structure unreadable */
+	IH_ERR_SOURCE_MISSING,  /* 0x800F081F */
+	IH_ERR_DOWNLOAD,        /* 0x800F0906 */
+	IH_ERR_POLICY,          /* 0x800F0907 */
+	IH_ERR_DISK_FULL,       /* 0x80070070 */
+	IH_ERR_INTERNAL,        /* 0x8000FFFF */
+	IH_ERR__COUNT
+} ih_errcode;
+
+typedef struct ih_error {
+	ih_errcode code;
+	uint32_t hresult;
+	char message[512];
+} ih_error;
+
+/* Short stable name of a code ("not_found", "busy", ...). */
+const char *ih_errcode_name(ih_errcode code);
+uint32_t ih_errcode_hresult(ih_errcode code);
+const char *ih_health_name(ih_health h); /* "healthy", "repairable", ... */
+
+/* ---------------------------------------------------------------- session */
+
+typedef struct ih_session ih_session;
+
+typedef struct ih_open_options {
+	uint32_t index;        /* 0: all images; else 1-based image index */
+	const char *state_dir; /* NULL: $XDG_STATE_HOME/imagehealth */
+	int threads;           /* <= 0: number of online CPUs */
+} ih_open_options;
+
+typedef struct ih_image_info {
+	uint32_t index;
+	char *name;            /* from the XML data; "" when absent */
+	char *description;
+	uint64_t file_count;   /* non-directory entries in the metadata */
+	uint64_t dir_count;
+	uint64_t blob_count;   /* distinct streams referenced */
+	uint64_t total_bytes;  /* sum of referenced stream sizes, per path */
+	int metadata_ok;       /* 0 when the metadata resource is damaged */
+} ih_image_info;
+
+typedef struct ih_wim_info {
+	char *path;
+	uint8_t guid[16];
+	uint32_t version;
+	uint32_t flags;
+	uint32_t chunk_size;
+	int compression;       /* WIMLIB_COMPRESSION_TYPE_* of the header */
+	const char *compression_name; /* "none", "XPRESS", "LZX", "LZMS" */
+	int solid;             /* has solid resources (ESD) */
+	uint16_t total_parts;
+	uint32_t image_count;
+	uint32_t boot_index;
+	uint64_t blob_count;   /* entries in the blob table(s), metadata excluded */
+	uint64_t file_size;    /* all parts */
+	int has_integrity;
+	uint32_t selected_index; /* 0: all */
+	size_t n_images;
+	ih_image_info *images; /* the selected image(s) */
+} ih_wim_info;
+
+int ih_session_open(const char *path, const ih_open_options *opt,
+		    ih_session **out, ih_error *err);
+/* Fills *info (owned by the session, valid until close).  Parses metadata
+ * on first call; damaged metadata is reported as metadata_ok = 0. */
+int ih_session_info(ih_session *s, const ih_wim_info **info, ih_error *err);
+void ih_session_close(ih_session *s);
+
+/* ---------------------------------------------------------------- cancel */
+
+/* A cancel token may be shared by several jobs and triggered from any
+ * thread.  Reference counted. */
+typedef struct ih_cancel ih_cancel;
+ih_cancel *ih_cancel_new(void);
+ih_cancel *ih_cancel_ref(ih_cancel *c);
+void ih_cancel_unref(ih_cancel *c);
+void ih_cancel_trigger(ih_cancel *c);
+int ih_cancel_is_set(const ih_cancel *c);
+
+/* ---------------------------------------------------------------- jobs */
+
+typedef enum ih_phase {
+	IH_PHASE_START = 0,
+	IH_PHASE_QUICK,     /* structural checks, metadata */
+	IH_PHASE_SCAN,      /* reading and hashing every blob */
+	IH_PHASE_INTEGRITY, /* integrity table */
+	IH_PHASE_REPORT,
+	IH_PHASE_PLAN,      /* restore: finding sources */
+	IH_PHASE_FETCH,     /* restore: reading from sources */
+	IH_PHASE_WRITE,     /* restore: writing */
+	IH_PHASE_VERIFY,    /* restore: re-verifying */
+	IH_PHASE_DONE,
+} ih_phase;
+const char *ih_phase_name(ih_phase p);
+
+typedef struct ih_progress {
+	ih_phase phase;
+	uint64_t bytes_done, bytes_total;
+	uint64_t blobs_done, blobs_total;
+	double elapsed;      /* seconds since the job started */
+} ih_progress;
+
+typedef enum ih_event_type {
+	IH_EVENT_PROGRESS = 1,
+	IH_EVENT_DAMAGE,     /* a damaged blob was found; text has details */
+	IH_EVENT_MESSAGE,
+	IH_EVENT_DONE,
+} ih_event_type;
+
+typedef struct ih_event {
+	ih_event_type type;
+	ih_progress progress;
+	char text[256];
+} ih_event;
+
+typedef struct ih_job ih_job;
+typedef struct ih_report ih_report;
+
+/* Readable (POLLIN) when events are queued or the job finished. */
+int ih_job_fd(const ih_job *j);
+/* Copies up to max queued events out; returns how many.  Also resets the
+ * fd's readiness when the queue is drained. */
+size_t ih_job_events(ih_job *j, ih_event *out, size_t max);
+void ih_job_progress(ih_job *j, ih_progress *out);
+void ih_job_cancel(ih_job *j);
+int ih_job_done(ih_job *j);
+/* Waits up to timeout_ms (< 0: forever) for the job to finish or for an
+ * event; returns 1 if done. */
+int ih_job_wait(ih_job *j, int timeout_ms);
+/* After done: the outcome.  Returns IH_OK and hands over the report (the
+ * caller frees it), or the error. */
+int ih_job_result(ih_job *j, ih_report **report, ih_error *err);
+/* Cancels if running, joins the threads, frees. */
+void ih_job_free(ih_job *j);
+
+/* ---------------------------------------------------------------- check */
+
+typedef struct ih_check_options {
+	int scan;           /* 0: quick check (CheckHealth); 1: full (ScanHealth) */
+	int threads;        /* <= 0: the session's */
+	ih_cancel *cancel;  /* optional */
+	int no_record;      /* do not write the state store */
+} ih_check_options;
+
+int ih_check_start(ih_session *s, const ih_check_options *opt,
+		   ih_job **out, ih_error *err);
+/* Synchronous convenience: start + wait + result. */
+int ih_check(ih_session *s, const ih_check_options *opt,
+	     ih_report **report, ih_error *err);
+
+/* ---------------------------------------------------------------- reports */
+
+typedef enum ih_reason {
+	IH_REASON_HASH_MISMATCH = 1,
+	IH_REASON_DECOMPRESS,  /* a chunk failed to decompress */
+	IH_REASON_TRUNCATED,   /* resource extends past the end of its file */
+	IH_REASON_MISSING,     /* referenced but not in the blob table */
+	IH_REASON_BAD_ENTRY,   /* its blob table entry is inconsistent */
+} ih_reason;
+const char *ih_reason_name(ih_reason r); /* "hash_mismatch", ... */
+
+typedef struct ih_ref {
+	uint32_t image;     /* 1-based */
+	char *path;         /* "/dir/file" or "/dir/file:stream" */
+} ih_ref;
+
+typedef struct ih_damage {
+	uint8_t sha1[20];
+	uint64_t size;          /* uncompressed size */
+	ih_reason reason;
+	int is_metadata;        /* the metadata resource of image `images[0]` */
+	int solid;
+	uint16_t part;          /* part number holding it, 0 if missing */
+	uint64_t offset;        /* resource offset in that part */
+	uint64_t stored_size;   /* resource size in that part */
+	size_t n_refs;
+	ih_ref *refs;           /* sorted by (image, path) */
+	char detail[160];       /* e.g. "chunk 3 of 7 failed to decompress" */
+} ih_damage;
+
+typedef enum ih_problem_kind {
+	IH_PROBLEM_HEADER = 1,
+	IH_PROBLEM_BLOB_TABLE,
+	IH_PROBLEM_XML,
+	IH_PROBLEM_INTEGRITY,
+	IH_PROBLEM_METADATA,
+	IH_PROBLEM_OTHER,
+} ih_problem_kind;
+
+typedef struct ih_problem {
+	ih_problem_kind kind;
+	ih_health severity;     /* REPAIRABLE or NONREPAIRABLE */
+	char message[256];
+} ih_problem;
+
+struct ih_report {
+	ih_health state;
+	int scanned;            /* a full scan ran now */
+	int from_record;        /* damage recalled from the state store */
+	double recorded_at;     /* unix time of the recalled scan, or 0 */
+	char *image_path;
+	uint32_t index;         /* 0: all images */
+	uint64_t blobs_checked, bytes_checked;
+	double seconds;
+	size_t n_damage;
+	ih_damage *damage;      /* sorted by sha1 */
+	size_t n_problems;
+	ih_problem *problems;
+};
+
+void ih_report_free(ih_report *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
