@@ -207,13 +207,15 @@ typedef struct ih_damage {
 	uint8_t sha1[20];
 	uint64_t size;          /* uncompressed size */
 	ih_reason reason;
-	int is_metadata;        /* the metadata resource of image `images[0]` */
+	int is_metadata;        /* the metadata resource of image images[0] */
 	int solid;
 	uint16_t part;          /* part number holding it, 0 if missing */
 	uint64_t offset;        /* resource offset in that part */
 	uint64_t stored_size;   /* resource size in that part */
+	size_t n_images;
+	uint32_t *images;       /* images hit, sorted, unique */
 	size_t n_refs;
-	ih_ref *refs;           /* sorted by (image, path) */
+	ih_ref *refs;           /* files hit, sorted by (image, path) */
 	char detail[160];       /* e.g. "chunk 3 of 7 failed to decompress" */
 } ih_damage;
 

@@ -1,0 +1,251 @@
+/* check.c - the health check: the quick structural check (DISM
+ * CheckHealth) and, on request, the full scan (ScanHealth), ending in a
+ * report and, after a full scan, a state record. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "job.h"
+#include "session.h"
+#include "util.h"
+
+struct check_arg {
+	ih_session *s;
+	ih_check_options opt;
+};
+
+static void free_check_arg(void *p)
+{
+	struct check_arg *a = p;
+	ih_session_unref(a->s);
+	ih_cancel_unref(a->opt.cancel);
+	free(a);
+}
+
+static int mark_referenced(void *ctx, const uint8_t sha1[20], const char *path, int named)
+{
+	(void)path;
+	(void)named;
+	return ih_blobindex_put(ctx, sha1, 0, NULL) ? 0 : -1;
+}
+
+/* Blobs whose entries are unusable, known without reading them. */
+static void structural_damage(const ih_session *s, const struct ih_blobindex *referenced,
+			      struct damage_set *d)
+{
+	const struct wim *w = s->w;
+	for (size_t i = 0; i < w->nblobs; i++) {
+		const struct wim_blob *b = &w->blobs[i];
+		size_t *v = ih_blobindex_get(&w->index, b->sha1);
+		if (b->image || !v || *v != i)
+			continue;
+		if (s->index && !ih_blobindex_get(referenced, b->sha1))
+			continue;
+		if (b->bad)
+			damage_add(d, w, b->sha1, b, b->bad, b->why);
+		else if (b->solid >= 0 && w->solids[b->solid].bad)
+			damage_add(d, w, b->sha1, b, (ih_reason)w->solids[b->solid].bad,
+				   w->solids[b->solid].why);
+	}
+	/* Streams the images use that the blob table does not have. */
+	for (size_t i = 0; i < referenced->cap; i++) {
+		const struct ih_blobindex_slot *sl = &referenced->slots[i];
+		if (sl->used && !ih_blobindex_get(&w->index, sl->sha1))
+			damage_add(d, w, sl->sha1, NULL, IH_REASON_MISSING,
+				   "the image references it but the blob table does not list it");
+	}
+}
+
+static void recall_records(const ih_session *s, struct damage_set *d, ih_report *r)
+{
+	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
+		struct state_record rec;
+		if (state_load(s, i, &rec))
+			continue;
+		r->from_record = 1;
+		if (rec.scanned_at > r->recorded_at)
+			r->recorded_at = rec.scanned_at;
+		for (size_t k = 0; k < rec.n; k++) {
+			size_t *v = ih_blobindex_get(&s->w->index, rec.damage[k].sha1);
+			const struct wim_blob *b = v ? &s->w->blobs[*v] : NULL;
+			char detail[96];
+			time_t t = (time_t)rec.scanned_at;
+			struct tm tm;
+			gmtime_r(&t, &tm);
+			strftime(detail, sizeof detail, "recorded by the full scan of %Y-%m-%d %H:%M UTC", &tm);
+			ih_damage *dm = damage_add(d, s->w, rec.damage[k].sha1, b, rec.damage[k].reason, detail);
+			if (dm && !b)
+				dm->size = rec.damage[k].size;
+		}
+		state_record_free(&rec);
+	}
+}
+
+static void record_scan(const ih_session *s, const ih_report *r)
+{
+	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
+		struct state_record rec = {.state = r->state, .scanned_at = ih_wallclock()};
+		rec.damage = calloc(r->n_damage + 1, sizeof *rec.damage);
+		if (!rec.damage)
+			return;
+		for (size_t k = 0; k < r->n_damage; k++) {
+			const ih_damage *dm = &r->damage[k];
+			int hits = dm->n_images == 0; /* blobs no image uses count everywhere */
+			for (size_t m = 0; m < dm->n_images; m++)
+				hits |= dm->images[m] == i;
+			if (!hits)
+				continue;
+			memcpy(rec.damage[rec.n].sha1, dm->sha1, 20);
+			rec.damage[rec.n].size = dm->size;
+			rec.damage[rec.n].reason = dm->reason;
+			rec.n++;
+		}
+		/* A failed record costs only the memory of it: not an error of
+		 * the check itself. */
+		state_save(s, i, &rec, NULL);
+		state_record_free(&rec);
+	}
+}
+
+static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
+{
+	struct check_arg *a = argp;
+	ih_session *s = a->s;
+	struct wim *w = s->w;
+	uint32_t first = ih_session_first(s), last = ih_session_last(s);
+	size_t nmetas = w->image_count && last >= first ? last - first + 1 : 0;
+	struct image_meta *metas = calloc(nmetas + 1, sizeof *metas);
+	struct ih_blobindex referenced = {0};
+	struct damage_set d;
+	struct problem_list pl = {0};
+	ih_report *r = calloc(1, sizeof *r);
+	struct ih_reader rd;
+	double t0 = ih_now();
+	int rc = IH_OK;
+
+	ih_reader_init(&rd, w);
+	damage_set_init(&d);
+	if (!metas || !r || ih_blobindex_init(&referenced, 1024)) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	r->image_path = ih_strdup(w->path);
+	r->index = s->index;
+	ih_job_set_phase(j, IH_PHASE_QUICK, 0, nmetas);
+
+	/* Metadata: every selected image's directory tree. */
+	for (size_t i = 0; i < nmetas && !w->nonrepairable; i++) {
+		struct image_meta *m = &metas[i];
+		rc = image_meta_read(w, &rd, first + (uint32_t)i, m, err);
+		if (rc)
+			goto out;
+		if (!m->ok) {
+			size_t bi = w->metadata[m->image - 1];
+			if (bi == SIZE_MAX)
+				problem_add(&pl, IH_PROBLEM_METADATA, IH_NONREPAIRABLE, "%s", m->detail);
+			else
+				damage_add(&d, w, w->blobs[bi].sha1, &w->blobs[bi], m->reason, m->detail);
+			continue;
+		}
+		char why[128];
+		if (ih_meta_walk(m->buf, m->len, mark_referenced, &referenced, &m->stats, why,
+				 sizeof why) != 0) {
+			/* The bytes match their SHA-1 but do not parse: no source
+			 * can supply better ones. */
+			problem_add(&pl, IH_PROBLEM_METADATA, IH_NONREPAIRABLE,
+				    "metadata of image %u matches its SHA-1 but is invalid: %s",
+				    m->image, why);
+			m->ok = 0;
+		}
+		atomic_fetch_add(&j->blobs_done, 1);
+		if (ih_job_cancelled(j))
+			goto out;
+	}
+	if (!w->nonrepairable)
+		structural_damage(s, &referenced, &d);
+
+	if (a->opt.scan && !w->nonrepairable) {
+		int threads = a->opt.threads > 0 ? a->opt.threads : s->threads;
+		rc = scan_blobs(s, j, threads, s->index ? &referenced : NULL, &d, &pl, err);
+		if (rc || ih_job_cancelled(j))
+			goto out;
+		r->scanned = 1;
+	} else if (!a->opt.scan) {
+		recall_records(s, &d, r);
+	}
+
+	r->blobs_checked = atomic_load(&j->blobs_done) + (r->scanned ? nmetas : 0);
+	r->bytes_checked = r->scanned ? atomic_load(&j->bytes_done) : 0;
+	ih_job_set_phase(j, IH_PHASE_REPORT, 0, 0);
+	r->problems = calloc(w->problems.n + pl.n + 1, sizeof *r->problems);
+	if (!r->problems) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	r->state = IH_HEALTHY;
+	for (size_t i = 0; i < w->problems.n + pl.n; i++) {
+		const ih_problem *p = i < w->problems.n ? &w->problems.v[i] : &pl.v[i - w->problems.n];
+		r->problems[r->n_problems++] = *p;
+		if (p->severity > r->state)
+			r->state = p->severity;
+	}
+	if (d.n && r->state == IH_HEALTHY)
+		r->state = IH_REPAIRABLE;
+	rc = damage_to_report(&d, w, metas, nmetas, r);
+	if (rc) {
+		rc = ih_fail(err, rc, "out of memory");
+		goto out;
+	}
+	r->seconds = ih_now() - t0;
+	if (r->scanned && !a->opt.no_record)
+		record_scan(s, r);
+out:
+	for (size_t i = 0; i < nmetas && metas; i++)
+		image_meta_free(&metas[i]);
+	free(metas);
+	ih_blobindex_free(&referenced);
+	damage_set_free(&d);
+	free(pl.v);
+	ih_reader_free(&rd);
+	if (rc) {
+		ih_report_free(r);
+		return rc;
+	}
+	*out = r;
+	return IH_OK;
+}
+
+int ih_check_start(ih_session *s, const ih_check_options *opt, ih_job **out, ih_error *err)
+{
+	struct check_arg *a;
+	int rc;
+
+	if (!s)
+		return ih_fail(err, IH_ERR_INVALID_SESSION, "no session");
+	a = calloc(1, sizeof *a);
+	if (!a)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	if (opt)
+		a->opt = *opt;
+	a->s = s;
+	ih_session_ref(s);
+	ih_cancel_ref(a->opt.cancel);
+	rc = ih_job_start(run_check, a, free_check_arg, a->opt.cancel, out, err);
+	if (rc)
+		free_check_arg(a);
+	return rc;
+}
+
+int ih_check(ih_session *s, const ih_check_options *opt, ih_report **report, ih_error *err)
+{
+	ih_job *j;
+	int rc = ih_check_start(s, opt, &j, err);
+	if (rc)
+		return rc;
+	while (!ih_job_wait(j, -1)) {
+		ih_event evs[16];
+		ih_job_events(j, evs, 16);
+	}
+	rc = ih_job_result(j, report, err);
+	ih_job_free(j);
+	return rc;
+}

@@ -1,0 +1,186 @@
+/* damage.c - collecting damaged blobs and turning them into a report that
+ * is sorted and identical whatever the thread count. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "session.h"
+#include "util.h"
+
+int damage_set_init(struct damage_set *d)
+{
+	memset(d, 0, sizeof *d);
+	pthread_mutex_init(&d->mu, NULL);
+	return ih_blobindex_init(&d->idx, 64);
+}
+
+static void free_damage(ih_damage *dm)
+{
+	for (size_t k = 0; k < dm->n_refs; k++)
+		free(dm->refs[k].path);
+	free(dm->refs);
+	free(dm->images);
+}
+
+void damage_set_free(struct damage_set *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free_damage(&d->v[i]);
+	free(d->v);
+	ih_blobindex_free(&d->idx);
+	pthread_mutex_destroy(&d->mu);
+	memset(d, 0, sizeof *d);
+}
+
+ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t sha1[20],
+		      const struct wim_blob *b, ih_reason reason, const char *detail)
+{
+	ih_damage *dm = NULL;
+	int created = 0;
+	size_t *slot;
+
+	pthread_mutex_lock(&d->mu);
+	slot = ih_blobindex_put(&d->idx, sha1, d->n, &created);
+	if (!slot || !created)
+		goto out;
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		ih_damage *nv = realloc(d->v, ncap * sizeof *nv);
+		if (!nv)
+			goto out;
+		d->v = nv;
+		d->cap = ncap;
+	}
+	dm = &d->v[d->n++];
+	memset(dm, 0, sizeof *dm);
+	memcpy(dm->sha1, sha1, 20);
+	dm->reason = reason;
+	if (detail)
+		snprintf(dm->detail, sizeof dm->detail, "%s", detail);
+	if (b) {
+		dm->size = b->size;
+		dm->is_metadata = b->image != 0;
+		dm->part = b->part;
+		if (b->solid >= 0) {
+			const struct wim_solid *s = &w->solids[b->solid];
+			dm->solid = 1;
+			dm->offset = s->offset;
+			dm->stored_size = s->stored_size;
+		} else {
+			dm->offset = b->offset;
+			dm->stored_size = b->stored_size;
+		}
+		if (b->image) {
+			dm->images = malloc(sizeof *dm->images);
+			if (dm->images) {
+				dm->images[0] = b->image;
+				dm->n_images = 1;
+			}
+		}
+	}
+out:
+	pthread_mutex_unlock(&d->mu);
+	return dm;
+}
+
+static int cmp_damage(const void *a, const void *b)
+{
+	return memcmp(((const ih_damage *)a)->sha1, ((const ih_damage *)b)->sha1, 20);
+}
+
+static int cmp_ref(const void *a, const void *b)
+{
+	const ih_ref *x = a, *y = b;
+	if (x->image != y->image)
+		return x->image < y->image ? -1 : 1;
+	return strcmp(x->path, y->path);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct ref_ctx {
+	struct damage_set *d;
+	uint32_t image;
+	int oom;
+};
+
+static int collect_ref(void *ctx, const uint8_t sha1[20], const char *path, int named)
+{
+	struct ref_ctx *c = ctx;
+	size_t *v = ih_blobindex_get(&c->d->idx, sha1);
+	ih_damage *dm;
+	ih_ref *nr;
+	(void)named;
+	if (!v)
+		return 0;
+	dm = &c->d->v[*v];
+	nr = realloc(dm->refs, (dm->n_refs + 1) * sizeof *nr);
+	if (!nr) {
+		c->oom = 1;
+		return 1;
+	}
+	dm->refs = nr;
+	nr[dm->n_refs].image = c->image;
+	nr[dm->n_refs].path = ih_strdup(path);
+	if (!nr[dm->n_refs].path) {
+		c->oom = 1;
+		return 1;
+	}
+	dm->n_refs++;
+	return 0;
+}
+
+int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
+		     size_t nmetas, ih_report *r)
+{
+	(void)w;
+	for (size_t i = 0; i < nmetas; i++) {
+		struct ref_ctx c = {.d = d, .image = metas[i].image};
+		char why[128];
+		if (!metas[i].ok || d->n == 0)
+			continue;
+		ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why);
+		if (c.oom)
+			return IH_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < d->n; i++) {
+		ih_damage *dm = &d->v[i];
+		qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
+		/* images: from the refs, plus the metadata's own image */
+		size_t cap = dm->n_images + dm->n_refs;
+		if (cap) {
+			uint32_t *im = realloc(dm->images, cap * sizeof *im);
+			if (!im)
+				return IH_ERR_NOMEM;
+			dm->images = im;
+			for (size_t k = 0; k < dm->n_refs; k++)
+				im[dm->n_images++] = dm->refs[k].image;
+			qsort(im, dm->n_images, sizeof *im, cmp_u32);
+			size_t u = 0;
+			for (size_t k = 0; k < dm->n_images; k++)
+				if (u == 0 || im[u - 1] != im[k])
+					im[u++] = im[k];
+			dm->n_images = u;
+		}
+	}
+	qsort(d->v, d->n, sizeof *d->v, cmp_damage);
+	r->damage = d->v;
+	r->n_damage = d->n;
+	d->v = NULL;
+	d->n = d->cap = 0;
+	return IH_OK;
+}
+
+void ih_report_free(ih_report *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_damage; i++)
+		free_damage(&r->damage[i]);
+	free(r->damage);
+	free(r->problems);
+	free(r->image_path);
+	free(r);
+}

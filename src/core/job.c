@@ -1,0 +1,296 @@
+/* job.c - jobs: one runner thread per operation; the caller polls an
+ * eventfd, drains events and reads progress.  Nothing here calls back into
+ * the caller. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#include "job.h"
+#include "util.h"
+
+#define QUEUE_MAX 1024
+#define PROGRESS_INTERVAL 0.1
+
+struct ih_cancel {
+	atomic_int set;
+	atomic_int refs;
+};
+
+ih_cancel *ih_cancel_new(void)
+{
+	ih_cancel *c = calloc(1, sizeof *c);
+	if (c)
+		atomic_store(&c->refs, 1);
+	return c;
+}
+
+ih_cancel *ih_cancel_ref(ih_cancel *c)
+{
+	if (c)
+		atomic_fetch_add(&c->refs, 1);
+	return c;
+}
+
+void ih_cancel_unref(ih_cancel *c)
+{
+	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+		free(c);
+}
+
+void ih_cancel_trigger(ih_cancel *c)
+{
+	if (c)
+		atomic_store(&c->set, 1);
+}
+
+int ih_cancel_is_set(const ih_cancel *c)
+{
+	return c && atomic_load(&c->set);
+}
+
+int ih_job_cancelled(const ih_job *j)
+{
+	return atomic_load_explicit(&j->cancel, memory_order_relaxed) || ih_cancel_is_set(j->token);
+}
+
+static void fill_progress(ih_job *j, ih_progress *p)
+{
+	p->phase = (ih_phase)atomic_load(&j->phase);
+	p->bytes_done = atomic_load(&j->bytes_done);
+	p->bytes_total = atomic_load(&j->bytes_total);
+	p->blobs_done = atomic_load(&j->blobs_done);
+	p->blobs_total = atomic_load(&j->blobs_total);
+	p->elapsed = ih_now() - j->t0;
+}
+
+static void signal_fd(ih_job *j)
+{
+	uint64_t one = 1;
+	ssize_t n = write(j->efd, &one, sizeof one);
+	(void)n; /* EAGAIN only if the counter is saturated: still readable */
+}
+
+/* Caller holds mu. */
+static void push_locked(ih_job *j, const ih_event *ev)
+{
+	if (ev->type == IH_EVENT_PROGRESS && j->qlen &&
+	    j->queue[j->qlen - 1].type == IH_EVENT_PROGRESS) {
+		j->queue[j->qlen - 1] = *ev; /* coalesce: only the newest matters */
+	} else if (j->qlen < QUEUE_MAX || ev->type == IH_EVENT_DONE) {
+		if (j->qlen == QUEUE_MAX) /* make room for DONE */
+			j->qlen--;
+		j->queue[j->qlen++] = *ev;
+	} else {
+		j->dropped++;
+		return;
+	}
+	signal_fd(j);
+	pthread_cond_broadcast(&j->cv);
+}
+
+void ih_job_post(ih_job *j, ih_event_type type, const char *fmt, ...)
+{
+	ih_event ev = {.type = type};
+	va_list ap;
+	fill_progress(j, &ev.progress);
+	va_start(ap, fmt);
+	vsnprintf(ev.text, sizeof ev.text, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&j->mu);
+	push_locked(j, &ev);
+	pthread_mutex_unlock(&j->mu);
+}
+
+void ih_job_set_phase(ih_job *j, ih_phase p, uint64_t bytes_total, uint64_t blobs_total)
+{
+	atomic_store(&j->phase, (int)p);
+	atomic_store(&j->bytes_total, bytes_total);
+	atomic_store(&j->blobs_total, blobs_total);
+	atomic_store(&j->bytes_done, 0);
+	atomic_store(&j->blobs_done, 0);
+	j->last_post = ih_now();
+	ih_job_post(j, IH_EVENT_PROGRESS, "%s", ih_phase_name(p));
+}
+
+void ih_job_tick(ih_job *j)
+{
+	double now = ih_now();
+	if (now - j->last_post < PROGRESS_INTERVAL)
+		return;
+	j->last_post = now;
+	ih_job_post(j, IH_EVENT_PROGRESS, "%s", ih_phase_name((ih_phase)atomic_load(&j->phase)));
+}
+
+static void *runner(void *arg)
+{
+	ih_job *j = arg;
+	ih_report *report = NULL;
+	ih_error err = {0};
+	int rc = j->fn(j, j->arg, &report, &err);
+
+	if (rc == IH_OK && ih_job_cancelled(j)) {
+		ih_report_free(report);
+		report = NULL;
+		rc = ih_fail(&err, IH_ERR_CANCELLED, "operation cancelled; nothing was changed");
+	}
+	atomic_store(&j->phase, IH_PHASE_DONE);
+	pthread_mutex_lock(&j->mu);
+	j->rc = rc;
+	j->err = err;
+	j->report = report;
+	j->done = 1;
+	{
+		ih_event ev = {.type = IH_EVENT_DONE};
+		fill_progress(j, &ev.progress);
+		snprintf(ev.text, sizeof ev.text, "%.255s", rc ? err.message : "done");
+		push_locked(j, &ev);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return NULL;
+}
+
+int ih_job_start(ih_job_fn fn, void *arg, void (*free_arg)(void *), ih_cancel *token,
+		 ih_job **out, ih_error *err)
+{
+	ih_job *j = calloc(1, sizeof *j);
+	if (!j)
+		goto nomem;
+	j->queue = malloc(QUEUE_MAX * sizeof *j->queue);
+	j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!j->queue || j->efd < 0) {
+		if (j->efd >= 0)
+			close(j->efd);
+		free(j->queue);
+		free(j);
+		goto nomem;
+	}
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv, NULL);
+	j->fn = fn;
+	j->arg = arg;
+	j->free_arg = free_arg;
+	j->token = ih_cancel_ref(token);
+	j->t0 = j->last_post = ih_now();
+	if (pthread_create(&j->thread, NULL, runner, j) == 0) {
+		j->started = 1;
+	} else {
+		j->free_arg = NULL; /* the caller keeps arg on failure */
+		ih_job_free(j);
+		return ih_fail(err, IH_ERR_NOMEM, "cannot start a thread");
+	}
+	*out = j;
+	return IH_OK;
+nomem:
+	return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+}
+
+int ih_job_fd(const ih_job *j)
+{
+	return j->efd;
+}
+
+size_t ih_job_events(ih_job *j, ih_event *out, size_t max)
+{
+	size_t n;
+	pthread_mutex_lock(&j->mu);
+	n = j->qlen < max ? j->qlen : max;
+	memcpy(out, j->queue, n * sizeof *out);
+	memmove(j->queue, j->queue + n, (j->qlen - n) * sizeof *out);
+	j->qlen -= n;
+	if (j->qlen == 0 && !j->done) {
+		uint64_t v;
+		ssize_t r = read(j->efd, &v, sizeof v); /* drained: not readable */
+		(void)r;
+	}
+	pthread_mutex_unlock(&j->mu);
+	return n;
+}
+
+void ih_job_progress(ih_job *j, ih_progress *out)
+{
+	fill_progress(j, out);
+}
+
+void ih_job_cancel(ih_job *j)
+{
+	atomic_store(&j->cancel, 1);
+}
+
+int ih_job_done(ih_job *j)
+{
+	int d;
+	pthread_mutex_lock(&j->mu);
+	d = j->done;
+	pthread_mutex_unlock(&j->mu);
+	return d;
+}
+
+int ih_job_wait(ih_job *j, int timeout_ms)
+{
+	int d;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (timeout_ms >= 0) {
+		ts.tv_sec += timeout_ms / 1000;
+		ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&j->mu);
+	while (!j->done && j->qlen == 0) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&j->cv, &j->mu);
+		else if (pthread_cond_timedwait(&j->cv, &j->mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	d = j->done;
+	pthread_mutex_unlock(&j->mu);
+	return d;
+}
+
+int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
+{
+	int rc;
+	pthread_mutex_lock(&j->mu);
+	if (!j->done) {
+		pthread_mutex_unlock(&j->mu);
+		return ih_fail(err, IH_ERR_BUSY, "the job is still running");
+	}
+	rc = j->rc;
+	if (rc == IH_OK) {
+		if (!j->report) {
+			pthread_mutex_unlock(&j->mu);
+			return ih_fail(err, IH_ERR_INVALID_ARG, "the job's report was already taken");
+		}
+		*report = j->report;
+		j->report = NULL;
+	} else if (err) {
+		*err = j->err;
+	}
+	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
+void ih_job_free(ih_job *j)
+{
+	if (!j)
+		return;
+	if (j->started) {
+		atomic_store(&j->cancel, 1);
+		pthread_join(j->thread, NULL);
+	}
+	if (j->free_arg)
+		j->free_arg(j->arg);
+	ih_report_free(j->report);
+	ih_cancel_unref(j->token);
+	pthread_mutex_destroy(&j->mu);
+	pthread_cond_destroy(&j->cv);
+	close(j->efd);
+	free(j->queue);
+	free(j);
+}

@@ -1,0 +1,64 @@
+/* misc.c - time, hex and string helpers. */
+#include <stdlib.h>
+#include <time.h>
+#include "util.h"
+
+double ih_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+double ih_wallclock(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void ih_sha1_hex(const uint8_t sha1[20], char out[41])
+{
+	static const char digits[] = "0123456789abcdef";
+	for (int i = 0; i < 20; i++) {
+		out[2 * i] = digits[sha1[i] >> 4];
+		out[2 * i + 1] = digits[sha1[i] & 15];
+	}
+	out[40] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+int ih_sha1_from_hex(const char *hex, uint8_t sha1[20])
+{
+	for (int i = 0; i < 20; i++) {
+		int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		sha1[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
+int ih_is_zero_hash(const uint8_t sha1[20])
+{
+	for (int i = 0; i < 20; i++)
+		if (sha1[i])
+			return 0;
+	return 1;
+}
+
+char *ih_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *d = malloc(n);
+	if (d)
+		memcpy(d, s, n);
+	return d;
+}

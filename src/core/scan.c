@@ -1,0 +1,504 @@
+/* scan.c - the full scan: every blob read, decompressed and SHA-1 checked,
+ * and the integrity table verified, on worker threads.
+ *
+ * Work is a flat list of tasks taken in order from an atomic counter: whole
+ * non-solid blobs (streamed chunk by chunk), single chunks of solid
+ * resources (decompressed in parallel, hashed in order under the resource's
+ * lock), and integrity-table chunks.  Big blobs go first so no thread is
+ * left alone with one at the end; the rest follow in file order. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "job.h"
+#include "session.h"
+#include "sha1.h"
+#include "util.h"
+
+#define BIG_BLOB (32u << 20)
+#define INTEGRITY_WINDOW (1u << 20)
+
+enum task_kind { T_BLOB, T_SOLID_CHUNK, T_INTEGRITY };
+
+struct task {
+	uint8_t kind;
+	uint32_t idx;      /* blob, solid resource or part index */
+	uint64_t n;        /* chunk number */
+	uint64_t order;    /* sort key */
+};
+
+struct solid_state {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t next_chunk;   /* next chunk to hash */
+	size_t cur;            /* index into the resource's blob list */
+	int started;           /* the current blob's digest has begun */
+	ih_reason failed;      /* the current blob lost data */
+	char detail[160];
+	ih_sha1_ctx *md;
+};
+
+struct bad_integrity {
+	uint16_t part;
+	uint32_t entry;
+};
+
+struct scan {
+	ih_session *s;
+	const struct wim *w;
+	ih_job *j;
+	struct damage_set *d;
+	struct task *tasks;
+	size_t ntasks;
+	atomic_size_t next;
+	atomic_int stop;
+	struct solid_state *ss;
+	pthread_mutex_t mu;    /* guards the fields below */
+	pthread_cond_t cv;
+	int running;
+	int rc;
+	ih_error err;
+	struct bad_integrity *bad_int;
+	size_t nbad_int;
+};
+
+struct worker {
+	struct scan *sc;
+	struct ih_reader r;
+	ih_sha1_ctx *md;
+};
+
+__attribute__((format(printf, 3, 0)))
+static void scan_error(struct scan *sc, int code, const char *fmt, const char *a, int e)
+{
+	pthread_mutex_lock(&sc->mu);
+	if (!sc->rc)
+		sc->rc = ih_fail(&sc->err, (ih_errcode)code, fmt, a, strerror(e));
+	pthread_mutex_unlock(&sc->mu);
+	atomic_store(&sc->stop, 1);
+}
+
+static void report_damage(struct scan *sc, const struct wim_blob *b, ih_reason reason,
+			  const char *detail)
+{
+	char hex[41];
+	if (damage_add(sc->d, sc->w, b->sha1, b, reason, detail)) {
+		ih_sha1_hex(b->sha1, hex);
+		ih_job_post(sc->j, IH_EVENT_DAMAGE, "%s %s %s", hex, ih_reason_name(reason),
+			    detail);
+	}
+}
+
+static int hash_chunk(void *ctx, const uint8_t *data, size_t len)
+{
+	struct worker *wk = ctx;
+	ih_sha1_update(wk->md, data, len);
+	atomic_fetch_add_explicit(&wk->sc->j->bytes_done, len, memory_order_relaxed);
+	return 0;
+}
+
+static void do_blob(struct worker *wk, const struct wim_blob *b)
+{
+	struct scan *sc = wk->sc;
+	ih_reason reason = 0;
+	char detail[160] = "";
+	uint8_t hash[20];
+	int rc;
+
+	ih_sha1_init(wk->md);
+	rc = ih_read_blob(&wk->r, b, hash_chunk, wk, &sc->stop, &reason, detail, sizeof detail);
+	if (rc == IH_READ_ERROR) {
+		scan_error(sc, errno == ENOMEM ? IH_ERR_NOMEM : IH_ERR_IO, "%s: read error: %s",
+			   sc->w->parts[b->part - 1].path, errno ? errno : EIO);
+		return;
+	}
+	if (rc == IH_READ_STOPPED)
+		return;
+	if (rc == IH_READ_DAMAGED) {
+		report_damage(sc, b, reason, detail);
+	} else {
+		ih_sha1_final(wk->md, hash);
+		if (memcmp(hash, b->sha1, 20))
+			report_damage(sc, b, IH_REASON_HASH_MISMATCH,
+				      "data does not match its SHA-1");
+	}
+	atomic_fetch_add_explicit(&sc->j->blobs_done, 1, memory_order_relaxed);
+}
+
+/* Feeds chunk [cstart, cend) of a solid resource (data NULL: lost) into its
+ * blobs in offset order.  Caller holds ss->mu and it is this chunk's turn. */
+static void solid_feed(struct scan *sc, const struct wim_solid *s, struct solid_state *ss,
+		       uint64_t cstart, uint64_t cend, const uint8_t *data, ih_reason why,
+		       const char *detail)
+{
+	while (ss->cur < s->nblobs) {
+		const struct wim_blob *b = &sc->w->blobs[s->blobs[ss->cur]];
+		uint64_t bend = b->offset + b->size;
+		if (b->offset >= cend)
+			break;
+		if (!ss->started) {
+			ih_sha1_init(ss->md);
+			ss->started = 1;
+			ss->failed = 0;
+			if (b->offset < cstart) { /* overlaps a blob already passed */
+				ss->failed = IH_REASON_BAD_ENTRY;
+				snprintf(ss->detail, sizeof ss->detail,
+					 "blob overlaps another in its solid resource");
+			}
+		}
+		if (!data && !ss->failed) {
+			ss->failed = why;
+			snprintf(ss->detail, sizeof ss->detail, "%s", detail);
+		}
+		if (data && !ss->failed) {
+			uint64_t ps = b->offset > cstart ? b->offset : cstart;
+			uint64_t pe = bend < cend ? bend : cend;
+			ih_sha1_update(ss->md, data + (ps - cstart), (size_t)(pe - ps));
+		}
+		if (bend > cend)
+			break; /* continues in the next chunk */
+		if (ss->failed) {
+			report_damage(sc, b, ss->failed, ss->detail);
+		} else {
+			uint8_t hash[20];
+			ih_sha1_final(ss->md, hash);
+			if (memcmp(hash, b->sha1, 20))
+				report_damage(sc, b, IH_REASON_HASH_MISMATCH,
+					      "data does not match its SHA-1");
+		}
+		atomic_fetch_add_explicit(&sc->j->blobs_done, 1, memory_order_relaxed);
+		ss->started = 0;
+		ss->cur++;
+	}
+}
+
+static void do_solid_chunk(struct worker *wk, uint32_t k, uint64_t c)
+{
+	struct scan *sc = wk->sc;
+	const struct wim_solid *s = &sc->w->solids[k];
+	struct solid_state *ss = &sc->ss[k];
+	const uint8_t *data = NULL;
+	size_t len = 0;
+	ih_reason reason = 0;
+	char detail[160] = "";
+	uint64_t cs = s->sh.chunk_size;
+	int rc = ih_read_solid_chunk(&wk->r, s, c, &data, &len, &reason, detail, sizeof detail);
+
+	if (rc == IH_READ_ERROR) {
+		scan_error(sc, errno == ENOMEM ? IH_ERR_NOMEM : IH_ERR_IO, "%s: read error: %s",
+			   sc->w->parts[s->part - 1].path, errno ? errno : EIO);
+		data = NULL;
+	}
+	pthread_mutex_lock(&ss->mu);
+	while (ss->next_chunk != c && !atomic_load(&sc->stop))
+		pthread_cond_wait(&ss->cv, &ss->mu);
+	if (ss->next_chunk == c) {
+		uint64_t cend = c + 1 == s->nchunks ? s->sh.usize : (c + 1) * cs;
+		solid_feed(sc, s, ss, c * cs, cend, rc == IH_READ_OK ? data : NULL, reason, detail);
+		ss->next_chunk++;
+		if (c + 1 == s->nchunks) /* blobs past the end lost their tail */
+			solid_feed(sc, s, ss, cend, UINT64_MAX, NULL, IH_REASON_BAD_ENTRY,
+				   "blob extends past the end of its solid resource");
+		atomic_fetch_add_explicit(&sc->j->bytes_done, cend - c * cs, memory_order_relaxed);
+	}
+	pthread_cond_broadcast(&ss->cv);
+	pthread_mutex_unlock(&ss->mu);
+}
+
+static void do_integrity(struct worker *wk, uint16_t part, uint32_t entry)
+{
+	struct scan *sc = wk->sc;
+	const struct wim_part *p = &sc->w->parts[part - 1];
+	uint32_t cs = get_le32(p->integrity + 8);
+	uint64_t start = WIM_HEADER_SIZE + (uint64_t)entry * cs;
+	uint64_t end = p->hdr.blob_table.offset + p->hdr.blob_table.stored_size;
+	uint8_t hash[20];
+	int bad = 0;
+
+	if (start + cs < end)
+		end = start + cs;
+	if (ih_reader_reserve_in(&wk->r, INTEGRITY_WINDOW))
+	{
+		scan_error(sc, IH_ERR_NOMEM, "%s: %s", "integrity", ENOMEM);
+		return;
+	}
+	ih_sha1_init(wk->md);
+	for (uint64_t off = start; off < end && !bad;) {
+		size_t n = end - off < INTEGRITY_WINDOW ? (size_t)(end - off) : INTEGRITY_WINDOW;
+		if (atomic_load_explicit(&sc->stop, memory_order_relaxed))
+			return;
+		if (wim_pread(sc->w, part, wk->r.in, n, off)) {
+			if (errno) {
+				scan_error(sc, IH_ERR_IO, "%s: read error: %s", p->path, errno);
+				return;
+			}
+			bad = 1;
+			break;
+		}
+		ih_sha1_update(wk->md, wk->r.in, n);
+		atomic_fetch_add_explicit(&sc->j->bytes_done, n, memory_order_relaxed);
+		off += n;
+	}
+	if (!bad) {
+		ih_sha1_final(wk->md, hash);
+		bad = memcmp(hash, p->integrity + INTEGRITY_HEADER_SIZE + 20 * (size_t)entry, 20) != 0;
+	}
+	if (bad) {
+		pthread_mutex_lock(&sc->mu);
+		struct bad_integrity *nb = realloc(sc->bad_int, (sc->nbad_int + 1) * sizeof *nb);
+		if (nb) {
+			sc->bad_int = nb;
+			nb[sc->nbad_int].part = part;
+			nb[sc->nbad_int].entry = entry;
+			sc->nbad_int++;
+		}
+		pthread_mutex_unlock(&sc->mu);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *wk = arg;
+	struct scan *sc = wk->sc;
+
+	for (;;) {
+		size_t i = atomic_fetch_add(&sc->next, 1);
+		if (i >= sc->ntasks || atomic_load_explicit(&sc->stop, memory_order_relaxed))
+			break;
+		const struct task *t = &sc->tasks[i];
+		switch (t->kind) {
+		case T_BLOB: do_blob(wk, &sc->w->blobs[t->idx]); break;
+		case T_SOLID_CHUNK: do_solid_chunk(wk, t->idx, t->n); break;
+		case T_INTEGRITY: do_integrity(wk, (uint16_t)t->idx, (uint32_t)t->n); break;
+		}
+	}
+	pthread_mutex_lock(&sc->mu);
+	sc->running--;
+	pthread_cond_broadcast(&sc->cv);
+	pthread_mutex_unlock(&sc->mu);
+	return NULL;
+}
+
+static int cmp_task(const void *a, const void *b)
+{
+	const struct task *x = a, *y = b;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Should blob i be scanned?  Skips metadata (the quick phase read it),
+ * duplicates, entries already known bad, and blobs outside `want`. */
+static int wanted(const struct wim *w, size_t i, const struct ih_blobindex *want)
+{
+	const struct wim_blob *b = &w->blobs[i];
+	size_t *v = ih_blobindex_get(&w->index, b->sha1);
+	if (b->image || !v || *v != i || b->bad || b->size == 0)
+		return 0;
+	if (b->solid >= 0 && w->solids[b->solid].bad)
+		return 0;
+	return !want || ih_blobindex_get(want, b->sha1);
+}
+
+static int build_tasks(struct scan *sc, const struct ih_blobindex *want, uint64_t *bytes,
+		       uint64_t *blobs)
+{
+	const struct wim *w = sc->w;
+	size_t cap = w->nblobs + 16;
+	uint64_t pos_base = 1ULL << 62;
+
+	for (size_t k = 0; k < w->nsolids; k++)
+		cap += w->solids[k].bad ? 0 : w->solids[k].nchunks;
+	for (unsigned p = 0; p < w->nparts; p++)
+		if (w->parts[p].integrity_ok)
+			cap += get_le32(w->parts[p].integrity + 4);
+	sc->tasks = malloc(cap * sizeof *sc->tasks);
+	if (!sc->tasks)
+		return -1;
+	*bytes = *blobs = 0;
+	for (size_t i = 0; i < w->nblobs; i++) {
+		const struct wim_blob *b = &w->blobs[i];
+		if (!wanted(w, i, want) || b->solid >= 0)
+			continue;
+		struct task *t = &sc->tasks[sc->ntasks++];
+		t->kind = T_BLOB;
+		t->idx = (uint32_t)i;
+		/* big blobs first, largest first; then file order */
+		t->order = b->size >= BIG_BLOB ? (UINT64_C(1) << 61) - b->size / 4096
+					       : pos_base + ((uint64_t)b->part << 48) + b->offset;
+		*bytes += b->size;
+		(*blobs)++;
+	}
+	for (size_t k = 0; k < w->nsolids; k++) {
+		const struct wim_solid *s = &w->solids[k];
+		size_t n = 0;
+		if (s->bad)
+			continue;
+		for (size_t i = 0; i < s->nblobs; i++)
+			n += wanted(w, s->blobs[i], want);
+		if (n == 0)
+			continue;
+		*blobs += s->nblobs;
+		for (uint64_t c = 0; c < s->nchunks; c++) {
+			struct task *t = &sc->tasks[sc->ntasks++];
+			t->kind = T_SOLID_CHUNK;
+			t->idx = (uint32_t)k;
+			t->n = c;
+			t->order = pos_base + ((uint64_t)s->part << 48) + s->offset + c;
+		}
+		*bytes += s->sh.usize;
+	}
+	for (unsigned p = 0; p < w->nparts; p++) {
+		const struct wim_part *pt = &w->parts[p];
+		if (!pt->integrity_ok)
+			continue;
+		uint32_t n = get_le32(pt->integrity + 4);
+		for (uint32_t e = 0; e < n; e++) {
+			struct task *t = &sc->tasks[sc->ntasks++];
+			t->kind = T_INTEGRITY;
+			t->idx = p + 1;
+			t->n = e;
+			t->order = UINT64_MAX - 1 - ((uint64_t)(w->nparts - p) << 32) + e;
+		}
+		*bytes += pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size - WIM_HEADER_SIZE;
+	}
+	qsort(sc->tasks, sc->ntasks, sizeof *sc->tasks, cmp_task);
+	return 0;
+}
+
+/* An integrity chunk that fails is explained by a damaged blob inside it;
+ * otherwise the damage is in the blob table (nothing can say what is
+ * right) or in bytes no blob uses (the table just needs rewriting). */
+static void judge_integrity(struct scan *sc, const struct wim *w, struct problem_list *pl)
+{
+	for (size_t i = 0; i < sc->nbad_int; i++) {
+		const struct bad_integrity *bi = &sc->bad_int[i];
+		const struct wim_part *p = &w->parts[bi->part - 1];
+		uint32_t cs = get_le32(p->integrity + 8);
+		uint64_t start = WIM_HEADER_SIZE + (uint64_t)bi->entry * cs, end = start + cs;
+		int explained = 0;
+		for (size_t k = 0; k < sc->d->n && !explained; k++) {
+			const ih_damage *dm = &sc->d->v[k];
+			explained = dm->part == bi->part && dm->offset < end &&
+				    dm->offset + dm->stored_size > start;
+		}
+		if (explained)
+			continue;
+		if (p->hdr.blob_table.offset < end &&
+		    p->hdr.blob_table.offset + p->hdr.blob_table.stored_size > start)
+			problem_add(pl, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
+				    "%s: the blob table is damaged (integrity chunk %u, bytes %llu-%llu, does not match)",
+				    p->path, bi->entry, (unsigned long long)start,
+				    (unsigned long long)end - 1);
+		else
+			problem_add(pl, IH_PROBLEM_INTEGRITY, IH_REPAIRABLE,
+				    "%s: integrity chunk %u (bytes %llu-%llu) does not match, but every blob in it verifies",
+				    p->path, bi->entry, (unsigned long long)start,
+				    (unsigned long long)end - 1);
+	}
+}
+
+int scan_blobs(ih_session *s, ih_job *j, int threads, const struct ih_blobindex *want,
+	       struct damage_set *d, struct problem_list *pl, ih_error *err)
+{
+	struct scan sc = {.s = s, .w = s->w, .j = j, .d = d};
+	struct worker *wks = NULL;
+	pthread_t *tids = NULL;
+	uint64_t bytes, blobs;
+	int started = 0, rc = IH_OK;
+
+	pthread_mutex_init(&sc.mu, NULL);
+	pthread_cond_init(&sc.cv, NULL);
+	if (build_tasks(&sc, want, &bytes, &blobs)) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	sc.ss = calloc(s->w->nsolids + 1, sizeof *sc.ss);
+	if (!sc.ss) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t k = 0; k < s->w->nsolids; k++) {
+		pthread_mutex_init(&sc.ss[k].mu, NULL);
+		pthread_cond_init(&sc.ss[k].cv, NULL);
+		sc.ss[k].md = ih_sha1_new();
+	}
+	ih_job_set_phase(j, IH_PHASE_SCAN, bytes, blobs);
+	if (threads > (int)sc.ntasks)
+		threads = sc.ntasks ? (int)sc.ntasks : 1;
+	wks = calloc((size_t)threads, sizeof *wks);
+	tids = calloc((size_t)threads, sizeof *tids);
+	if (!wks || !tids) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	for (int t = 0; t < threads; t++) {
+		wks[t].sc = &sc;
+		ih_reader_init(&wks[t].r, s->w);
+		wks[t].md = ih_sha1_new();
+		pthread_mutex_lock(&sc.mu);
+		sc.running++;
+		pthread_mutex_unlock(&sc.mu);
+		if (pthread_create(&tids[t], NULL, worker_main, &wks[t])) {
+			pthread_mutex_lock(&sc.mu);
+			sc.running--;
+			pthread_mutex_unlock(&sc.mu);
+			break;
+		}
+		started++;
+	}
+	if (!started) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "cannot start scanner threads");
+		goto out;
+	}
+	/* This thread watches: progress every 100 ms, cancellation within 50. */
+	pthread_mutex_lock(&sc.mu);
+	while (sc.running > 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&sc.cv, &sc.mu, &ts);
+		pthread_mutex_unlock(&sc.mu);
+		if (ih_job_cancelled(j)) {
+			atomic_store(&sc.stop, 1);
+			for (size_t k = 0; k < s->w->nsolids; k++) {
+				pthread_mutex_lock(&sc.ss[k].mu);
+				pthread_cond_broadcast(&sc.ss[k].cv);
+				pthread_mutex_unlock(&sc.ss[k].mu);
+			}
+		}
+		ih_job_tick(j);
+		pthread_mutex_lock(&sc.mu);
+	}
+	pthread_mutex_unlock(&sc.mu);
+	for (int t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	if (sc.rc) {
+		rc = sc.rc;
+		if (err)
+			*err = sc.err;
+	} else if (!ih_job_cancelled(j)) {
+		judge_integrity(&sc, s->w, pl);
+	}
+out:
+	if (wks)
+		for (int t = 0; t < threads; t++) {
+			ih_reader_free(&wks[t].r);
+			ih_sha1_free(wks[t].md);
+		}
+	if (sc.ss)
+		for (size_t k = 0; k < s->w->nsolids; k++) {
+			pthread_mutex_destroy(&sc.ss[k].mu);
+			pthread_cond_destroy(&sc.ss[k].cv);
+			ih_sha1_free(sc.ss[k].md);
+		}
+	free(sc.ss);
+	free(wks);
+	free(tids);
+	free(sc.tasks);
+	free(sc.bad_int);
+	pthread_mutex_destroy(&sc.mu);
+	pthread_cond_destroy(&sc.cv);
+	return rc;
+}

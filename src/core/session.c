@@ -1,0 +1,258 @@
+/* session.c - opening a session on an image file, its info, closing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include "session.h"
+#include "sha1.h"
+#include "util.h"
+
+static int online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+int ih_session_open(const char *path, const ih_open_options *opt, ih_session **out,
+		    ih_error *err)
+{
+	ih_session *s;
+	int rc;
+
+	*out = NULL;
+	if (!path || !*path)
+		return ih_fail(err, IH_ERR_INVALID_ARG, "no image path given");
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	s->lock_fd = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	atomic_store(&s->refs, 1);
+	rc = wim_open(path, &s->w, err);
+	if (rc) {
+		ih_session_unref(s);
+		return rc;
+	}
+	/* A restore holds an exclusive lock while it writes; readers share. */
+	s->lock_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_SH | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK
+			     ? ih_fail(err, IH_ERR_BUSY,
+				       "%s is locked: a restore is writing to it; try again when it ends",
+				       path)
+			     : ih_fail(err, ih_errno_code(errno), "%s: %s", path, strerror(errno));
+		ih_session_unref(s);
+		return rc;
+	}
+	if (opt && opt->index) {
+		if (s->w->nonrepairable && s->w->image_count == 0) {
+			/* The header is unreadable: the index cannot be checked. */
+		} else if (opt->index > s->w->image_count) {
+			rc = ih_fail(err, IH_ERR_BAD_INDEX,
+				     "%s has %u image%s; there is no image %u", path,
+				     s->w->image_count, s->w->image_count == 1 ? "" : "s", opt->index);
+			ih_session_unref(s);
+			return rc;
+		}
+		s->index = opt->index;
+	}
+	s->threads = opt && opt->threads > 0 ? opt->threads : online_cpus();
+	if (opt && opt->state_dir) {
+		s->state_dir = ih_strdup(opt->state_dir);
+	} else {
+		const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+		char buf[4096];
+		if (xdg && *xdg)
+			snprintf(buf, sizeof buf, "%s/imagehealth", xdg);
+		else
+			snprintf(buf, sizeof buf, "%s/.local/state/imagehealth", home ? home : "/tmp");
+		s->state_dir = ih_strdup(buf);
+	}
+	if (!s->state_dir) {
+		ih_session_unref(s);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	*out = s;
+	return IH_OK;
+}
+
+uint32_t ih_session_first(const ih_session *s)
+{
+	return s->index ? s->index : 1;
+}
+
+uint32_t ih_session_last(const ih_session *s)
+{
+	return s->index ? s->index : s->w->image_count;
+}
+
+void ih_session_ref(ih_session *s)
+{
+	atomic_fetch_add(&s->refs, 1);
+}
+
+static void free_info(ih_wim_info *info)
+{
+	for (size_t i = 0; i < info->n_images; i++) {
+		free(info->images[i].name);
+		free(info->images[i].description);
+	}
+	free(info->images);
+	free(info->path);
+}
+
+void ih_session_unref(ih_session *s)
+{
+	if (!s || atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	if (s->lock_fd >= 0)
+		close(s->lock_fd); /* releases the lock */
+	free_info(&s->info);
+	wim_free(s->w);
+	free(s->state_dir);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+void ih_session_close(ih_session *s)
+{
+	ih_session_unref(s);
+}
+
+int image_meta_read(const struct wim *w, struct ih_reader *r, uint32_t image,
+		    struct image_meta *m, ih_error *err)
+{
+	const struct wim_blob *b;
+	uint64_t max;
+	uint8_t hash[20];
+	int rc;
+
+	memset(m, 0, sizeof *m);
+	m->image = image;
+	if (image == 0 || image > w->image_count || w->metadata[image - 1] == SIZE_MAX) {
+		m->reason = IH_REASON_MISSING;
+		snprintf(m->detail, sizeof m->detail, "metadata resource of image %u is missing",
+			 image);
+		return IH_OK;
+	}
+	b = &w->blobs[w->metadata[image - 1]];
+	/* Metadata legitimately decompresses to many times its stored size;
+	 * 512x the file bounds what hostile input can make us allocate. */
+	max = w->parts[0].size * 512;
+	rc = ih_read_blob_alloc(r, b, max, &m->buf, &m->reason, m->detail, sizeof m->detail);
+	if (rc == IH_READ_ERROR)
+		return ih_fail(err, errno == ENOMEM ? IH_ERR_NOMEM : IH_ERR_IO,
+			       "%s: reading the metadata of image %u: %s", w->path, image,
+			       strerror(errno ? errno : EIO));
+	if (rc != IH_READ_OK)
+		return IH_OK;
+	m->len = (size_t)b->size;
+	ih_sha1(m->buf, m->len, hash);
+	if (memcmp(hash, b->sha1, 20)) {
+		m->reason = IH_REASON_HASH_MISMATCH;
+		snprintf(m->detail, sizeof m->detail,
+			 "metadata resource of image %u does not match its SHA-1", image);
+		free(m->buf);
+		m->buf = NULL;
+		return IH_OK;
+	}
+	m->ok = 1;
+	return IH_OK;
+}
+
+void image_meta_free(struct image_meta *m)
+{
+	free(m->buf);
+	m->buf = NULL;
+}
+
+/* Per-image figures for info(): distinct streams and their total size. */
+struct count_ctx {
+	const struct wim *w;
+	struct ih_blobindex seen;
+	uint64_t total_bytes;
+};
+
+static int count_stream(void *ctx, const uint8_t sha1[20], const char *path, int named)
+{
+	struct count_ctx *c = ctx;
+	size_t *v = ih_blobindex_get(&c->w->index, sha1);
+	(void)path;
+	(void)named;
+	if (v)
+		c->total_bytes += c->w->blobs[*v].size;
+	return ih_blobindex_put(&c->seen, sha1, 0, NULL) ? 0 : -1;
+}
+
+int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
+{
+	struct wim *w = s->w;
+	ih_wim_info *info = &s->info;
+	int rc = IH_OK;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->info_ready)
+		goto done;
+	free_info(info);
+	memset(info, 0, sizeof *info);
+	info->path = ih_strdup(w->path);
+	memcpy(info->guid, w->hdr.guid, 16);
+	info->version = w->hdr.version;
+	info->flags = w->hdr.flags;
+	info->chunk_size = w->chunk_size;
+	info->compression = w->ctype;
+	info->compression_name = wim_ctype_name(w->ctype);
+	info->solid = w->nsolids > 0;
+	info->total_parts = w->nparts;
+	info->image_count = w->image_count;
+	info->boot_index = w->hdr.boot_index;
+	info->has_integrity = w->parts[0].integrity != NULL || w->hdr.integrity.offset != 0;
+	info->selected_index = s->index;
+	for (size_t i = 0; i < w->nblobs; i++)
+		info->blob_count += w->blobs[i].image == 0;
+	for (unsigned k = 0; k < w->nparts; k++)
+		info->file_size += w->parts[k].size;
+	if (w->image_count) {
+		uint32_t first = ih_session_first(s), last = ih_session_last(s);
+		struct ih_reader r;
+		info->images = calloc(last - first + 1, sizeof *info->images);
+		if (!info->images || !info->path) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			goto done;
+		}
+		ih_reader_init(&r, w);
+		for (uint32_t i = first; i <= last && rc == IH_OK; i++) {
+			ih_image_info *ii = &info->images[info->n_images++];
+			struct image_meta m;
+			ii->index = i;
+			ii->name = ih_strdup(w->image_names && w->image_names[i - 1] ? w->image_names[i - 1] : "");
+			ii->description = ih_strdup(w->image_descs && w->image_descs[i - 1] ? w->image_descs[i - 1] : "");
+			rc = image_meta_read(w, &r, i, &m, err);
+			if (rc == IH_OK && m.ok) {
+				struct count_ctx c = {.w = w};
+				ih_meta_stats st = {0};
+				char why[128];
+				if (ih_blobindex_init(&c.seen, 1024) == 0 &&
+				    ih_meta_walk(m.buf, m.len, count_stream, &c, &st, why, sizeof why) == 0) {
+					ii->metadata_ok = 1;
+					ii->file_count = st.files;
+					ii->dir_count = st.dirs;
+					ii->blob_count = c.seen.count;
+					ii->total_bytes = c.total_bytes;
+				}
+				ih_blobindex_free(&c.seen);
+			}
+			image_meta_free(&m);
+		}
+		ih_reader_free(&r);
+	}
+	if (rc == IH_OK)
+		s->info_ready = 1;
+done:
+	pthread_mutex_unlock(&s->mu);
+	if (rc == IH_OK)
+		*out = info;
+	return rc;
+}

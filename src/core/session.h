@@ -1,0 +1,84 @@
+/* session.h - the session object and what the check modules share. */
+#ifndef IH_SESSION_H
+#define IH_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "imagehealth.h"
+#include "blobindex.h"
+#include "reader.h"
+#include "wim.h"
+#include "metadata.h"
+
+struct ih_session {
+	struct wim *w;
+	char *state_dir;
+	int threads;
+	uint32_t index;          /* 0: all images */
+	pthread_mutex_t mu;
+	ih_wim_info info;
+	int info_ready;
+	atomic_int refs;         /* the caller's handle plus running jobs */
+	int lock_fd;             /* holds the shared lock */
+};
+
+void ih_session_ref(ih_session *s);
+void ih_session_unref(ih_session *s);
+/* First and last selected image (1-based). */
+uint32_t ih_session_first(const ih_session *s);
+uint32_t ih_session_last(const ih_session *s);
+
+/* One image's metadata resource, read and SHA-1 checked. */
+struct image_meta {
+	uint32_t image;
+	int ok;
+	ih_reason reason;
+	char detail[160];
+	uint8_t *buf;
+	size_t len;
+	ih_meta_stats stats;
+};
+
+int image_meta_read(const struct wim *w, struct ih_reader *r, uint32_t image,
+		    struct image_meta *m, ih_error *err);
+void image_meta_free(struct image_meta *m);
+
+/* Damage found so far; thread-safe adds, one entry per SHA-1. */
+struct damage_set {
+	pthread_mutex_t mu;
+	ih_damage *v;
+	size_t n, cap;
+	struct ih_blobindex idx;
+};
+
+int damage_set_init(struct damage_set *d);
+void damage_set_free(struct damage_set *d);
+/* Adds unless the SHA-1 is already there; returns the entry or NULL. */
+ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t sha1[20],
+		      const struct wim_blob *b, ih_reason reason, const char *detail);
+/* Sorts, attaches the paths from the images' metadata, moves into report. */
+int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
+		     size_t nmetas, ih_report *r);
+
+/* The state store. */
+struct state_record {
+	ih_health state;
+	double scanned_at;
+	size_t n;
+	struct recorded_damage {
+		uint8_t sha1[20];
+		uint64_t size;
+		ih_reason reason;
+	} *damage;
+};
+/* Loads the record for (w, image) if one matches the file exactly. */
+int state_load(const ih_session *s, uint32_t image, struct state_record *rec);
+int state_save(const ih_session *s, uint32_t image, const struct state_record *rec,
+	       ih_error *err);
+void state_record_free(struct state_record *rec);
+
+/* Full scan: reads every blob in `want` (NULL: all), adds damage. */
+int scan_blobs(ih_session *s, ih_job *j, int threads, const struct ih_blobindex *want,
+	       struct damage_set *d, struct problem_list *problems, ih_error *err);
+
+#endif

@@ -1,0 +1,565 @@
+/* wim.c - opening a WIM or split set: header, blob table, solid resources,
+ * XML and integrity table.  Damage found here does not fail the open; it is
+ * recorded as problems or per-blob flags for the health check to report.
+ * Only "this is no WIM at all" and I/O errors fail. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "wim.h"
+#include "util.h"
+#include "xmlinfo.h"
+
+#define XML_MAX (64u << 20)
+#define INTEGRITY_MAX (64u << 20)
+
+const char *wim_ctype_name(int ctype)
+{
+	switch (ctype) {
+	case CTYPE_NONE: return "none";
+	case CTYPE_XPRESS: return "XPRESS";
+	case CTYPE_LZX: return "LZX";
+	case CTYPE_LZMS: return "LZMS";
+	}
+	return "unknown";
+}
+
+void problem_add(struct problem_list *l, ih_problem_kind kind, ih_health sev, const char *fmt, ...)
+{
+	ih_problem *p = realloc(l->v, (l->n + 1) * sizeof *p);
+	va_list ap;
+	if (sev == IH_NONREPAIRABLE)
+		l->nonrepairable = 1;
+	if (!p)
+		return;
+	l->v = p;
+	p += l->n++;
+	p->kind = kind;
+	p->severity = sev;
+	va_start(ap, fmt);
+	vsnprintf(p->message, sizeof p->message, fmt, ap);
+	va_end(ap);
+}
+
+/* Problems found while opening make the whole image nonrepairable. */
+#define wim_problem(w, kind, sev, ...)                              \
+	do {                                                        \
+		problem_add(&(w)->problems, kind, sev, __VA_ARGS__); \
+		(w)->nonrepairable |= (sev) == IH_NONREPAIRABLE;    \
+	} while (0)
+
+int wim_pread(const struct wim *w, uint16_t part, void *buf, size_t len, uint64_t off)
+{
+	const struct wim_part *p = &w->parts[part - 1];
+	uint8_t *b = buf;
+	while (len) {
+		ssize_t n = pread(p->fd, b, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			errno = 0; /* short: past the end of the file */
+			return -1;
+		}
+		b += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Does [off, off+len) lie in the part, after its header? */
+static int in_part(const struct wim_part *p, uint64_t off, uint64_t len)
+{
+	return off >= WIM_HEADER_SIZE && off <= p->size && len <= p->size - off;
+}
+
+static int open_part(const char *path, struct wim_part *p, ih_error *err)
+{
+	struct stat st;
+	uint8_t buf[WIM_HEADER_SIZE];
+	char why[128];
+	ssize_t n;
+
+	p->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (p->fd < 0)
+		return ih_fail(err, ih_errno_code(errno), "%s: %s", path, strerror(errno));
+	p->path = ih_strdup(path);
+	if (!p->path)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	if (fstat(p->fd, &st) < 0)
+		return ih_fail(err, IH_ERR_IO, "%s: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return ih_fail(err, IH_ERR_NOT_WIM, "%s: not a regular file", path);
+	p->size = (uint64_t)st.st_size;
+	p->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	n = pread(p->fd, buf, sizeof buf, 0);
+	if (n < 0)
+		return ih_fail(err, IH_ERR_IO, "%s: %s", path, strerror(errno));
+	if ((size_t)n < sizeof buf || memcmp(buf, WIM_MAGIC, 8) != 0)
+		return ih_fail(err, IH_ERR_NOT_WIM,
+			       "%s: not a WIM, ESD or SWM file (%s)", path,
+			       (size_t)n < sizeof buf ? "shorter than a WIM header"
+						       : "no MSWIM magic number");
+	p->header_ok = wimfmt_parse_header(buf, sizeof buf, &p->hdr, why, sizeof why) == 0;
+	return IH_OK;
+}
+
+/* Split sets: "name.swm", "name2.swm", "name3.swm", ... next to the first. */
+static char *part_path(const char *first, unsigned n)
+{
+	const char *slash = strrchr(first, '/');
+	const char *dot = strrchr(first, '.');
+	size_t stem = (dot && (!slash || dot > slash)) ? (size_t)(dot - first) : strlen(first);
+	size_t len = strlen(first) + 8;
+	char *s = malloc(len);
+	if (s)
+		snprintf(s, len, "%.*s%u%s", (int)stem, first, n, first + stem);
+	return s;
+}
+
+static void load_integrity(struct wim *w, struct wim_part *p)
+{
+	const struct wim_reshdr *r = &p->hdr.integrity;
+	struct wim_integrity_header ih;
+	uint64_t covered;
+
+	if (r->offset == 0 && r->stored_size == 0)
+		return;
+	if (!in_part(p, r->offset, r->stored_size) || r->stored_size > INTEGRITY_MAX ||
+	    r->stored_size < INTEGRITY_HEADER_SIZE) {
+		wim_problem(w, IH_PROBLEM_INTEGRITY, IH_REPAIRABLE,
+			    "%s: integrity table lies outside the file", p->path);
+		return;
+	}
+	p->integrity = malloc(r->stored_size);
+	if (!p->integrity)
+		return;
+	p->integrity_len = r->stored_size;
+	if (wim_pread(w, p->hdr.part_number, p->integrity, p->integrity_len, r->offset)) {
+		wim_problem(w, IH_PROBLEM_INTEGRITY, IH_REPAIRABLE,
+			    "%s: integrity table unreadable", p->path);
+		return;
+	}
+	covered = p->hdr.blob_table.offset + p->hdr.blob_table.stored_size - WIM_HEADER_SIZE;
+	if (wimfmt_parse_integrity(p->integrity, p->integrity_len, &ih, covered)) {
+		wim_problem(w, IH_PROBLEM_INTEGRITY, IH_REPAIRABLE,
+			    "%s: integrity table header is inconsistent", p->path);
+		return;
+	}
+	p->integrity_ok = 1;
+}
+
+static int add_blob(struct wim *w, size_t *cap, struct wim_blob **out)
+{
+	if (w->nblobs == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 256;
+		struct wim_blob *nb = realloc(w->blobs, ncap * sizeof *nb);
+		if (!nb)
+			return -1;
+		w->blobs = nb;
+		*cap = ncap;
+	}
+	*out = &w->blobs[w->nblobs++];
+	memset(*out, 0, sizeof **out);
+	(*out)->solid = -1;
+	return 0;
+}
+
+static void mark_bad(struct wim_blob *b, ih_reason r, const char *why)
+{
+	b->bad = r;
+	snprintf(b->why, sizeof b->why, "%s", why);
+}
+
+/* Reads a solid resource's header and chunk table. */
+static void load_solid(struct wim *w, struct wim_part *p, struct wim_solid *s)
+{
+	uint8_t hb[SOLID_HEADER_SIZE];
+	uint64_t tsize;
+	uint8_t *table;
+
+	if (!in_part(p, s->offset, s->stored_size)) {
+		s->bad = IH_REASON_TRUNCATED;
+		snprintf(s->why, sizeof s->why, "solid resource extends past the end of the file");
+		return;
+	}
+	if (s->stored_size < SOLID_HEADER_SIZE || wim_pread(w, s->part, hb, sizeof hb, s->offset) ||
+	    wimfmt_parse_solid_header(hb, sizeof hb, &s->sh)) {
+		s->bad = IH_REASON_DECOMPRESS;
+		snprintf(s->why, sizeof s->why, "solid resource header is invalid");
+		return;
+	}
+	s->nchunks = wimfmt_num_chunks(s->sh.usize, s->sh.chunk_size);
+	tsize = s->nchunks * 4;
+	if (s->nchunks > (s->stored_size - SOLID_HEADER_SIZE) / 4) {
+		s->bad = IH_REASON_DECOMPRESS;
+		snprintf(s->why, sizeof s->why, "solid chunk table larger than the resource");
+		return;
+	}
+	table = malloc(tsize ? tsize : 1);
+	s->chunk_offs = malloc((s->nchunks + 1) * sizeof *s->chunk_offs);
+	if (!table || !s->chunk_offs) {
+		free(table);
+		s->bad = IH_REASON_DECOMPRESS;
+		snprintf(s->why, sizeof s->why, "out of memory");
+		return;
+	}
+	s->data_start = s->offset + SOLID_HEADER_SIZE + tsize;
+	if (wim_pread(w, s->part, table, tsize, s->offset + SOLID_HEADER_SIZE) ||
+	    wimfmt_solid_chunk_offsets(table, s->nchunks,
+				       s->stored_size - SOLID_HEADER_SIZE - tsize,
+				       s->sh.chunk_size, s->chunk_offs)) {
+		s->bad = IH_REASON_DECOMPRESS;
+		snprintf(s->why, sizeof s->why, "solid chunk table is invalid");
+	}
+	free(table);
+}
+
+/* One part's blob table. */
+static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_error *err)
+{
+	const struct wim_reshdr *bt = &p->hdr.blob_table;
+	size_t n = bt->orig_size / BLOB_ENTRY_SIZE;
+	uint8_t *buf;
+	int solid_ok = p->hdr.version == WIM_VERSION_SOLID;
+	size_t run_first = 0, run_count = 0; /* solid resources of the current run */
+	uint32_t next_image = 0;
+
+	if (!in_part(p, bt->offset, bt->stored_size)) {
+		wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
+			    "%s: blob table at %llu+%llu lies outside the file (%llu bytes; truncated?)",
+			    p->path, (unsigned long long)bt->offset,
+			    (unsigned long long)bt->stored_size, (unsigned long long)p->size);
+		return IH_OK;
+	}
+	buf = malloc(bt->stored_size ? bt->stored_size : 1);
+	if (!buf)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory reading the blob table");
+	if (wim_pread(w, p->hdr.part_number, buf, bt->stored_size, bt->offset)) {
+		free(buf);
+		return ih_fail(err, IH_ERR_IO, "%s: cannot read the blob table: %s", p->path,
+			       strerror(errno ? errno : EIO));
+	}
+
+	for (size_t i = 0; i < n; i++) {
+		struct wim_blob_entry e;
+		struct wim_blob *b;
+		int is_solid;
+
+		wimfmt_get_blob_entry(buf + i * BLOB_ENTRY_SIZE, &e);
+		is_solid = solid_ok && (e.res.flags & RESHDR_FLAG_SOLID);
+		if (!is_solid)
+			run_count = 0;
+		if (is_solid && run_count == 0) {
+			/* A new run: its resource entries come first in wimlib's
+			 * writer but may be anywhere in the run; collect them all. */
+			run_first = w->nsolids;
+			for (size_t j = i; j < n; j++) {
+				struct wim_blob_entry r;
+				struct wim_solid *s;
+				wimfmt_get_blob_entry(buf + j * BLOB_ENTRY_SIZE, &r);
+				if (!(r.res.flags & RESHDR_FLAG_SOLID))
+					break;
+				if (r.res.orig_size != SOLID_RESOURCE_MAGIC)
+					continue;
+				s = realloc(w->solids, (w->nsolids + 1) * sizeof *s);
+				if (!s) {
+					free(buf);
+					return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+				}
+				w->solids = s;
+				s += w->nsolids++;
+				memset(s, 0, sizeof *s);
+				s->part = p->hdr.part_number;
+				s->offset = r.res.offset;
+				s->stored_size = r.res.stored_size;
+				load_solid(w, p, s);
+				run_count++;
+			}
+			if (run_count == 0) {
+				wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
+					    "%s: blob table entry %zu is solid but no solid resource follows",
+					    p->path, i);
+				run_count = 0;
+				continue;
+			}
+		}
+		if (is_solid && e.res.orig_size == SOLID_RESOURCE_MAGIC)
+			continue; /* a resource entry, handled above */
+		if (ih_is_zero_hash(e.sha1))
+			continue;
+		if (add_blob(w, cap, &b)) {
+			free(buf);
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		}
+		memcpy(b->sha1, e.sha1, 20);
+		b->refcnt = e.refcnt;
+		b->part = p->hdr.part_number;
+		b->flags = e.res.flags;
+		if (e.part_number != p->hdr.part_number)
+			mark_bad(b, IH_REASON_BAD_ENTRY, "blob table entry names another part");
+
+		if (is_solid) {
+			/* Blob entry: offset into the run's concatenated data,
+			 * its size in the stored-size field. */
+			uint64_t off = e.res.offset;
+			b->size = e.res.stored_size;
+			for (size_t k = run_first; k < run_first + run_count; k++) {
+				struct wim_solid *s = &w->solids[k];
+				uint64_t us = s->bad ? 0 : s->sh.usize;
+				if (!s->bad && off <= us && b->size <= us - off) {
+					b->solid = (int32_t)k;
+					b->offset = off;
+					break;
+				}
+				if (s->bad && b->solid < 0)
+					b->solid = (int32_t)k; /* best guess: blame the bad one */
+				off = off >= us ? off - us : 0;
+			}
+			if (b->solid < 0)
+				mark_bad(b, IH_REASON_BAD_ENTRY, "solid blob lies outside its resources");
+		} else {
+			b->size = e.res.orig_size;
+			b->offset = e.res.offset;
+			b->stored_size = e.res.stored_size;
+			if (!(e.res.flags & RESHDR_FLAG_COMPRESSED) && b->stored_size != b->size)
+				mark_bad(b, IH_REASON_BAD_ENTRY,
+					 "uncompressed resource with differing sizes");
+			else if ((e.res.flags & RESHDR_FLAG_COMPRESSED) &&
+				 (b->stored_size < wimfmt_chunk_table_size(b->size, w->chunk_size) ||
+				  w->ctype == CTYPE_NONE))
+				mark_bad(b, IH_REASON_BAD_ENTRY, "compressed resource smaller than its chunk table");
+			else if (b->offset > p->size || b->stored_size > p->size - b->offset)
+				mark_bad(b, IH_REASON_TRUNCATED, "resource extends past the end of the file");
+			else if (b->offset < WIM_HEADER_SIZE)
+				mark_bad(b, IH_REASON_BAD_ENTRY, "resource overlaps the header");
+		}
+
+		if (e.res.flags & RESHDR_FLAG_METADATA) {
+			if (e.refcnt == 0 || p->hdr.part_number != 1 || b->solid >= 0 ||
+			    next_image >= w->image_count) {
+				w->nblobs--; /* ignored, as wimlib and WIMGAPI do */
+				continue;
+			}
+			b->image = ++next_image;
+			w->metadata[next_image - 1] = (size_t)(b - w->blobs);
+		}
+	}
+	free(buf);
+	if (p->hdr.part_number == 1 && next_image < w->image_count)
+		wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
+			    "blob table lists %u metadata resources for %u images", next_image,
+			    w->image_count);
+	return IH_OK;
+}
+
+static void load_xml(struct wim *w)
+{
+	struct wim_part *p = &w->parts[0];
+	const struct wim_reshdr *r = &p->hdr.xml;
+
+	w->image_names = calloc(w->image_count + 1, sizeof *w->image_names);
+	w->image_descs = calloc(w->image_count + 1, sizeof *w->image_descs);
+	if (!w->image_names || !w->image_descs)
+		return;
+	if (!in_part(p, r->offset, r->stored_size) || r->stored_size > XML_MAX ||
+	    (r->flags & RESHDR_FLAG_COMPRESSED)) {
+		wim_problem(w, IH_PROBLEM_XML, IH_REPAIRABLE,
+			    "XML data lies outside the file or is oversized");
+		return;
+	}
+	w->xml_len = r->stored_size;
+	w->xml = malloc(w->xml_len ? w->xml_len : 1);
+	if (!w->xml || wim_pread(w, 1, w->xml, w->xml_len, r->offset)) {
+		wim_problem(w, IH_PROBLEM_XML, IH_REPAIRABLE, "XML data unreadable");
+		return;
+	}
+	if (ih_xml_image_names(w->xml, w->xml_len, w->image_count, w->image_names,
+			       w->image_descs) != 0) {
+		wim_problem(w, IH_PROBLEM_XML, IH_REPAIRABLE, "XML data is damaged (not well-formed)");
+		return;
+	}
+	w->xml_ok = 1;
+}
+
+static int build_index(struct wim *w, ih_error *err)
+{
+	if (ih_blobindex_init(&w->index, w->nblobs))
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < w->nblobs; i++) {
+		struct wim_blob *b = &w->blobs[i];
+		int created;
+		if (b->image)
+			continue;
+		if (!ih_blobindex_put(&w->index, b->sha1, i, &created))
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		/* Later duplicates are ignored (as wimlib does). */
+	}
+	/* Solid resources list their blobs in offset order for the scanner. */
+	for (size_t i = 0; i < w->nblobs; i++) {
+		struct wim_blob *b = &w->blobs[i];
+		size_t *v = ih_blobindex_get(&w->index, b->sha1);
+		struct wim_solid *s;
+		if (b->solid < 0 || b->image || !v || *v != i)
+			continue;
+		s = &w->solids[b->solid];
+		size_t *nb = realloc(s->blobs, (s->nblobs + 1) * sizeof *nb);
+		if (!nb)
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		s->blobs = nb;
+		s->blobs[s->nblobs++] = i;
+	}
+	for (size_t k = 0; k < w->nsolids; k++) {
+		struct wim_solid *s = &w->solids[k];
+		/* insertion sort: wimlib writes them in order already */
+		for (size_t a = 1; a < s->nblobs; a++) {
+			size_t v = s->blobs[a], c = a;
+			while (c > 0 && w->blobs[s->blobs[c - 1]].offset > w->blobs[v].offset) {
+				s->blobs[c] = s->blobs[c - 1];
+				c--;
+			}
+			s->blobs[c] = v;
+		}
+	}
+	return IH_OK;
+}
+
+int wim_open(const char *path, struct wim **out, ih_error *err)
+{
+	struct wim *w = calloc(1, sizeof *w);
+	size_t cap = 0;
+	int rc;
+	char why[128];
+	uint8_t hb[WIM_HEADER_SIZE];
+
+	if (!w)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	w->path = ih_strdup(path);
+	w->parts = calloc(1, sizeof *w->parts);
+	if (!w->path || !w->parts) {
+		wim_free(w);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	w->nparts = 1;
+	w->parts[0].fd = -1;
+	rc = open_part(path, &w->parts[0], err);
+	if (rc) {
+		wim_free(w);
+		return rc;
+	}
+	/* Re-parse to learn why the header is bad, if it is. */
+	if (wim_pread(w, 1, hb, sizeof hb, 0) == 0 &&
+	    wimfmt_parse_header(hb, sizeof hb, &w->hdr, why, sizeof why) != 0) {
+		wim_problem(w, IH_PROBLEM_HEADER, IH_NONREPAIRABLE, "WIM header is invalid: %s", why);
+		*out = w;
+		return IH_OK;
+	}
+	w->ctype = w->hdr.ctype;
+	w->chunk_size = w->hdr.chunk_size;
+	w->image_count = w->hdr.image_count;
+	if (w->hdr.part_number != 1) {
+		wim_free(w);
+		return ih_fail(err, IH_ERR_INVALID_ARG,
+			       "%s is part %u of a split set; open the first part (.swm)", path,
+			       (unsigned)w->parts[0].hdr.part_number);
+	}
+	if (w->hdr.total_parts > 1) {
+		struct wim_part *np = realloc(w->parts, w->hdr.total_parts * sizeof *np);
+		if (!np) {
+			wim_free(w);
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		}
+		w->parts = np;
+		for (unsigned k = 2; k <= w->hdr.total_parts; k++) {
+			struct wim_part *p = &w->parts[k - 1];
+			char *pp = part_path(path, k);
+			memset(p, 0, sizeof *p);
+			p->fd = -1;
+			w->nparts = (uint16_t)k;
+			rc = pp ? open_part(pp, p, err) : ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			if (rc == IH_ERR_NOT_FOUND)
+				rc = ih_fail(err, IH_ERR_MISSING_PART,
+					     "part %u of %u of split image %s is missing (expected %s)",
+					     k, w->hdr.total_parts, path, pp);
+			else if (rc == IH_OK && (memcmp(p->hdr.guid, w->hdr.guid, 16) ||
+						 p->hdr.part_number != k ||
+						 p->hdr.total_parts != w->hdr.total_parts))
+				rc = ih_fail(err, IH_ERR_MISSING_PART,
+					     "%s is not part %u of split image %s (GUID or part number differs)",
+					     pp, k, path);
+			free(pp);
+			if (rc) {
+				wim_free(w);
+				return rc;
+			}
+		}
+	}
+	w->metadata = malloc((w->image_count + 1) * sizeof *w->metadata);
+	if (!w->metadata) {
+		wim_free(w);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	for (uint32_t i = 0; i < w->image_count; i++)
+		w->metadata[i] = SIZE_MAX;
+	for (unsigned k = 0; k < w->nparts; k++) {
+		struct wim_part *p = &w->parts[k];
+		if (!p->header_ok) {
+			wim_problem(w, IH_PROBLEM_HEADER, IH_NONREPAIRABLE,
+				    "%s: WIM header is invalid", p->path);
+			continue;
+		}
+		rc = load_blob_table(w, p, &cap, err);
+		if (rc) {
+			wim_free(w);
+			return rc;
+		}
+		load_integrity(w, p);
+	}
+	load_xml(w);
+	rc = build_index(w, err);
+	if (rc) {
+		wim_free(w);
+		return rc;
+	}
+	*out = w;
+	return IH_OK;
+}
+
+void wim_free(struct wim *w)
+{
+	if (!w)
+		return;
+	for (unsigned k = 0; k < w->nparts; k++) {
+		if (w->parts[k].fd >= 0)
+			close(w->parts[k].fd);
+		free(w->parts[k].path);
+		free(w->parts[k].integrity);
+	}
+	for (size_t k = 0; k < w->nsolids; k++) {
+		free(w->solids[k].chunk_offs);
+		free(w->solids[k].blobs);
+	}
+	if (w->image_names)
+		for (uint32_t i = 0; i <= w->image_count; i++) {
+			free(w->image_names[i]);
+			free(w->image_descs[i]);
+		}
+	free(w->image_names);
+	free(w->image_descs);
+	free(w->solids);
+	free(w->parts);
+	free(w->path);
+	free(w->blobs);
+	free(w->metadata);
+	free(w->xml);
+	free(w->problems.v);
+	ih_blobindex_free(&w->index);
+	free(w);
+}

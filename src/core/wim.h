@@ -1,0 +1,92 @@
+/* wim.h - an opened WIM (or split set): parts, blob table, solid resources,
+ * XML, integrity table.  Loaded once; read-only afterwards, so scanner
+ * threads share it without locks. */
+#ifndef IH_WIM_H
+#define IH_WIM_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "imagehealth.h"
+#include "wimfmt.h"
+#include "blobindex.h"
+
+struct wim_part {
+	char *path;
+	int fd;
+	uint64_t size;
+	int64_t mtime_ns;
+	struct wim_header hdr;
+	int header_ok;
+	uint8_t *integrity;      /* raw integrity table, or NULL */
+	size_t integrity_len;
+	int integrity_ok;        /* its header is consistent */
+};
+
+/* A blob the blob table lists (metadata resources included). */
+struct wim_blob {
+	uint8_t sha1[20];
+	uint64_t size;          /* uncompressed */
+	uint64_t offset;        /* file offset (non-solid) or offset in the solid resource */
+	uint64_t stored_size;   /* non-solid: bytes in the file */
+	uint32_t refcnt;
+	uint16_t part;          /* 1-based */
+	uint8_t flags;
+	int32_t solid;          /* index into wim->solids, or -1 */
+	uint32_t image;         /* metadata: its image (1-based), else 0 */
+	ih_reason bad;          /* set when the entry itself is unusable */
+	char why[96];
+};
+
+struct wim_solid {
+	uint16_t part;
+	uint64_t offset, stored_size; /* the resource in the file */
+	struct wim_solid_header sh;
+	uint64_t nchunks;
+	uint64_t *chunk_offs;   /* nchunks+1 offsets, relative to data_start */
+	uint64_t data_start;    /* file offset of the first chunk */
+	size_t *blobs;          /* indexes of its blobs, sorted by offset */
+	size_t nblobs;
+	int bad;                /* header or chunk table unusable */
+	char why[96];
+};
+
+struct problem_list {
+	ih_problem *v;
+	size_t n;
+	int nonrepairable;
+};
+void problem_add(struct problem_list *l, ih_problem_kind kind, ih_health sev, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+struct wim {
+	char *path;
+	struct wim_part *parts;
+	uint16_t nparts;
+	struct wim_header hdr;   /* part 1's */
+	int ctype;
+	uint32_t chunk_size;
+	struct wim_blob *blobs;
+	size_t nblobs;
+	size_t *metadata;        /* image i (0-based) -> blob index, or SIZE_MAX */
+	uint32_t image_count;
+	struct ih_blobindex index; /* sha1 -> blob index (non-metadata, first entry wins) */
+	struct wim_solid *solids;
+	size_t nsolids;
+	uint8_t *xml;
+	size_t xml_len;
+	int xml_ok;
+	char **image_names, **image_descs;
+	struct problem_list problems; /* found while opening */
+	int nonrepairable;       /* header or blob table unusable */
+};
+
+int wim_open(const char *path, struct wim **out, ih_error *err);
+void wim_free(struct wim *w);
+const char *wim_ctype_name(int ctype);
+
+/* Reads exactly len bytes at off of a part; returns 0, or -1 (errno set,
+ * EIO-like short read gives errno = 0). */
+int wim_pread(const struct wim *w, uint16_t part, void *buf, size_t len, uint64_t off);
+
+#endif

@@ -1,0 +1,116 @@
+/* wimfmt.h - the WIM on-disk format: pure parsers over byte buffers, no I/O.
+ * Every function here is safe on hostile input (they are fuzzed). */
+#ifndef IH_WIMFMT_H
+#define IH_WIMFMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WIM_HEADER_SIZE 208
+#define WIM_MAGIC "MSWIM\0\0\0"
+#define WIM_VERSION_DEFAULT 0x10D00
+#define WIM_VERSION_SOLID 0xE00
+
+#define WIM_HDR_FLAG_COMPRESSION 0x00000002
+#define WIM_HDR_FLAG_READONLY 0x00000004
+#define WIM_HDR_FLAG_SPANNED 0x00000008
+#define WIM_HDR_FLAG_WRITE_IN_PROGRESS 0x00000040
+#define WIM_HDR_FLAG_COMPRESS_XPRESS 0x00020000
+#define WIM_HDR_FLAG_COMPRESS_LZX 0x00040000
+#define WIM_HDR_FLAG_COMPRESS_LZMS 0x00080000
+#define WIM_HDR_FLAG_COMPRESS_XPRESS2 0x00200000
+
+#define RESHDR_FLAG_FREE 0x01
+#define RESHDR_FLAG_METADATA 0x02
+#define RESHDR_FLAG_COMPRESSED 0x04
+#define RESHDR_FLAG_SPANNED 0x08
+#define RESHDR_FLAG_SOLID 0x10
+
+#define RESHDR_SIZE 24
+#define BLOB_ENTRY_SIZE 50
+#define SOLID_RESOURCE_MAGIC 0x100000000ULL
+#define SOLID_HEADER_SIZE 16
+#define INTEGRITY_HEADER_SIZE 12
+
+/* WIMLIB_COMPRESSION_TYPE_* values, the same numbers as WIMGAPI's. */
+enum { CTYPE_NONE = 0, CTYPE_XPRESS = 1, CTYPE_LZX = 2, CTYPE_LZMS = 3 };
+
+struct wim_reshdr {
+	uint64_t stored_size; /* 56 bits on disk */
+	uint8_t flags;
+	uint64_t offset;
+	uint64_t orig_size;
+};
+
+struct wim_header {
+	uint32_t hdr_size;
+	uint32_t version;
+	uint32_t flags;
+	uint32_t chunk_size;
+	uint8_t guid[16];
+	uint16_t part_number;
+	uint16_t total_parts;
+	uint32_t image_count;
+	struct wim_reshdr blob_table;
+	struct wim_reshdr xml;
+	struct wim_reshdr boot_metadata;
+	uint32_t boot_index;
+	struct wim_reshdr integrity;
+	int ctype;            /* CTYPE_*, from the flags */
+};
+
+struct wim_blob_entry {
+	struct wim_reshdr res;
+	uint16_t part_number;
+	uint32_t refcnt;
+	uint8_t sha1[20];
+};
+
+struct wim_solid_header {
+	uint64_t usize;
+	uint32_t chunk_size;
+	uint32_t ctype;
+};
+
+void wimfmt_get_reshdr(const uint8_t p[RESHDR_SIZE], struct wim_reshdr *r);
+void wimfmt_put_reshdr(uint8_t p[RESHDR_SIZE], const struct wim_reshdr *r);
+
+/* Parses the 208-byte header.  Returns 0, or -1 with a reason in why when a
+ * field makes the file unusable (bad magic gives -2: not a WIM at all). */
+int wimfmt_parse_header(const uint8_t *buf, size_t len, struct wim_header *h,
+			char *why, size_t whylen);
+void wimfmt_put_header(uint8_t buf[WIM_HEADER_SIZE], const struct wim_header *h);
+
+void wimfmt_get_blob_entry(const uint8_t p[BLOB_ENTRY_SIZE], struct wim_blob_entry *e);
+void wimfmt_put_blob_entry(uint8_t p[BLOB_ENTRY_SIZE], const struct wim_blob_entry *e);
+
+/* Is the chunk size valid for the compression type?  (power of two in the
+ * range each codec supports) */
+int wimfmt_chunk_size_valid(int ctype, uint32_t chunk_size);
+
+/* Non-solid compressed resource: the chunk table precedes the chunks. */
+uint64_t wimfmt_num_chunks(uint64_t usize, uint32_t chunk_size);
+unsigned wimfmt_chunk_entry_size(uint64_t usize);
+uint64_t wimfmt_chunk_table_size(uint64_t usize, uint32_t chunk_size);
+/* Decodes entries of a chunk table into absolute offsets of the chunk data
+ * (relative to the end of the table): offs[0..n] for chunks first..first+n-1
+ * plus the end.  table holds the whole chunk table; data_size is the stored
+ * size less the table.  Returns 0, or -1 if the offsets are not increasing,
+ * run past data_size or describe a chunk larger than it may be. */
+int wimfmt_chunk_offsets(const uint8_t *table, uint64_t usize, uint32_t chunk_size,
+			 uint64_t data_size, uint64_t first, uint64_t n, uint64_t *offs);
+
+int wimfmt_parse_solid_header(const uint8_t *buf, size_t len, struct wim_solid_header *s);
+/* Solid chunk table: one u32 compressed size per chunk.  Fills offs[0..n]
+ * (offsets relative to the end of the table), checks they fit in data_size. */
+int wimfmt_solid_chunk_offsets(const uint8_t *table, uint64_t nchunks,
+			       uint64_t data_size, uint32_t chunk_size, uint64_t *offs);
+
+/* Integrity table header: total size, entry count, chunk size. */
+struct wim_integrity_header {
+	uint32_t size, num_entries, chunk_size;
+};
+int wimfmt_parse_integrity(const uint8_t *buf, size_t len, struct wim_integrity_header *ih,
+			   uint64_t covered_bytes);
+
+#endif

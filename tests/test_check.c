@@ -1,0 +1,325 @@
+/* test_check.c - the core's health check, end to end on real captures:
+ * healthy images of every kind, damage at exact places, determinism across
+ * thread counts, cancellation, the state store, open errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "imagehealth.h"
+#include "testutil.h"
+#include "util.h"
+#include "wimfmt.h"
+
+static char workdir[256];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+/* A small real tree: system text files plus pseudo-random binary files of
+ * sizes that span several chunks, and a duplicate (one blob, two paths). */
+static void make_tree(void)
+{
+	char path[512];
+	sh("mkdir -p %s/tree/docs %s/tree/bin/sub && cp /usr/share/common-licenses/GPL-3 "
+	   "/usr/share/common-licenses/Apache-2.0 %s/tree/docs/ && cp %s/tree/docs/GPL-3 "
+	   "%s/tree/bin/sub/copy-of-gpl",
+	   workdir, workdir, workdir, workdir, workdir);
+	for (int f = 0; f < 6; f++) {
+		snprintf(path, sizeof path, "%s/tree/bin/file%d.dat", workdir, f);
+		FILE *fp = fopen(path, "wb");
+		uint32_t x = 2463534242u + (uint32_t)f;
+		size_t size = 20000 + (size_t)f * 70000;
+		for (size_t i = 0; i < size; i++) {
+			x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+			fputc((i % 7 == 0) ? (int)(x & 0xff) : "imagehealth"[i % 11], fp);
+		}
+		fclose(fp);
+	}
+}
+
+static void capture(const char *name, const char *flags)
+{
+	CHECK(sh("wimlib-imagex capture %s/tree %s/%s img %s >/dev/null 2>&1", workdir, workdir,
+		 name, flags) == 0);
+}
+
+static ih_report *check(const char *name, int scan, int threads, ih_health want)
+{
+	char path[512];
+	ih_session *s;
+	ih_report *r = NULL;
+	ih_error err = {0};
+	ih_open_options o = {.threads = threads};
+	char sdir[300];
+	snprintf(sdir, sizeof sdir, "%s/state", workdir);
+	o.state_dir = sdir;
+	snprintf(path, sizeof path, "%s/%s", workdir, name);
+	if (ih_session_open(path, &o, &s, &err)) {
+		CHECK_MSG(0, err.message);
+		return NULL;
+	}
+	ih_check_options co = {.scan = scan};
+	int rc = ih_check(s, &co, &r, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	if (r) {
+		if (r->state != want)
+			fprintf(stderr, "  %s: state %s, wanted %s\n", name, ih_health_name(r->state),
+				ih_health_name(want));
+		CHECK(r->state == want);
+	}
+	ih_session_close(s);
+	return r;
+}
+
+/* Offset of the resource of a blob found by the file's content SHA-1. */
+static int find_blob(const char *name, const char *file, struct wim_blob_entry *out)
+{
+	char path[512], cmd[1024], line[256], hex[41] = "";
+	uint8_t want[20], hdr[WIM_HEADER_SIZE];
+	struct wim_header h;
+	snprintf(cmd, sizeof cmd, "sha1sum %s/tree/%s", workdir, file);
+	FILE *p = popen(cmd, "r");
+	if (!p || !fgets(line, sizeof line, p))
+		return -1;
+	pclose(p);
+	memcpy(hex, line, 40);
+	ih_sha1_from_hex(hex, want);
+	snprintf(path, sizeof path, "%s/%s", workdir, name);
+	FILE *f = fopen(path, "rb");
+	char why[64];
+	if (!f || fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
+	    wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why))
+		return -1;
+	for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
+		uint8_t e[BLOB_ENTRY_SIZE];
+		fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
+		if (fread(e, 1, sizeof e, f) != sizeof e)
+			break;
+		wimfmt_get_blob_entry(e, out);
+		if (!memcmp(out->sha1, want, 20)) {
+			fclose(f);
+			return 0;
+		}
+	}
+	fclose(f);
+	return -1;
+}
+
+static void flip(const char *name, uint64_t off, int n)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", workdir, name);
+	FILE *f = fopen(path, "r+b");
+	for (int i = 0; i < n; i++) {
+		fseek(f, (long)(off + i), SEEK_SET);
+		int c = fgetc(f);
+		fseek(f, (long)(off + i), SEEK_SET);
+		fputc(c ^ 0xff, f);
+	}
+	fclose(f);
+}
+
+static int has_path(const ih_damage *d, const char *p)
+{
+	for (size_t i = 0; i < d->n_refs; i++)
+		if (!strcmp(d->refs[i].path, p))
+			return 1;
+	return 0;
+}
+
+static void test_healthy_every_kind(void)
+{
+	static const struct { const char *name, *flags; } kinds[] = {
+		{"none.wim", "--compress=none"}, {"xpress.wim", "--compress=XPRESS"},
+		{"lzx.wim", "--compress=LZX"},   {"lzms.wim", "--compress=LZMS"},
+		{"solid.esd", "--solid"},       {"integrity.wim", "--check"},
+	};
+	for (size_t k = 0; k < IH_ARRAY_LEN(kinds); k++) {
+		capture(kinds[k].name, kinds[k].flags);
+		ih_report *r = check(kinds[k].name, 0, 2, IH_HEALTHY);
+		CHECK(r && r->n_damage == 0 && !r->scanned);
+		ih_report_free(r);
+		r = check(kinds[k].name, 1, 2, IH_HEALTHY);
+		CHECK(r && r->n_damage == 0 && r->scanned && r->bytes_checked > 700000);
+		ih_report_free(r);
+	}
+}
+
+static void test_damaged_data(void)
+{
+	struct wim_blob_entry e;
+	sh("cp %s/lzx.wim %s/lzx-bad.wim", workdir, workdir);
+	CHECK(find_blob("lzx-bad.wim", "docs/GPL-3", &e) == 0);
+	/* past the chunk table, inside the compressed data */
+	flip("lzx-bad.wim", e.res.offset + e.res.stored_size / 2, 4);
+	ih_report *r = check("lzx-bad.wim", 0, 2, IH_HEALTHY); /* quick: not read yet */
+	ih_report_free(r);
+	r = check("lzx-bad.wim", 1, 2, IH_REPAIRABLE);
+	CHECK(r && r->n_damage == 1);
+	if (r && r->n_damage == 1) {
+		CHECK(!memcmp(r->damage[0].sha1, e.sha1, 20));
+		CHECK(has_path(&r->damage[0], "/docs/GPL-3"));
+		CHECK(has_path(&r->damage[0], "/bin/sub/copy-of-gpl"));
+		CHECK(r->damage[0].n_images == 1 && r->damage[0].images[0] == 1);
+	}
+	ih_report_free(r);
+	/* the scan was recorded: a quick check now knows */
+	r = check("lzx-bad.wim", 0, 2, IH_REPAIRABLE);
+	CHECK(r && r->from_record && r->n_damage == 1);
+	ih_report_free(r);
+}
+
+static void test_thread_invariance(void)
+{
+	struct wim_blob_entry e;
+	sh("cp %s/xpress.wim %s/x-bad.wim", workdir, workdir);
+	for (int f = 1; f < 6; f += 2) {
+		char file[64];
+		snprintf(file, sizeof file, "bin/file%d.dat", f);
+		CHECK(find_blob("x-bad.wim", file, &e) == 0);
+		flip("x-bad.wim", e.res.offset + e.res.stored_size - 100, 1);
+	}
+	ih_report *a = check("x-bad.wim", 1, 1, IH_REPAIRABLE);
+	ih_report *b = check("x-bad.wim", 1, 4, IH_REPAIRABLE);
+	CHECK(a && b && a->n_damage == 3 && b->n_damage == 3);
+	for (size_t i = 0; a && b && i < a->n_damage && i < b->n_damage; i++) {
+		CHECK(!memcmp(a->damage[i].sha1, b->damage[i].sha1, 20));
+		CHECK(a->damage[i].reason == b->damage[i].reason);
+		CHECK(!strcmp(a->damage[i].detail, b->damage[i].detail));
+		CHECK(a->damage[i].n_refs == b->damage[i].n_refs);
+	}
+	ih_report_free(a);
+	ih_report_free(b);
+}
+
+static void test_solid_damage(void)
+{
+	char path[512];
+	struct stat st;
+	sh("cp %s/solid.esd %s/solid-bad.esd", workdir, workdir);
+	snprintf(path, sizeof path, "%s/solid-bad.esd", workdir);
+	stat(path, &st);
+	/* the solid resource starts right after the header */
+	flip("solid-bad.esd", 208 + 16 + 64 + 3000, 8);
+	ih_report *r = check("solid-bad.esd", 1, 2, IH_REPAIRABLE);
+	CHECK(r && r->n_damage >= 1);
+	for (size_t i = 0; r && i < r->n_damage; i++)
+		CHECK(r->damage[i].solid);
+	ih_report_free(r);
+}
+
+static void test_structure(void)
+{
+	/* a lying blob table header: nonrepairable */
+	sh("cp %s/lzx.wim %s/bt.wim", workdir, workdir);
+	flip("bt.wim", 0x30 + 10, 2);
+	ih_report *r = check("bt.wim", 0, 2, IH_NONREPAIRABLE);
+	CHECK(r && r->n_problems >= 1);
+	ih_report_free(r);
+	/* truncation */
+	sh("cp %s/lzx.wim %s/trunc.wim && truncate -s 200000 %s/trunc.wim", workdir, workdir,
+	   workdir);
+	r = check("trunc.wim", 1, 2, IH_NONREPAIRABLE);
+	ih_report_free(r);
+	/* metadata damaged: repairable, by its hash */
+	sh("cp %s/none.wim %s/meta.wim", workdir, workdir);
+	{
+		uint8_t hdr[WIM_HEADER_SIZE];
+		struct wim_header h;
+		char why[64], p[512];
+		snprintf(p, sizeof p, "%s/meta.wim", workdir);
+		FILE *f = fopen(p, "rb");
+		CHECK(fread(hdr, 1, sizeof hdr, f) == sizeof hdr);
+		wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why);
+		for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
+			uint8_t e[BLOB_ENTRY_SIZE];
+			struct wim_blob_entry be;
+			fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
+			CHECK(fread(e, 1, sizeof e, f) == sizeof e);
+			wimfmt_get_blob_entry(e, &be);
+			if (be.res.flags & RESHDR_FLAG_METADATA) {
+				fclose(f);
+				f = NULL;
+				flip("meta.wim", be.res.offset + be.res.stored_size / 2, 1);
+				break;
+			}
+		}
+		if (f)
+			fclose(f);
+	}
+	r = check("meta.wim", 0, 2, IH_REPAIRABLE);
+	CHECK(r && r->n_damage == 1 && r->damage[0].is_metadata);
+	ih_report_free(r);
+}
+
+static void test_open_errors(void)
+{
+	char p[512];
+	ih_session *s;
+	ih_error err;
+	snprintf(p, sizeof p, "%s/nope.wim", workdir);
+	CHECK(ih_session_open(p, NULL, &s, &err) == IH_ERR_NOT_FOUND);
+	CHECK(err.hresult == 0x80070002);
+	snprintf(p, sizeof p, "%s/tree/docs/GPL-3", workdir);
+	CHECK(ih_session_open(p, NULL, &s, &err) == IH_ERR_NOT_WIM);
+	snprintf(p, sizeof p, "%s/lzx.wim", workdir);
+	CHECK(ih_session_open(p, &(ih_open_options){.index = 2}, &s, &err) == IH_ERR_BAD_INDEX);
+	CHECK(err.hresult == 0xC0040005);
+	CHECK(ih_session_open(p, &(ih_open_options){.index = 1}, &s, &err) == IH_OK);
+	const ih_wim_info *info;
+	CHECK(ih_session_info(s, &info, &err) == IH_OK);
+	CHECK(info->n_images == 1 && info->images[0].file_count == 9 &&
+	      info->images[0].dir_count == 3 && !strcmp(info->images[0].name, "img"));
+	CHECK(!strcmp(info->compression_name, "LZX"));
+	ih_session_close(s);
+}
+
+static void test_cancel(void)
+{
+	char p[512];
+	ih_session *s;
+	ih_error err;
+	ih_job *j;
+	ih_report *r = NULL;
+	snprintf(p, sizeof p, "%s/lzms.wim", workdir);
+	CHECK(ih_session_open(p, NULL, &s, &err) == IH_OK);
+	ih_cancel *tok = ih_cancel_new();
+	ih_cancel_trigger(tok);
+	CHECK(ih_check_start(s, &(ih_check_options){.scan = 1, .cancel = tok}, &j, &err) == IH_OK);
+	while (!ih_job_wait(j, 1000)) {
+		ih_event ev[8];
+		ih_job_events(j, ev, 8);
+	}
+	CHECK(ih_job_result(j, &r, &err) == IH_ERR_CANCELLED);
+	CHECK(err.hresult == 0x800704C7);
+	ih_job_free(j);
+	ih_cancel_unref(tok);
+	ih_session_close(s);
+}
+
+void test_check(void)
+{
+	snprintf(workdir, sizeof workdir, "/tmp/ih-ctest-XXXXXX");
+	if (!mkdtemp(workdir)) {
+		CHECK(0);
+		return;
+	}
+	make_tree();
+	test_healthy_every_kind();
+	test_damaged_data();
+	test_thread_invariance();
+	test_solid_damage();
+	test_structure();
+	test_open_errors();
+	test_cancel();
+	sh("rm -rf %s", workdir);
+}
