@@ -234,6 +234,61 @@ typedef struct ih_problem {
 	char message[256];
 } ih_problem;
 
+/* ---------------------------------------------------------------- restore */
+
+typedef enum ih_source_kind {
+	IH_SOURCE_WIM = 1,   /* wim:PATH[:INDEX], esd:..., or a .wim/.esd/.swm path */
+	IH_SOURCE_DIR,       /* an extracted or mounted image tree */
+} ih_source_kind;
+
+typedef enum ih_source_origin {
+	IH_ORIGIN_CALLER = 1, /* given by the caller */
+	IH_ORIGIN_POLICY,     /* LocalSourcePath in the image's SOFTWARE hive */
+} ih_source_origin;
+
+/* One source as the restore saw it. */
+typedef struct ih_source_report {
+	char *spec;             /* as given ("wim:/x.wim:1", "/mnt/win", ...) */
+	ih_source_kind kind;
+	ih_source_origin origin;
+	char *path;             /* local path used */
+	uint32_t index;         /* wim INDEX, 0 if none */
+	int usable;             /* it opened */
+	char *error;            /* why not, or NULL */
+	uint64_t bytes_read;    /* blob bytes read from it */
+	uint64_t blobs_used;    /* blobs it supplied */
+	uint64_t blobs_rejected;/* candidates whose bytes did not hash right */
+} ih_source_report;
+
+typedef struct ih_repair {
+	uint8_t sha1[20];
+	uint64_t size;
+	int source;             /* index into report sources */
+	int raw_copy;           /* compressed bytes copied as they were */
+	size_t n_refs;
+	ih_ref *refs;
+} ih_repair;
+
+typedef struct ih_restore_options {
+	const char *const *sources;  /* in order; may be NULL */
+	size_t n_sources;
+	int limit_access;            /* never use remote defaults */
+	/* Windows path prefix -> local path, for policy sources:
+	 * path_map[2*i] = "C:\\Sources", path_map[2*i+1] = "/mnt/sources" */
+	const char *const *path_map;
+	size_t n_path_map;
+	int no_policy;               /* ignore the image's LocalSourcePath */
+	int rebuild;                 /* write a compacted copy and rename it over */
+	int threads;
+	ih_cancel *cancel;
+	const char *policy_hive;     /* test/override: read policy from this hive file */
+} ih_restore_options;
+
+int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
+		     ih_error *err);
+int ih_restore(ih_session *s, const ih_restore_options *opt, ih_report **report,
+	       ih_error *err);
+
 struct ih_report {
 	ih_health state;
 	int scanned;            /* a full scan ran now */
@@ -247,6 +302,20 @@ struct ih_report {
 	ih_damage *damage;      /* sorted by sha1 */
 	size_t n_problems;
 	ih_problem *problems;
+
+	/* restore only */
+	int restored;           /* this report comes from a restore */
+	ih_health state_before;
+	size_t n_repaired;
+	ih_repair *repaired;    /* sorted by sha1 */
+	/* damage is what is left: unrepaired blobs (code source_missing) */
+	size_t n_sources;
+	ih_source_report *sources;
+	uint64_t bytes_written;
+	int rebuilt;
+	char *policy_local_source_path; /* as read from the hive, or NULL */
+	int policy_use_windows_update;  /* -1: not set */
+	char *policy_note;              /* why the policy could not be read, or NULL */
 };
 
 void ih_report_free(ih_report *r);

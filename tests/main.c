@@ -9,6 +9,7 @@ void test_check(void);
 void test_metadata(void);
 void test_xmlinfo(void);
 void test_wimfmt(void);
+void test_restore(void);
 
 static const struct {
 	const char *name;
@@ -18,6 +19,7 @@ static const struct {
 	{"metadata", test_metadata},
 	{"xmlinfo", test_xmlinfo},
 	{"check", test_check},
+	{"restore", test_restore},
 };
 
 int main(int argc, char **argv)

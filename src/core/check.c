@@ -109,7 +109,21 @@ static void record_scan(const ih_session *s, const ih_report *r)
 static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
 {
 	struct check_arg *a = argp;
-	ih_session *s = a->s;
+	int rc = check_run(a->s, j, &a->opt, out, err);
+	if (rc == IH_OK && ih_job_cancelled(j)) {
+		ih_report_free(*out);
+		*out = NULL;
+		rc = ih_fail(err, IH_ERR_CANCELLED, "check cancelled; nothing was recorded");
+	}
+	pthread_mutex_lock(&a->s->mu);
+	a->s->active_jobs--;
+	pthread_mutex_unlock(&a->s->mu);
+	return rc;
+}
+
+int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
+	      ih_error *err)
+{
 	struct wim *w = s->w;
 	uint32_t first = ih_session_first(s), last = ih_session_last(s);
 	size_t nmetas = w->image_count && last >= first ? last - first + 1 : 0;
@@ -163,13 +177,13 @@ static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	if (!w->nonrepairable)
 		structural_damage(s, &referenced, &d);
 
-	if (a->opt.scan && !w->nonrepairable) {
-		int threads = a->opt.threads > 0 ? a->opt.threads : s->threads;
+	if (opt->scan && !w->nonrepairable) {
+		int threads = opt->threads > 0 ? opt->threads : s->threads;
 		rc = scan_blobs(s, j, threads, s->index ? &referenced : NULL, &d, &pl, err);
 		if (rc || ih_job_cancelled(j))
 			goto out;
 		r->scanned = 1;
-	} else if (!a->opt.scan) {
+	} else if (!opt->scan) {
 		recall_records(s, &d, r);
 	}
 
@@ -196,7 +210,7 @@ static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		goto out;
 	}
 	r->seconds = ih_now() - t0;
-	if (r->scanned && !a->opt.no_record)
+	if (r->scanned && !opt->no_record)
 		record_scan(s, r);
 out:
 	for (size_t i = 0; i < nmetas && metas; i++)
@@ -226,12 +240,24 @@ int ih_check_start(ih_session *s, const ih_check_options *opt, ih_job **out, ih_
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	if (opt)
 		a->opt = *opt;
+	pthread_mutex_lock(&s->mu);
+	if (s->restoring) {
+		pthread_mutex_unlock(&s->mu);
+		free(a);
+		return ih_fail(err, IH_ERR_BUSY, "a restore is running on this session");
+	}
+	s->active_jobs++;
+	pthread_mutex_unlock(&s->mu);
 	a->s = s;
 	ih_session_ref(s);
 	ih_cancel_ref(a->opt.cancel);
 	rc = ih_job_start(run_check, a, free_check_arg, a->opt.cancel, out, err);
-	if (rc)
+	if (rc) {
+		pthread_mutex_lock(&s->mu);
+		s->active_jobs--;
+		pthread_mutex_unlock(&s->mu);
 		free_check_arg(a);
+	}
 	return rc;
 }
 

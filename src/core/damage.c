@@ -147,7 +147,8 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 	}
 	for (size_t i = 0; i < d->n; i++) {
 		ih_damage *dm = &d->v[i];
-		qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
+		if (dm->n_refs > 1)
+			qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
 		/* images: from the refs, plus the metadata's own image */
 		size_t cap = dm->n_images + dm->n_refs;
 		if (cap) {
@@ -165,7 +166,8 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 			dm->n_images = u;
 		}
 	}
-	qsort(d->v, d->n, sizeof *d->v, cmp_damage);
+	if (d->n > 1)
+		qsort(d->v, d->n, sizeof *d->v, cmp_damage);
 	r->damage = d->v;
 	r->n_damage = d->n;
 	d->v = NULL;
@@ -182,5 +184,19 @@ void ih_report_free(ih_report *r)
 	free(r->damage);
 	free(r->problems);
 	free(r->image_path);
+	for (size_t i = 0; i < r->n_repaired; i++) {
+		for (size_t k = 0; k < r->repaired[i].n_refs; k++)
+			free(r->repaired[i].refs[k].path);
+		free(r->repaired[i].refs);
+	}
+	free(r->repaired);
+	for (size_t i = 0; i < r->n_sources; i++) {
+		free(r->sources[i].spec);
+		free(r->sources[i].path);
+		free(r->sources[i].error);
+	}
+	free(r->sources);
+	free(r->policy_local_source_path);
+	free(r->policy_note);
 	free(r);
 }

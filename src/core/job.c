@@ -130,12 +130,6 @@ static void *runner(void *arg)
 	ih_report *report = NULL;
 	ih_error err = {0};
 	int rc = j->fn(j, j->arg, &report, &err);
-
-	if (rc == IH_OK && ih_job_cancelled(j)) {
-		ih_report_free(report);
-		report = NULL;
-		rc = ih_fail(&err, IH_ERR_CANCELLED, "operation cancelled; nothing was changed");
-	}
 	atomic_store(&j->phase, IH_PHASE_DONE);
 	pthread_mutex_lock(&j->mu);
 	j->rc = rc;

@@ -222,3 +222,36 @@ int ih_read_solid_chunk(struct ih_reader *r, const struct wim_solid *s, uint64_t
 	*len = ulen;
 	return IH_READ_OK;
 }
+
+int ih_read_any_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, void *ctx,
+		     const atomic_int *cancel, ih_reason *reason, char *detail, size_t dlen)
+{
+	const struct wim_solid *s;
+	uint64_t cs, end;
+
+	if (b->solid < 0 || b->bad)
+		return ih_read_blob(r, b, fn, ctx, cancel, reason, detail, dlen);
+	s = &r->w->solids[b->solid];
+	if (s->bad)
+		return damaged(reason, detail, dlen, (ih_reason)s->bad, "%s", s->why);
+	cs = s->sh.chunk_size;
+	end = b->offset + b->size;
+	for (uint64_t c = b->offset / cs; c * cs < end; c++) {
+		const uint8_t *data;
+		size_t len;
+		int rc;
+		if (cancel && atomic_load_explicit(cancel, memory_order_relaxed))
+			return IH_READ_STOPPED;
+		if (c >= s->nchunks)
+			return damaged(reason, detail, dlen, IH_REASON_BAD_ENTRY,
+				       "blob extends past the end of its solid resource");
+		rc = ih_read_solid_chunk(r, s, c, &data, &len, reason, detail, dlen);
+		if (rc != IH_READ_OK)
+			return rc;
+		uint64_t ps = b->offset > c * cs ? b->offset : c * cs;
+		uint64_t pe = end < c * cs + len ? end : c * cs + len;
+		if (pe > ps && fn(ctx, data + (ps - c * cs), (size_t)(pe - ps)))
+			return IH_READ_STOPPED;
+	}
+	return IH_READ_OK;
+}

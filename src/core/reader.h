@@ -40,6 +40,11 @@ int ih_reader_reserve_in(struct ih_reader *r, size_t n);
 int ih_read_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, void *ctx,
 		 const atomic_int *cancel, ih_reason *reason, char *detail, size_t dlen);
 
+/* Streams any blob, solid ones included (their chunks decompressed in
+ * turn; only the blob's slice is passed on). */
+int ih_read_any_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, void *ctx,
+		     const atomic_int *cancel, ih_reason *reason, char *detail, size_t dlen);
+
 /* Reads a whole non-solid blob into a new buffer (metadata resources);
  * refuses blobs larger than max. */
 int ih_read_blob_alloc(struct ih_reader *r, const struct wim_blob *b, uint64_t max,

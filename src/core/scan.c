@@ -359,7 +359,8 @@ static int build_tasks(struct scan *sc, const struct ih_blobindex *want, uint64_
 		}
 		*bytes += pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size - WIM_HEADER_SIZE;
 	}
-	qsort(sc->tasks, sc->ntasks, sizeof *sc->tasks, cmp_task);
+	if (sc->ntasks > 1)
+		qsort(sc->tasks, sc->ntasks, sizeof *sc->tasks, cmp_task);
 	return 0;
 }
 

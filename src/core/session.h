@@ -19,6 +19,8 @@ struct ih_session {
 	ih_wim_info info;
 	int info_ready;
 	atomic_int refs;         /* the caller's handle plus running jobs */
+	int active_jobs;         /* under mu: checks running */
+	int restoring;           /* under mu: a restore is running */
 	int lock_fd;             /* holds the shared lock */
 };
 
@@ -76,6 +78,10 @@ int state_load(const ih_session *s, uint32_t image, struct state_record *rec);
 int state_save(const ih_session *s, uint32_t image, const struct state_record *rec,
 	       ih_error *err);
 void state_record_free(struct state_record *rec);
+
+/* The health check itself, run on the caller's job thread. */
+int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
+	      ih_error *err);
 
 /* Full scan: reads every blob in `want` (NULL: all), adds damage. */
 int scan_blobs(ih_session *s, ih_job *j, int threads, const struct ih_blobindex *want,

@@ -300,6 +300,7 @@ static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_er
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		}
 		memcpy(b->sha1, e.sha1, 20);
+		b->entry = i;
 		b->refcnt = e.refcnt;
 		b->part = p->hdr.part_number;
 		b->flags = e.res.flags;

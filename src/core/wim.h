@@ -34,6 +34,7 @@ struct wim_blob {
 	uint8_t flags;
 	int32_t solid;          /* index into wim->solids, or -1 */
 	uint32_t image;         /* metadata: its image (1-based), else 0 */
+	size_t entry;           /* its position in its part's blob table */
 	ih_reason bad;          /* set when the entry itself is unusable */
 	char why[96];
 };

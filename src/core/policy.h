@@ -1,0 +1,23 @@
+/* policy.h - the image's own servicing policy (LocalSourcePath,
+ * UseWindowsUpdate). */
+#ifndef IH_POLICY_H
+#define IH_POLICY_H
+
+#include "session.h"
+
+struct policy {
+	char *local_source_path; /* ';'-separated, as stored; NULL if not set */
+	int use_windows_update;  /* -1: not set */
+	char *note;              /* why nothing could be read, or NULL */
+};
+
+/* Reads the policy from the SOFTWARE hive of the first image in metas that
+ * has one.  Returns 0 (p->note explains an absent policy) or -1. */
+int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
+		struct policy *p);
+int policy_read_hive_file(const char *file, struct policy *p);
+/* Maps a Windows path by the caller's prefix map; NULL when no prefix fits. */
+char *policy_map_path(const char *winpath, const char *const *map, size_t n_map);
+void policy_free(struct policy *p);
+
+#endif

@@ -1,0 +1,289 @@
+/* test_restore.c - the restore core: repair from WIM and directory sources
+ * in every compression, lying sources, partial repair, cancel, crash
+ * points, and the file staying an image wimlib verifies. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <unistd.h>
+#include "imagehealth.h"
+#include "testutil.h"
+#include "util.h"
+#include "wimfmt.h"
+
+static char wd[256];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof cmd, fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void make_tree(void)
+{
+	sh("mkdir -p %s/tree/a/b %s/tree/c && cp /usr/share/common-licenses/GPL-3 %s/tree/a/ && "
+	   "cp /usr/share/common-licenses/GPL-2 %s/tree/a/b/ && cp /usr/share/common-licenses/Apache-2.0 "
+	   "%s/tree/c/ && cp %s/tree/a/GPL-3 %s/tree/c/gpl3-copy && head -c 300000 /usr/bin/wimlib-imagex "
+	   "> %s/tree/c/bin.dat",
+	   wd, wd, wd, wd, wd, wd, wd, wd);
+}
+
+/* Flips bytes in the middle of the resource holding a tree file. */
+static int damage(const char *wim, const char *file)
+{
+	char cmd[1024], line[256], hex[41] = "", p[600];
+	uint8_t want[20], hdr[WIM_HEADER_SIZE];
+	struct wim_header h;
+	char why[64];
+	snprintf(cmd, sizeof cmd, "sha1sum %s/tree/%s", wd, file);
+	FILE *pp = popen(cmd, "r");
+	if (!pp || !fgets(line, sizeof line, pp))
+		return -1;
+	pclose(pp);
+	memcpy(hex, line, 40);
+	ih_sha1_from_hex(hex, want);
+	snprintf(p, sizeof p, "%s/%s", wd, wim);
+	FILE *f = fopen(p, "r+b");
+	if (!f || fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
+	    wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why))
+		return -1;
+	for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
+		uint8_t e[BLOB_ENTRY_SIZE];
+		struct wim_blob_entry be;
+		fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
+		if (fread(e, 1, sizeof e, f) != sizeof e)
+			break;
+		wimfmt_get_blob_entry(e, &be);
+		if (memcmp(be.sha1, want, 20))
+			continue;
+		uint64_t off = (be.res.flags & RESHDR_FLAG_SOLID) ? 208 + 16 + 40 + be.res.offset / 3
+								  : be.res.offset + be.res.stored_size / 2;
+		for (int k = 0; k < 4; k++) {
+			fseek(f, (long)(off + k), SEEK_SET);
+			int c = fgetc(f);
+			fseek(f, (long)(off + k), SEEK_SET);
+			fputc(c ^ 0x5a, f);
+		}
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	return -1;
+}
+
+static ih_report *restore(const char *wim, const char **sources, size_t n, int *rc_out,
+			  ih_error *err)
+{
+	char p[600], sd[300];
+	ih_session *s;
+	ih_report *r = NULL;
+	snprintf(p, sizeof p, "%s/%s", wd, wim);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	ih_open_options o = {.state_dir = sd};
+	*rc_out = ih_session_open(p, &o, &s, err);
+	if (*rc_out)
+		return NULL;
+	ih_restore_options ro = {.sources = sources, .n_sources = n, .no_policy = 1};
+	*rc_out = ih_restore(s, &ro, &r, err);
+	ih_session_close(s);
+	return r;
+}
+
+static int verify(const char *wim)
+{
+	return sh("wimlib-imagex verify %s/%s >/dev/null 2>&1", wd, wim);
+}
+
+static void test_kinds(void)
+{
+	static const struct { const char *name, *flags; } kinds[] = {
+		{"none.wim", "--compress=none"}, {"xpress.wim", "--compress=XPRESS"},
+		{"lzx.wim", "--compress=LZX"},   {"lzms.wim", "--compress=LZMS"},
+		{"solid.esd", "--solid"},       {"check.wim", "--compress=LZX --check"},
+	};
+	char pristine[600], dirsrc[600];
+	snprintf(dirsrc, sizeof dirsrc, "%s/tree", wd);
+	for (size_t k = 0; k < IH_ARRAY_LEN(kinds); k++) {
+		ih_error err = {0};
+		int rc;
+		char bad[64];
+		snprintf(bad, sizeof bad, "bad-%s", kinds[k].name);
+		CHECK(sh("wimlib-imagex capture %s/tree %s/%s img %s >/dev/null 2>&1", wd, wd,
+			 kinds[k].name, kinds[k].flags) == 0);
+		sh("cp %s/%s %s/%s", wd, kinds[k].name, wd, bad);
+		CHECK(damage(bad, "a/GPL-3") == 0);
+		CHECK(verify(bad) != 0);
+		/* from the pristine WIM; a directory source for the even ones */
+		snprintf(pristine, sizeof pristine, "%s/%s", wd, kinds[k].name);
+		const char *src[] = {k % 2 ? pristine : dirsrc};
+		ih_report *r = restore(bad, src, 1, &rc, &err);
+		CHECK_MSG(rc == IH_OK, err.message);
+		if (r) {
+			if (r->state != IH_HEALTHY || r->n_repaired < 1)
+				fprintf(stderr, "  %s: state %d repaired %zu left %zu\n", kinds[k].name,
+					r->state, r->n_repaired, r->n_damage);
+			CHECK(r->state == IH_HEALTHY && r->n_repaired >= 1 && r->n_damage == 0);
+			CHECK(r->bytes_written > 0);
+		}
+		ih_report_free(r);
+		CHECK_MSG(verify(bad) == 0, kinds[k].name);
+		sh("rm -rf %s/x && mkdir %s/x", wd, wd);
+		CHECK_MSG(sh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
+			     wd, bad, wd, wd, wd) == 0, kinds[k].name);
+	}
+}
+
+static void test_lying_and_partial(void)
+{
+	ih_error err;
+	int rc;
+	char liar[600], good[600];
+	/* a directory whose file has the right name and the wrong bytes */
+	sh("rm -rf %s/liar && cp -r %s/tree %s/liar && echo changed >> %s/liar/a/GPL-3 && echo x >> %s/liar/c/gpl3-copy", wd, wd, wd, wd, wd);
+	sh("cp %s/lzx.wim %s/p.wim", wd, wd);
+	CHECK(damage("p.wim", "a/GPL-3") == 0);
+	CHECK(damage("p.wim", "c/bin.dat") == 0);
+	snprintf(liar, sizeof liar, "%s/liar", wd);
+	/* partial: the liar lacks bin.dat's right bytes too?  no: it has it */
+	sh("rm %s/liar/c/bin.dat", wd);
+	const char *src1[] = {liar};
+	ih_report *r = restore("p.wim", src1, 1, &rc, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	CHECK(r && r->state == IH_REPAIRABLE && r->n_repaired == 0 && r->n_damage == 2);
+	CHECK(r && r->n_sources == 1 && r->sources[0].blobs_rejected >= 1);
+	ih_report_free(r);
+	CHECK(verify("p.wim") != 0);
+	/* liar first, then the good one: the good one wins */
+	snprintf(good, sizeof good, "wim:%s/lzx.wim:1", wd);
+	const char *src2[] = {liar, good};
+	r = restore("p.wim", src2, 2, &rc, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 2);
+	for (size_t i = 0; r && i < r->n_repaired; i++)
+		CHECK(r->repaired[i].source == 1);
+	ih_report_free(r);
+	CHECK(verify("p.wim") == 0);
+	/* a quick check knows at once */
+	char p[600], sd[300];
+	ih_session *s;
+	ih_report *q = NULL;
+	snprintf(p, sizeof p, "%s/p.wim", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
+	CHECK(ih_check(s, &(ih_check_options){0}, &q, &err) == IH_OK);
+	CHECK(q && q->state == IH_HEALTHY && q->from_record);
+	ih_report_free(q);
+	ih_session_close(s);
+}
+
+static void test_cancel_and_disk_full(void)
+{
+	ih_error err;
+	int rc;
+	char good[600];
+	struct stat a, b;
+	sh("cp %s/lzx.wim %s/c.wim", wd, wd);
+	CHECK(damage("c.wim", "a/GPL-3") == 0);
+	sh("cp %s/c.wim %s/c.orig", wd, wd);
+	snprintf(good, sizeof good, "%s/lzx.wim", wd);
+	/* cancelled before it starts: byte-identical */
+	{
+		char p[600], sd[300];
+		ih_session *s;
+		ih_report *r = NULL;
+		snprintf(p, sizeof p, "%s/c.wim", wd);
+		snprintf(sd, sizeof sd, "%s/state", wd);
+		CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
+		ih_cancel *tok = ih_cancel_new();
+		ih_cancel_trigger(tok);
+		const char *src[] = {good};
+		rc = ih_restore(s, &(ih_restore_options){.sources = src, .n_sources = 1,
+							.no_policy = 1, .cancel = tok},
+				&r, &err);
+		CHECK(rc == IH_ERR_CANCELLED);
+		ih_cancel_unref(tok);
+		ih_session_close(s);
+		CHECK(sh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
+	}
+	/* disk full (a file size limit): clear error, old image intact */
+	stat(good, &a);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit rl;
+		stat("/dev/null", &b);
+		char p[600];
+		snprintf(p, sizeof p, "%s/c.wim", wd);
+		struct stat st;
+		stat(p, &st);
+		rl.rlim_cur = rl.rlim_max = (rlim_t)st.st_size + 100;
+		signal(SIGXFSZ, SIG_IGN);
+		setrlimit(RLIMIT_FSIZE, &rl);
+		const char *src[] = {good};
+		ih_report *r = restore("c.wim", src, 1, &rc, &err);
+		ih_report_free(r);
+		_exit(rc == IH_ERR_DISK_FULL ? 0 : 1);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(sh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
+}
+
+static void test_crash_points(void)
+{
+	static const char *steps[] = {"step:flag", "step:resources", "step:blob_table",
+				      "step:xml", "step:fsync", "step:header", "bytes:1",
+				      "bytes:3000", "bytes:9000"};
+	char good[600];
+	snprintf(good, sizeof good, "%s/check.wim", wd);
+	for (size_t i = 0; i < IH_ARRAY_LEN(steps); i++) {
+		sh("cp %s/check.wim %s/k.wim", wd, wd);
+		CHECK(damage("k.wim", "a/GPL-3") == 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			setenv("IMAGEHEALTH_CRASH_AT", steps[i], 1);
+			int rc;
+			ih_error err;
+			const char *src[] = {good};
+			signal(SIGABRT, SIG_DFL);
+			ih_report *r = restore("k.wim", src, 1, &rc, &err);
+			ih_report_free(r);
+			_exit(3);
+		}
+		int status;
+		waitpid(pid, &status, 0);
+		CHECK_MSG(WIFSIGNALED(status), steps[i]);
+		/* old or new, never broken: wimlib opens it and its structure holds */
+		CHECK_MSG(sh("wimlib-imagex info %s/k.wim >/dev/null 2>&1", wd) == 0, steps[i]);
+		int rc;
+		ih_error err;
+		const char *src[] = {good};
+		ih_report *r = restore("k.wim", src, 1, &rc, &err);
+		CHECK_MSG(rc == IH_OK && r && r->state == IH_HEALTHY, steps[i]);
+		ih_report_free(r);
+		CHECK_MSG(verify("k.wim") == 0, steps[i]);
+	}
+}
+
+void test_restore(void)
+{
+	snprintf(wd, sizeof wd, "/tmp/ih-rtest-XXXXXX");
+	if (!mkdtemp(wd)) {
+		CHECK(0);
+		return;
+	}
+	make_tree();
+	test_kinds();
+	test_lying_and_partial();
+	test_cancel_and_disk_full();
+	test_crash_points();
+	sh("rm -rf %s", wd);
+}
