@@ -237,6 +237,43 @@ static void test_cancel_and_disk_full(void)
 	CHECK(sh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
 }
 
+static void test_rebuild(void)
+{
+	static const char *kinds[] = {"lzx.wim", "solid.esd", "check.wim"};
+	char good[600], bad[64], p[600], sd[300];
+	for (size_t k = 0; k < IH_ARRAY_LEN(kinds); k++) {
+		ih_session *s;
+		ih_error err;
+		ih_report *r = NULL;
+		snprintf(bad, sizeof bad, "rb-%s", kinds[k]);
+		sh("cp %s/%s %s/%s", wd, kinds[k], wd, bad);
+		CHECK(damage(bad, "c/Apache-2.0") == 0);
+		CHECK(damage(bad, "a/b/GPL-2") == 0);
+		snprintf(good, sizeof good, "%s/%s", wd, kinds[k]);
+		snprintf(p, sizeof p, "%s/%s", wd, bad);
+		snprintf(sd, sizeof sd, "%s/state", wd);
+		CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
+		const char *src[] = {good};
+		int rc = ih_restore(s, &(ih_restore_options){.sources = src, .n_sources = 1,
+							     .no_policy = 1, .rebuild = 1},
+				    &r, &err);
+		CHECK_MSG(rc == IH_OK, err.message);
+		CHECK_MSG(r && r->rebuilt && r->state == IH_HEALTHY && r->n_repaired >= 2, kinds[k]);
+		ih_report_free(r);
+		/* the session follows the new file */
+		r = NULL;
+		CHECK(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err) == IH_OK);
+		CHECK(r && r->state == IH_HEALTHY);
+		ih_report_free(r);
+		ih_session_close(s);
+		CHECK_MSG(verify(bad) == 0, kinds[k]);
+		sh("rm -rf %s/x && mkdir %s/x", wd, wd);
+		CHECK_MSG(sh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
+			     wd, bad, wd, wd, wd) == 0, kinds[k]);
+		CHECK(sh("ls %s/*.ihtmp.* >/dev/null 2>&1", wd) != 0); /* no temporary left */
+	}
+}
+
 static void test_crash_points(void)
 {
 	static const char *steps[] = {"step:flag", "step:resources", "step:blob_table",
@@ -285,5 +322,6 @@ void test_restore(void)
 	test_lying_and_partial();
 	test_cancel_and_disk_full();
 	test_crash_points();
+	test_rebuild();
 	sh("rm -rf %s", wd);
 }

@@ -16,13 +16,12 @@
 #include <unistd.h>
 #include "job.h"
 #include "policy.h"
+#include "restore.h"
 #include "session.h"
 #include "sha1.h"
 #include "source.h"
 #include "util.h"
 #include "writer.h"
-
-#define INTEGRITY_CHUNK (10u << 20)
 
 struct restore_arg {
 	ih_session *s;
@@ -30,15 +29,6 @@ struct restore_arg {
 	char **strings;           /* owned copies of the option strings */
 	size_t nstrings;
 	char *policy_hive;
-};
-
-/* One damaged blob and what became of it. */
-struct target {
-	const ih_damage *dm;
-	const struct wim_blob *blob; /* its entry, or NULL when missing */
-	uint16_t part;
-	int source;                  /* -1: not repaired */
-	struct supplied sup;
 };
 
 struct part_write {
@@ -63,12 +53,6 @@ static void free_restore_arg(void *p)
 	free((void *)a->opt.path_map);
 	free(a->policy_hive);
 	free(a);
-}
-
-static ih_errcode write_code(int e)
-{
-	return e == ENOSPC || e == EFBIG || e == EDQUOT ? IH_ERR_DISK_FULL
-							: e == ENOMEM ? IH_ERR_NOMEM : IH_ERR_IO;
 }
 
 static int prepare_part(const struct wim *w, uint16_t part, struct part_write *pw,
@@ -130,74 +114,6 @@ static void close_part(struct part_write *pw)
 	pw->opened = 0;
 }
 
-/* A minimal XML document when the old one is damaged: wimlib and WIMGAPI
- * need one that parses; names are lost with the damage. */
-static uint8_t *minimal_xml(uint32_t images, size_t *len)
-{
-	char ascii[256 + 64 * 16];
-	size_t n = (size_t)snprintf(ascii, sizeof ascii, "<WIM><TOTALBYTES>0</TOTALBYTES>");
-	for (uint32_t i = 1; i <= images && n < sizeof ascii - 64; i++)
-		n += (size_t)snprintf(ascii + n, sizeof ascii - n,
-				      "<IMAGE INDEX=\"%u\"><NAME>Image %u</NAME></IMAGE>", i, i);
-	n += (size_t)snprintf(ascii + n, sizeof ascii - n, "</WIM>");
-	uint8_t *x = malloc(2 + 2 * n);
-	if (!x)
-		return NULL;
-	x[0] = 0xFF;
-	x[1] = 0xFE;
-	for (size_t i = 0; i < n; i++) {
-		x[2 + 2 * i] = (uint8_t)ascii[i];
-		x[3 + 2 * i] = 0;
-	}
-	*len = 2 + 2 * n;
-	return x;
-}
-
-static int write_integrity(struct part_write *pw, uint64_t end, struct wim_reshdr *out)
-{
-	uint64_t covered = end - WIM_HEADER_SIZE;
-	uint32_t n = (uint32_t)((covered + INTEGRITY_CHUNK - 1) / INTEGRITY_CHUNK);
-	size_t len = INTEGRITY_HEADER_SIZE + 20 * (size_t)n;
-	uint8_t *t = malloc(len), *buf = malloc(1u << 20);
-	ih_sha1_ctx *md = ih_sha1_new();
-	int rc = -1;
-
-	if (!t || !buf || !md)
-		goto out;
-	put_le32(t, (uint32_t)len);
-	put_le32(t + 4, n);
-	put_le32(t + 8, INTEGRITY_CHUNK);
-	for (uint32_t c = 0; c < n; c++) {
-		uint64_t off = WIM_HEADER_SIZE + (uint64_t)c * INTEGRITY_CHUNK;
-		uint64_t stop = off + INTEGRITY_CHUNK < end ? off + INTEGRITY_CHUNK : end;
-		ih_sha1_init(md);
-		while (off < stop) {
-			size_t k = stop - off < (1u << 20) ? (size_t)(stop - off) : (1u << 20);
-			if (pread(pw->fd, buf, k, (off_t)off) != (ssize_t)k) {
-				pw->wr.err = errno ? errno : EIO;
-				goto out;
-			}
-			ih_sha1_update(md, buf, k);
-			off += k;
-		}
-		ih_sha1_final(md, t + INTEGRITY_HEADER_SIZE + 20 * (size_t)c);
-	}
-	memset(out, 0, sizeof *out);
-	out->offset = pw->wr.pos;
-	out->stored_size = out->orig_size = len;
-	rc = writer_put(&pw->wr, t, len);
-out:
-	free(t);
-	free(buf);
-	ih_sha1_free(md);
-	return rc;
-}
-
-static int entry_is(const struct target *t, uint16_t part, size_t entry)
-{
-	return t->source >= 0 && t->blob && t->part == part && t->blob->entry == entry;
-}
-
 /* Writes the new blob table, XML, integrity table, then the header. */
 static int commit_part(const struct wim *w, uint16_t part, struct part_write *pw,
 		       struct target *ts, size_t nt, ih_error *err)
@@ -205,13 +121,12 @@ static int commit_part(const struct wim *w, uint16_t part, struct part_write *pw
 	const struct wim_part *p = &w->parts[part - 1];
 	const struct wim_reshdr *obt = &p->hdr.blob_table;
 	size_t n = (size_t)(obt->orig_size / BLOB_ENTRY_SIZE);
-	uint8_t *old = malloc(obt->stored_size + 1), *tbl = malloc((n + nt + 1) * BLOB_ENTRY_SIZE);
-	uint8_t *xml = NULL, hdr[WIM_HEADER_SIZE];
-	size_t nout = 0, xml_len = 0;
-	struct wim_reshdr bt, xr, ir = {0}, boot = p->hdr.boot_metadata;
+	uint8_t *old = malloc(obt->stored_size + 1), hdr[WIM_HEADER_SIZE];
+	struct new_table t = {0};
+	struct wim_reshdr boot = p->hdr.boot_metadata;
 	int rc = IH_OK;
 
-	if (!old || !tbl) {
+	if (!old) {
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -219,85 +134,33 @@ static int commit_part(const struct wim *w, uint16_t part, struct part_write *pw
 		rc = ih_fail(err, IH_ERR_IO, "%s: cannot re-read the blob table", p->path);
 		goto out;
 	}
-	/* Old entries in order; repaired non-solid ones rewritten in place (the
-	 * order of metadata entries is the order of images). */
+	/* Old entries in order, repaired ones rewritten where they were. */
 	for (size_t i = 0; i < n; i++) {
-		const struct target *hit = NULL;
-		for (size_t k = 0; k < nt && !hit; k++)
-			if (entry_is(&ts[k], part, i))
-				hit = &ts[k];
-		uint8_t *dst = tbl + nout * BLOB_ENTRY_SIZE;
+		const uint8_t *raw = old + i * BLOB_ENTRY_SIZE;
+		const struct target *hit = target_at(ts, nt, part, i);
+		int bad;
 		if (!hit) {
-			memcpy(dst, old + i * BLOB_ENTRY_SIZE, BLOB_ENTRY_SIZE);
-			nout++;
-			continue;
+			bad = table_put_raw(&t, raw);
+		} else {
+			struct wim_blob_entry e;
+			wimfmt_get_blob_entry(raw, &e);
+			if (boot.offset && e.res.offset == boot.offset && hit->blob->image) {
+				boot = hit->sup.res;
+				boot.flags |= RESHDR_FLAG_METADATA;
+			}
+			bad = table_put_repaired(&t, raw, hit);
 		}
-		if (hit->blob->solid >= 0)
-			continue; /* leaves its solid run; appended below */
-		struct wim_blob_entry e;
-		wimfmt_get_blob_entry(old + i * BLOB_ENTRY_SIZE, &e);
-		if (e.res.offset == boot.offset && (e.res.flags & RESHDR_FLAG_METADATA) &&
-		    boot.offset != 0)
-			boot = hit->sup.res, boot.flags |= RESHDR_FLAG_METADATA;
-		e.res = hit->sup.res;
-		e.res.flags |= hit->blob->flags & RESHDR_FLAG_METADATA;
-		wimfmt_put_blob_entry(dst, &e);
-		nout++;
-	}
-	for (size_t k = 0; k < nt; k++) {
-		const struct target *t = &ts[k];
-		if (t->source < 0 || t->part != part || (t->blob && t->blob->solid < 0))
-			continue;
-		struct wim_blob_entry e = {.res = t->sup.res, .part_number = part};
-		e.refcnt = t->blob ? t->blob->refcnt : (uint32_t)(t->dm->n_refs ? t->dm->n_refs : 1);
-		memcpy(e.sha1, t->dm->sha1, 20);
-		wimfmt_put_blob_entry(tbl + nout * BLOB_ENTRY_SIZE, &e);
-		nout++;
-	}
-	writer_crash_point("resources");
-	bt = (struct wim_reshdr){.stored_size = nout * BLOB_ENTRY_SIZE, .flags = obt->flags,
-				 .offset = pw->wr.pos, .orig_size = nout * BLOB_ENTRY_SIZE};
-	if (writer_put(&pw->wr, tbl, nout * BLOB_ENTRY_SIZE))
-		goto write_failed;
-	writer_crash_point("blob_table");
-
-	/* XML: the part's own, as it was, unless it is damaged. */
-	if (part == 1 && !w->xml_ok) {
-		xml = minimal_xml(w->image_count, &xml_len);
-	} else if (p->hdr.xml.stored_size <= (64u << 20)) {
-		xml_len = p->hdr.xml.stored_size;
-		xml = malloc(xml_len + 1);
-		if (xml && pread(pw->fd, xml, xml_len, (off_t)p->hdr.xml.offset) != (ssize_t)xml_len) {
-			free(xml);
-			xml = minimal_xml(w->image_count, &xml_len);
+		if (bad) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			goto out;
 		}
 	}
-	if (!xml) {
+	if (table_append_new(&t, part, ts, nt)) {
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	xr = (struct wim_reshdr){.stored_size = xml_len, .flags = p->hdr.xml.flags,
-				 .offset = pw->wr.pos, .orig_size = xml_len};
-	if (writer_put(&pw->wr, xml, xml_len))
+	if (write_tail(&pw->wr, pw->fd, w, part, &t, pw->old_header, &boot, hdr))
 		goto write_failed;
-	writer_crash_point("xml");
-	if (p->hdr.integrity.offset || p->hdr.integrity.stored_size) {
-		if (write_integrity(pw, bt.offset + bt.stored_size, &ir))
-			goto write_failed;
-	}
-	writer_crash_point("integrity");
-	if (fsync(pw->fd)) {
-		pw->wr.err = errno;
-		goto write_failed;
-	}
-	writer_crash_point("fsync");
-
-	memcpy(hdr, pw->old_header, sizeof hdr);
-	put_le32(hdr + 0x10, get_le32(hdr + 0x10) & ~(uint32_t)WIM_HDR_FLAG_WRITE_IN_PROGRESS);
-	wimfmt_put_reshdr(hdr + 0x30, &bt);
-	wimfmt_put_reshdr(hdr + 0x48, &xr);
-	wimfmt_put_reshdr(hdr + 0x60, &boot);
-	wimfmt_put_reshdr(hdr + 0x7C, &ir);
 	if (pwrite(pw->fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr) {
 		pw->wr.err = errno;
 		goto write_failed;
@@ -313,8 +176,7 @@ write_failed:
 		     p->path, strerror(pw->wr.err ? pw->wr.err : EIO));
 out:
 	free(old);
-	free(tbl);
-	free(xml);
+	free(t.v);
 	return rc;
 }
 
@@ -502,6 +364,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	size_t nsrc = 0, nt = 0;
 	struct target *ts = NULL;
 	struct part_write *pws = NULL;
+	struct rebuild rb = {.fd = -1};
 	int rc = IH_OK, any_commit = 0, locked = 0;
 	double t0 = ih_now();
 
@@ -581,23 +444,30 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	}
 	qsort(ts, nt, sizeof *ts, cmp_target);
 
+	if (opt->rebuild) {
+		rc = rebuild_begin(s->w, &rb, err);
+		if (rc)
+			goto out;
+	}
 	ih_job_set_phase(j, IH_PHASE_FETCH, total, nt);
 	for (size_t k = 0; k < nt && rc == IH_OK; k++) {
 		struct target *t = &ts[k];
+		struct writer *wr = &rb.wr;
 		if (ih_job_cancelled(j))
 			break;
-		rc = prepare_part(s->w, t->part, &pws[t->part - 1], err);
+		if (!opt->rebuild) {
+			rc = prepare_part(s->w, t->part, &pws[t->part - 1], err);
+			wr = &pws[t->part - 1].wr;
+		}
 		for (size_t i = 0; i < nsrc && rc == IH_OK && t->source < 0; i++) {
 			int got = source_supply(&src[i], t->dm->sha1, t->blob ? t->blob->size : 0,
-						t->dm->refs, t->dm->n_refs, &pws[t->part - 1].wr,
-						&j->cancel, &t->sup);
+						t->dm->refs, t->dm->n_refs, wr, &j->cancel, &t->sup);
 			if (got == 1)
 				t->source = (int)i;
 			else if (got < 0 && !ih_job_cancelled(j))
-				rc = ih_fail(err, write_code(pws[t->part - 1].wr.err),
+				rc = ih_fail(err, write_code(wr->err),
 					     "%s: writing failed: %s; the image was left as it was",
-					     s->w->parts[t->part - 1].path,
-					     strerror(pws[t->part - 1].wr.err ? pws[t->part - 1].wr.err : EIO));
+					     wr->path, strerror(wr->err ? wr->err : EIO));
 		}
 		atomic_fetch_add(&j->blobs_done, 1);
 		atomic_fetch_add(&j->bytes_done, t->dm->size);
@@ -612,7 +482,25 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	int part1_needs = 0;
 	for (size_t i = 0; i < before->n_problems; i++)
 		part1_needs |= before->problems[i].severity == IH_REPAIRABLE;
-	for (uint16_t p = 1; p <= s->w->nparts && rc == IH_OK; p++) {
+	if (opt->rebuild) {
+		if (ih_job_cancelled(j))
+			goto out;
+		rc = rebuild_commit(s->w, &rb, ts, nt, err);
+		any_commit = rb.renamed;
+		r->rebuilt = rb.renamed;
+		r->bytes_written = rb.wr.bytes_written;
+		if (any_commit) {
+			/* the lock and the view follow the new file */
+			int nfd = open(s->w->path, O_RDONLY | O_CLOEXEC);
+			if (nfd >= 0 && flock(nfd, LOCK_EX | LOCK_NB) == 0) {
+				close(s->lock_fd);
+				s->lock_fd = nfd;
+			} else if (nfd >= 0) {
+				close(nfd);
+			}
+		}
+	}
+	for (uint16_t p = 1; p <= s->w->nparts && rc == IH_OK && !opt->rebuild; p++) {
 		int has = 0;
 		for (size_t k = 0; k < nt; k++)
 			has |= ts[k].part == p && ts[k].source >= 0;
@@ -712,6 +600,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 done:
 	r->seconds = ih_now() - t0;
 out:
+	rebuild_abort(&rb);
 	if (pws) {
 		for (uint16_t p = 0; p < s->w->nparts; p++) {
 			if (!any_commit)
