@@ -17,7 +17,11 @@ B    := build
 BA   := build-asan
 SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-all: $(B)/libimagehealth.a $(B)/lua/imagehealth/core.so $(B)/ctest
+all: $(B)/libimagehealth.a $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive
+
+# Test support: writes a registry hive holding a servicing policy.
+$(B)/mkhive: tests/tools/mkhive.c | $(B)/obj/tests
+	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $< -lhivex
 
 define flavour
 $(1)/obj/%.o: src/%.c $$(wildcard include/*.h src/core/*.h src/lua/*.h) | $(1)/obj/core $(1)/obj/lua

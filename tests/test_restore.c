@@ -310,6 +310,46 @@ static void test_crash_points(void)
 	}
 }
 
+static void test_policy(void)
+{
+	const char *mk = getenv("MKHIVE") ? getenv("MKHIVE") : "build/mkhive";
+	char p[600], sd[300], map_local[300];
+	ih_session *s;
+	ih_error err;
+	ih_report *r = NULL;
+	/* an image whose own SOFTWARE hive names a source by a Windows path */
+	sh("rm -rf %s/ptree && cp -r %s/tree %s/ptree && mkdir -p %s/ptree/Windows/System32/config",
+	   wd, wd, wd, wd);
+	CHECK(sh("%s %s/ptree/Windows/System32/config/SOFTWARE 'wim:C:\\Src\\pristine.wim:1;D:\\Nowhere' 2",
+		 mk, wd) == 0);
+	CHECK(sh("wimlib-imagex capture %s/ptree %s/pristine.wim img >/dev/null 2>&1 && cp %s/pristine.wim %s/pol.wim",
+		 wd, wd, wd, wd) == 0);
+	CHECK(damage("pol.wim", "a/GPL-3") == 0);
+	snprintf(p, sizeof p, "%s/pol.wim", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	snprintf(map_local, sizeof map_local, "%s", wd);
+	const char *map[] = {"c:\\src", map_local};
+	CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
+	int rc = ih_restore(s, &(ih_restore_options){.path_map = map, .n_path_map = 1}, &r, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	if (r) {
+		CHECK(r->state == IH_HEALTHY && r->n_repaired == 1);
+		CHECK(r->policy_use_windows_update == 2);
+		CHECK(r->policy_local_source_path && strstr(r->policy_local_source_path, "pristine.wim"));
+		CHECK(r->n_sources == 2);
+		if (r->n_sources == 2) {
+			CHECK(r->sources[0].origin == IH_ORIGIN_POLICY && r->sources[0].usable &&
+			      r->sources[0].index == 1);
+			CHECK(!r->sources[1].usable && r->sources[1].error &&
+			      strstr(r->sources[1].error, "path_map"));
+		}
+		CHECK(r->n_repaired == 1 && r->repaired[0].source == 0);
+	}
+	ih_report_free(r);
+	ih_session_close(s);
+	CHECK(verify("pol.wim") == 0);
+}
+
 void test_restore(void)
 {
 	snprintf(wd, sizeof wd, "/tmp/ih-rtest-XXXXXX");
@@ -323,5 +363,6 @@ void test_restore(void)
 	test_cancel_and_disk_full();
 	test_crash_points();
 	test_rebuild();
+	test_policy();
 	sh("rm -rf %s", wd);
 }
