@@ -261,6 +261,61 @@ static void test_structure(void)
 	ih_report_free(r);
 }
 
+static void test_split(void)
+{
+	char p[512];
+	ih_session *s;
+	ih_error err;
+	CHECK(sh("wimlib-imagex split %s/lzx.wim %s/set.swm 0.1 >/dev/null 2>&1", workdir, workdir) == 0);
+	ih_report *r = check("set.swm", 1, 2, IH_HEALTHY);
+	CHECK(r && r->bytes_checked > 700000);
+	ih_report_free(r);
+	snprintf(p, sizeof p, "%s/set.swm", workdir);
+	CHECK(ih_session_open(p, NULL, &s, &err) == IH_OK);
+	const ih_wim_info *info;
+	CHECK(ih_session_info(s, &info, &err) == IH_OK && info->total_parts >= 3);
+	ih_session_close(s);
+	/* damage in the second part is found and placed there */
+	struct wim_blob_entry e;
+	snprintf(p, sizeof p, "%s/set2.swm", workdir);
+	FILE *f = fopen(p, "rb");
+	uint8_t hdr[WIM_HEADER_SIZE], ent[BLOB_ENTRY_SIZE];
+	struct wim_header h;
+	char why[64];
+	CHECK(f && fread(hdr, 1, sizeof hdr, f) == sizeof hdr);
+	wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why);
+	fseek(f, (long)h.blob_table.offset, SEEK_SET);
+	CHECK(fread(ent, 1, sizeof ent, f) == sizeof ent);
+	fclose(f);
+	wimfmt_get_blob_entry(ent, &e);
+	flip("set2.swm", e.res.offset + e.res.stored_size / 2, 2);
+	r = check("set.swm", 1, 2, IH_REPAIRABLE);
+	CHECK(r && r->n_damage == 1 && r->damage[0].part == 2 && r->damage[0].n_refs >= 1);
+	ih_report_free(r);
+	/* a missing part is its own error */
+	sh("mv %s/set3.swm %s/set3.moved", workdir, workdir);
+	snprintf(p, sizeof p, "%s/set.swm", workdir);
+	CHECK(ih_session_open(p, NULL, &s, &err) == IH_ERR_MISSING_PART);
+	CHECK_MSG(strstr(err.message, "set3.swm") != NULL, err.message);
+}
+
+static void test_xml_damage(void)
+{
+	uint8_t hdr[WIM_HEADER_SIZE];
+	struct wim_header h;
+	char why[64], p[512];
+	sh("cp %s/lzx.wim %s/xml.wim", workdir, workdir);
+	snprintf(p, sizeof p, "%s/xml.wim", workdir);
+	FILE *f = fopen(p, "rb");
+	CHECK(f && fread(hdr, 1, sizeof hdr, f) == sizeof hdr);
+	fclose(f);
+	wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why);
+	flip("xml.wim", h.xml.offset + 2, 8); /* right after the BOM: "<WIM>" */
+	ih_report *r = check("xml.wim", 0, 2, IH_REPAIRABLE);
+	CHECK(r && r->n_problems == 1 && r->problems[0].kind == IH_PROBLEM_XML);
+	ih_report_free(r);
+}
+
 static void test_open_errors(void)
 {
 	char p[512];
@@ -320,6 +375,8 @@ void test_check(void)
 	test_solid_damage();
 	test_structure();
 	test_open_errors();
+	test_split();
+	test_xml_damage();
 	test_cancel();
 	sh("rm -rf %s", workdir);
 }
