@@ -16,6 +16,8 @@
 extern "C" {
 #endif
 
+#define IH_VERSION_STRING "0.2.0"
+
 /* DismImageHealthState */
 typedef enum ih_health {
 	IH_HEALTHY = 0,

@@ -350,6 +350,74 @@ static void test_policy(void)
 	CHECK(verify("pol.wim") == 0);
 }
 
+/* Flips bytes in the middle of image 1's metadata resource. */
+static int damage_metadata(const char *wim)
+{
+	char p[600], why[64];
+	uint8_t hdr[WIM_HEADER_SIZE];
+	struct wim_header h;
+	snprintf(p, sizeof p, "%s/%s", wd, wim);
+	FILE *f = fopen(p, "r+b");
+	if (!f || fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
+	    wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why))
+		return -1;
+	for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
+		uint8_t e[BLOB_ENTRY_SIZE];
+		struct wim_blob_entry be;
+		fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
+		if (fread(e, 1, sizeof e, f) != sizeof e)
+			break;
+		wimfmt_get_blob_entry(e, &be);
+		if (!(be.res.flags & RESHDR_FLAG_METADATA))
+			continue;
+		fseek(f, (long)(be.res.offset + be.res.stored_size / 2), SEEK_SET);
+		fputc(0x55, f);
+		fputc(0xaa, f);
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	return -1;
+}
+
+static void test_metadata_split_and_lying_wim(void)
+{
+	ih_error err;
+	int rc;
+	char good[600], liar[600];
+	/* damaged metadata, and a file: both come back from the pristine WIM */
+	sh("cp %s/lzx.wim %s/m.wim", wd, wd);
+	CHECK(damage("m.wim", "c/Apache-2.0") == 0);
+	CHECK(damage_metadata("m.wim") == 0);
+	snprintf(good, sizeof good, "%s/lzx.wim", wd);
+	snprintf(liar, sizeof liar, "%s/liar.wim", wd);
+	/* a WIM source whose blobs carry the right SHA-1 and the wrong bytes */
+	sh("cp %s/m.wim %s/liar.wim", wd, wd);
+	const char *src[] = {liar, good};
+	ih_report *r = restore("m.wim", src, 2, &rc, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 2);
+	CHECK(r && r->n_sources == 2 && r->sources[0].blobs_rejected >= 1 &&
+	      r->sources[0].blobs_used == 0 && r->sources[1].blobs_used == 2);
+	ih_report_free(r);
+	CHECK(verify("m.wim") == 0);
+	sh("rm -rf %s/x && mkdir %s/x", wd, wd);
+	CHECK(sh("wimlib-imagex apply %s/m.wim 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
+		 wd, wd, wd, wd) == 0);
+
+	/* a split set: the repair goes into the part that held the blob */
+	CHECK(sh("wimlib-imagex split %s/lzx.wim %s/s.swm 0.04 >/dev/null 2>&1", wd, wd) == 0);
+	CHECK(sh("test -f %s/s2.swm", wd) == 0);
+	CHECK(damage("s2.swm", "a/GPL-3") == 0 || damage("s3.swm", "a/GPL-3") == 0 ||
+	      damage("s.swm", "a/GPL-3") == 0);
+	CHECK(sh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) != 0);
+	r = restore("s.swm", (const char *[]){good}, 1, &rc, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 1);
+	ih_report_free(r);
+	CHECK(sh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) == 0);
+}
+
 void test_restore(void)
 {
 	snprintf(wd, sizeof wd, "/tmp/ih-rtest-XXXXXX");
@@ -364,5 +432,6 @@ void test_restore(void)
 	test_crash_points();
 	test_rebuild();
 	test_policy();
+	test_metadata_split_and_lying_wim();
 	sh("rm -rf %s", wd);
 }

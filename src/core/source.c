@@ -204,11 +204,13 @@ static int supply_from_wim(struct source *src, const uint8_t sha1[20], uint64_t 
 	ih_sha1_free(f.md);
 	src->rep->bytes_read += f.got;
 	if (f.write_failed || (cancel && atomic_load(cancel))) {
-		writer_rewind(wr);
+		if (!raw)
+			writer_rewind(wr);
 		return -1;
 	}
 	if (rc != IH_READ_OK || f.got != b->size || memcmp(hash, sha1, 20)) {
-		writer_rewind(wr);
+		if (!raw) /* a raw candidate wrote nothing yet */
+			writer_rewind(wr);
 		src->rep->blobs_rejected++;
 		return 0;
 	}

@@ -304,8 +304,15 @@ static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_er
 		b->refcnt = e.refcnt;
 		b->part = p->hdr.part_number;
 		b->flags = e.res.flags;
-		if (e.part_number != p->hdr.part_number)
-			mark_bad(b, IH_REASON_BAD_ENTRY, "blob table entry names another part");
+		if (e.part_number != p->hdr.part_number || (e.res.flags & ~0x1Fu)) {
+			/* Bits no writer sets, or another part's number: the table
+			 * itself is corrupt, and no entry in it can be trusted. */
+			wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
+				    "%s: blob table entry %zu is corrupt (flags 0x%02x, part %u)",
+				    p->path, i, e.res.flags, (unsigned)e.part_number);
+			w->nblobs--;
+			continue;
+		}
 
 		if (is_solid) {
 			/* Blob entry: offset into the run's concatenated data,

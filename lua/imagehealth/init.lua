@@ -1,0 +1,186 @@
+-- imagehealth: check (and later repair) the health of Windows images (WIM,
+-- ESD, split WIM), the way DISM's CheckImageHealth does.
+--
+--   local ih = require "imagehealth"
+--   local s <close> = assert(ih.open("install.wim", {index = 1}))
+--   print(s:info())
+--   local state, report = s:check_health{scan = true, progress = function(ev)
+--     io.stderr:write(tostring(ev), "\n")
+--   end}
+--   if not state then error(report) end        -- report is the error here
+--   for path, damage in report:files() do print(path, damage.reason) end
+--
+-- Expected failures return nil, err (err.code, err.hresult, err.message;
+-- tostring(err) reads well); misuse raises, and so does using a closed
+-- object ("attempt to use a closed imagehealth.Session").
+--
+--   ih.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err
+--   ih.cancel_token() -> CancelToken (:cancel(), :cancelled(), :close())
+--   ih.HEALTHY, ih.REPAIRABLE, ih.NONREPAIRABLE (0, 1, 2), ih.states
+--   ih.errors (list and map of {code, hresult}), ih.error(code, msg),
+--   ih.is_error(v), ih.version, ih.format_bytes(n)
+--
+--   s:info() -> Info | nil, err           s:path(), s:closed(), s:close()
+--   s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
+--     -> state, Report | nil, err
+--   s:check_health_job{...} -> Job | nil, err
+--
+--   Job (see job.lua): wait, result, progress, drain, cancel, done, pollfd,
+--   events, timeout, wait_raw, close.  Report (see report.lua): state,
+--   health, damaged, problems, ..., :summary(), :files(), :lines().
+--   Closing a session stops and closes its jobs.
+
+local core = require "imagehealth.core"
+local report = require "imagehealth.report"
+local job = require "imagehealth.job"
+
+local M = {}
+
+M.version = core.version or "0.1.0"
+M._VERSION = "imagehealth " .. M.version
+
+-- DismImageHealthState numbers, and the names the reports use.
+M.HEALTHY = core.HEALTHY
+M.REPAIRABLE = core.REPAIRABLE
+M.NONREPAIRABLE = core.NONREPAIRABLE
+M.states = {
+  [M.HEALTHY] = "healthy", [M.REPAIRABLE] = "repairable", [M.NONREPAIRABLE] = "nonrepairable",
+  healthy = M.HEALTHY, repairable = M.REPAIRABLE, nonrepairable = M.NONREPAIRABLE,
+}
+
+-- Error codes: ih.errors[i] = {code = "not_found", hresult = 0x80070002,
+-- errcode = i}, in the C enum's order, and ih.errors.not_found = the same.
+M.errors = core.errcodes()
+for _, e in ipairs(M.errors) do
+  M.errors[e.code] = e
+end
+
+-- ih.error("cancelled", "message") -> an Error value (not raised)
+M.error = core.error
+local error_mt = getmetatable(core.error("internal"))
+M.Error = error_mt
+
+function M.is_error(v)
+  return type(v) == "table" and getmetatable(v) == error_mt
+end
+
+M.format_bytes = report.format_bytes
+M.Report = report.Report
+
+-- ih.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err
+function M.open(path, opts)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'open' (string expected, got " .. type(path) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  return core.open(path, opts)
+end
+
+-- ih.cancel_token() -> CancelToken with :cancel(), :cancelled(), :close()
+M.cancel_token = core.cancel_token
+
+----------------------------------------------------------------- Session
+
+local Info = {__name = "imagehealth.Info"}
+M.Info = Info
+
+local function version_string(v)
+  return string.format("0x%x", v or 0)
+end
+
+function Info.__tostring(info)
+  local out = {}
+  local function add(fmt, ...)
+    out[#out + 1] = string.format(fmt, ...)
+  end
+  add("%s", info.path)
+  add("  WIM version %s, %s%s, %s chunks, %s, GUID %s", version_string(info.version),
+    info.compression, info.solid and " (solid)" or "", report.format_bytes(info.chunk_size),
+    report.plural(info.parts or 1, "part"), info.guid)
+  add("  %s (boot index %d), %s, %s on disk, integrity table: %s",
+    report.plural(info.image_count or 0, "image"), info.boot_index or 0,
+    report.plural(info.blob_count or 0, "blob"), report.format_bytes(info.file_size),
+    info.has_integrity and "yes" or "no")
+  for _, im in ipairs(info.images or {}) do
+    add("  [%d] %q%s: %s, %s, %s, %s%s", im.index, im.name or "",
+      (im.description and im.description ~= "") and (" (" .. im.description .. ")") or "",
+      report.plural(im.file_count or 0, "file"), report.plural(im.dir_count or 0, "directory", "directories"),
+      report.plural(im.blob_count or 0, "blob"), report.format_bytes(im.total_bytes),
+      im.metadata_ok and "" or ", METADATA DAMAGED")
+  end
+  return table.concat(out, "\n")
+end
+
+-- Raises at the caller of a Lua-level method when the object was closed
+-- (the C methods raise the same message themselves).
+local function check_open(obj)
+  if obj:closed() then
+    error("attempt to use a closed " .. getmetatable(obj).__name, 3)
+  end
+end
+M._check_open = check_open
+
+local c_info = core.interpose("imagehealth.Session", "info", nil)
+
+-- s:info() -> table (prints readably) | nil, err
+core.interpose("imagehealth.Session", "info", function(s)
+  check_open(s)
+  local info, err = c_info(s)
+  if not info then
+    return nil, err
+  end
+  return setmetatable(info, Info)
+end)
+
+local function check_opts(opts, fname)
+  if opts == nil then
+    return {}
+  end
+  if type(opts) ~= "table" then
+    error(string.format("bad argument #1 to '%s' (table expected, got %s)", fname, type(opts)), 3)
+  end
+  job.check_callback(opts.progress, "progress")
+  job.check_callback(opts.poll, "poll")
+  job.check_callback(opts.poll_forget, "poll_forget")
+  return opts
+end
+
+local function start(s, opts)
+  -- the C side checks the option types
+  return s:check_start{scan = opts.scan, threads = opts.threads, cancel = opts.cancel,
+                       no_record = opts.no_record}
+end
+
+-- s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
+--   -> state, report | nil, err   (err.code == "cancelled" when cancelled)
+-- progress(ev) is called from this coroutine and may yield.  poll(job), if
+-- given, waits for the job instead of a short blocking wait in C (e.g.
+-- cqueues.poll, so that a cqueues loop keeps running); poll_forget(fd) is
+-- called before the job's fd is closed (cqueues.cancel for cqueues.poll, by
+-- default).
+core.interpose("imagehealth.Session", "check_health", function(s, opts)
+  check_open(s)
+  opts = check_opts(opts, "check_health")
+  local j, err = start(s, opts)
+  if not j then
+    return nil, err
+  end
+  local _ <close> = j
+  return job.drive(j, opts.progress, opts.cancel, opts.poll, opts.poll_forget)
+end)
+
+-- s:check_health_job{...} -> Job | nil, err; drive it with job:wait(), or
+-- poll it (job:pollfd(), job:events(), job:timeout()) and call job:result().
+core.interpose("imagehealth.Session", "check_health_job", function(s, opts)
+  check_open(s)
+  opts = check_opts(opts, "check_health_job")
+  local j, err = start(s, opts)
+  if not j then
+    return nil, err
+  end
+  return job.attach(j, opts)
+end)
+
+return M

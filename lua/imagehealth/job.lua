@@ -1,0 +1,193 @@
+-- imagehealth.job: the Lua half of imagehealth.Job.
+--
+-- The C core runs a job on worker threads; it never calls Lua.  This module
+-- drives a job from the calling coroutine: wait a short while in C for the
+-- job's fd, drain the queued events, hand each to the progress callback from
+-- Lua (so the callback may coroutine.yield(), e.g. to a scheduler), check
+-- the cancel token, and repeat until the job is done.
+--
+-- Methods added to imagehealth.Job (the C type) here:
+--   job:wait([{progress=fn, poll=fn, poll_forget=fn}])
+--                              drive to the end; -> state, report | nil, err
+--   job:result()               after done: state, report | nil, err
+--   job:drain([max])           queued events, each with a readable tostring
+--   job:progress()             progress snapshot {phase, percent, ...}
+-- and from C: pollfd(), events() ("r"), timeout(), done(), cancel(),
+-- wait_raw(ms), result_raw(), session(), close(), closed().
+
+local core = require "imagehealth.core"
+local report = require "imagehealth.report"
+
+local M = {}
+
+-- Per-job Lua data (progress callback and cancel token given at start).
+local jobdata = setmetatable({}, {__mode = "k"})
+
+-- How long one wait in C may block the Lua state, in milliseconds.  With a
+-- callback, short, so that the callback (and whatever it yields to) runs
+-- often; without one, longer, but still short enough for lua.c's Ctrl-C hook.
+M.WAIT_MS_CALLBACK = 50
+M.WAIT_MS_PLAIN = 200
+
+local Event = {__name = "imagehealth.Event"}
+M.Event = Event
+
+local function progress_string(ev)
+  local pct = ev.percent and string.format(" %.1f%%", ev.percent) or ""
+  local bytes = ""
+  if ev.bytes_total and ev.bytes_total > 0 then
+    bytes = string.format(" (%s of %s)", report.format_bytes(ev.bytes_done),
+      report.format_bytes(ev.bytes_total))
+  end
+  return string.format("%s%s%s", ev.phase or "?", pct, bytes)
+end
+M.progress_string = progress_string
+
+function Event.__tostring(ev)
+  local s = string.format("imagehealth.Event: %s, %s", ev.type or "progress", progress_string(ev))
+  if ev.text and ev.text ~= ev.phase then
+    s = s .. ": " .. ev.text
+  end
+  return s
+end
+
+local Progress = {__name = "imagehealth.Progress"}
+function Progress.__tostring(p)
+  return string.format("imagehealth.Progress: %s, %.1f s", progress_string(p), p.elapsed or 0)
+end
+
+local c_drain = core.interpose("imagehealth.Job", "drain", nil)
+local c_progress = core.interpose("imagehealth.Job", "progress", nil)
+local c_result = core.interpose("imagehealth.Job", "result", nil)
+
+local function check_open(job)
+  if job:closed() then
+    error("attempt to use a closed imagehealth.Job", 3)
+  end
+end
+
+local function drain(job, max)
+  local evs = c_drain(job, max)
+  for i = 1, #evs do
+    setmetatable(evs[i], Event)
+  end
+  return evs
+end
+core.interpose("imagehealth.Job", "drain", function(job, max)
+  check_open(job)
+  return drain(job, max)
+end)
+
+core.interpose("imagehealth.Job", "progress", function(job)
+  check_open(job)
+  return setmetatable(c_progress(job), Progress)
+end)
+
+-- job:result() -> state, report | nil, err
+local function result(job)
+  local r, err = c_result(job)
+  if not r then
+    return nil, err
+  end
+  if not report.is_report(r) then
+    report.new(r)
+  end
+  return r.state, r
+end
+core.interpose("imagehealth.Job", "result", result)
+
+-- Remembers the callback and token a job was started with.
+function M.attach(job, opts)
+  jobdata[job] = {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
+                  poll_forget = opts.poll_forget}
+  return job
+end
+
+local function check_callback(f, name)
+  if f ~= nil and type(f) ~= "function" then
+    local mt = getmetatable(f)
+    if not (mt and mt.__call) then
+      error(string.format("bad option '%s' (function expected, got %s)", name, type(f)), 3)
+    end
+  end
+end
+M.check_callback = check_callback
+
+-- Drives job to its end; see the header.  Returns state, report | nil, err.
+-- If the callback raises, the job is cancelled and the error propagates.
+-- poll, if given, is called as poll(job) to wait for the job's fd instead of
+-- blocking in C: with cqueues, `poll = cqueues.poll` yields to the
+-- controller, so an event loop never blocks.
+-- Before the job (and so its fd) is closed, an event loop that polled the fd
+-- must forget it: cqueues, for one, fails later with EBADF otherwise.
+-- poll_forget(fd) does that; for cqueues.poll it is found by itself.
+local function forgetter(poll, poll_forget)
+  if poll_forget or not poll then
+    return poll_forget
+  end
+  local cq = package.loaded.cqueues
+  if type(cq) == "table" and poll == cq.poll then
+    return cq.cancel
+  end
+end
+
+function M.drive(job, progress, token, poll, poll_forget)
+  local wait_ms = progress and M.WAIT_MS_CALLBACK or M.WAIT_MS_PLAIN
+  local forget = forgetter(poll, poll_forget)
+  local _ <close> = setmetatable({}, {__close = function(_, err)
+    if not job:closed() then
+      if err ~= nil then
+        job:cancel()
+      end
+      if forget then
+        forget(job:pollfd())
+      end
+    end
+  end})
+  while true do
+    local done
+    if poll then
+      if not job:done() then
+        poll(job)
+      end
+      done = job:done()
+    else
+      done = job:wait_raw(wait_ms)
+    end
+    local evs = drain(job)
+    if progress then
+      for i = 1, #evs do
+        progress(evs[i]) -- may yield: we are in Lua, in the caller's coroutine
+      end
+    end
+    -- (the core watches the token too; this only makes it prompt)
+    if token and not token:closed() and token:cancelled() and not job:done() then
+      job:cancel()
+    end
+    if done and #evs == 0 then
+      break
+    end
+  end
+  return result(job)
+end
+
+-- job:wait([{progress = fn, poll = fn}]) -> state, report | nil, err
+core.interpose("imagehealth.Job", "wait", function(job, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #1 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  local data = jobdata[job] or {}
+  local progress = opts and opts.progress or data.progress
+  local poll = opts and opts.poll or data.poll
+  local forget = opts and opts.poll_forget or data.poll_forget
+  check_callback(progress, "progress")
+  check_callback(poll, "poll")
+  check_callback(forget, "poll_forget")
+  if job:closed() then
+    -- a closed job can still give the result it collected
+    return result(job)
+  end
+  return M.drive(job, progress, data.cancel, poll, forget)
+end)
+
+return M

@@ -1,0 +1,948 @@
+/*
+ * imagehealth_core.c - the C half of the Lua binding: luaopen_imagehealth_core.
+ *
+ * Knows Lua and the public C API (imagehealth.h) only.  Three userdata types
+ * hold a pointer to a C object:
+ *
+ *   imagehealth.Session     ih_session *
+ *   imagehealth.Job         ih_job *       (plus the cancel token it uses)
+ *   imagehealth.CancelToken ih_cancel *
+ *
+ * For each, `close`, `__close` and `__gc` are one idempotent function that
+ * frees the C object and nulls the pointer; any other method called on a
+ * closed object raises "attempt to use a closed <type>".
+ *
+ * Expected failures return nil plus an imagehealth.Error table (fields code,
+ * hresult, message); misuse of arguments raises.  Nothing here ever runs Lua
+ * on another thread: the core's worker threads only fill the job's queue, and
+ * the Lua layer (lua/imagehealth/)  drives the job from the calling
+ * coroutine, so that a progress callback may yield.
+ *
+ * The Lua layer adds methods to these types with core.interpose(), in the
+ * manner of cqueues.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "imagehealth.h"
+
+#define SESSION_MT "imagehealth.Session"
+#define JOB_MT "imagehealth.Job"
+#define TOKEN_MT "imagehealth.CancelToken"
+#define ERROR_MT "imagehealth.Error"
+
+#if LUA_VERSION_NUM < 504
+#error "imagehealth needs Lua 5.4"
+#endif
+
+/* ------------------------------------------------------------ helpers */
+
+typedef struct lsession {
+	ih_session *s;
+} lsession;
+
+/* User values of a Session: 1 = weak-keyed table of its jobs, 2 = path. */
+enum { SESSION_UV_JOBS = 1, SESSION_UV_PATH, SESSION_NUV = SESSION_UV_PATH };
+
+typedef struct ljob {
+	ih_job *j;
+	ih_cancel *cancel;   /* our own reference to the job's token, or NULL */
+	int collected;       /* ih_job_result was called; result in the uservalues */
+	int scan;
+} ljob;
+
+/* User values of a Job: 1 = its Session, 2 = result table, 3 = error. */
+enum { JOB_UV_SESSION = 1, JOB_UV_RESULT, JOB_UV_ERROR, JOB_NUV = JOB_UV_ERROR };
+
+typedef struct ltoken {
+	ih_cancel *c;
+} ltoken;
+
+static void setfield_str(lua_State *L, const char *k, const char *v)
+{
+	lua_pushstring(L, v ? v : "");
+	lua_setfield(L, -2, k);
+}
+
+static void setfield_int(lua_State *L, const char *k, lua_Integer v)
+{
+	lua_pushinteger(L, v);
+	lua_setfield(L, -2, k);
+}
+
+/* Sizes and counts are uint64_t; lua_Integer is 64-bit signed.  Values past
+ * 2^63 cannot occur in a real image, but clamp rather than wrap. */
+static void setfield_u64(lua_State *L, const char *k, uint64_t v)
+{
+	lua_pushinteger(L, v > (uint64_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)v);
+	lua_setfield(L, -2, k);
+}
+
+static void setfield_num(lua_State *L, const char *k, double v)
+{
+	lua_pushnumber(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void setfield_bool(lua_State *L, const char *k, int v)
+{
+	lua_pushboolean(L, v);
+	lua_setfield(L, -2, k);
+}
+
+static void push_hex(lua_State *L, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	luaL_Buffer b;
+	char *out = luaL_buffinitsize(L, &b, 2 * n);
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	luaL_pushresultsize(&b, 2 * n);
+}
+
+static int closed_error(lua_State *L, const char *tname)
+{
+	return luaL_error(L, "attempt to use a closed %s", tname);
+}
+
+/* The userdata at idx of each type, raising if it is not one or if it was
+ * closed. */
+static lsession *check_session(lua_State *L, int idx)
+{
+	lsession *ls = luaL_checkudata(L, idx, SESSION_MT);
+	if (!ls->s)
+		closed_error(L, SESSION_MT);
+	return ls;
+}
+
+static ljob *check_job(lua_State *L, int idx)
+{
+	ljob *lj = luaL_checkudata(L, idx, JOB_MT);
+	if (!lj->j)
+		closed_error(L, JOB_MT);
+	return lj;
+}
+
+static ltoken *check_token(lua_State *L, int idx)
+{
+	ltoken *t = luaL_checkudata(L, idx, TOKEN_MT);
+	if (!t->c)
+		closed_error(L, TOKEN_MT);
+	return t;
+}
+
+/* ------------------------------------------------------------ errors */
+
+static void push_error_table(lua_State *L, ih_errcode code, uint32_t hresult,
+			     const char *message)
+{
+	lua_createtable(L, 0, 3);
+	setfield_str(L, "code", ih_errcode_name(code));
+	setfield_int(L, "hresult", (lua_Integer)hresult);
+	setfield_str(L, "message", message);
+	luaL_setmetatable(L, ERROR_MT);
+}
+
+/* Pushes nil, err; returns 2. */
+static int push_fail(lua_State *L, const ih_error *e)
+{
+	lua_pushnil(L);
+	push_error_table(L, e->code, e->hresult ? e->hresult : ih_errcode_hresult(e->code),
+			 e->message[0] ? e->message : ih_errcode_name(e->code));
+	return 2;
+}
+
+static int error_tostring(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "code");
+	lua_getfield(L, 1, "hresult");
+	lua_getfield(L, 1, "message");
+	const char *code = lua_tostring(L, -3);
+	lua_Integer hr = lua_tointeger(L, -2);
+	const char *msg = lua_tostring(L, -1);
+	/* lua_pushfstring has no %X: format the HRESULT ourselves. */
+	char hex[16];
+	snprintf(hex, sizeof hex, "%08" PRIX32, (uint32_t)hr);
+	if (msg && *msg)
+		lua_pushfstring(L, "imagehealth: %s (0x%s): %s", code ? code : "error", hex, msg);
+	else
+		lua_pushfstring(L, "imagehealth: %s (0x%s)", code ? code : "error", hex);
+	return 1;
+}
+
+static ih_errcode code_by_name(const char *name)
+{
+	for (int c = 0; c < IH_ERR__COUNT; c++)
+		if (strcmp(ih_errcode_name((ih_errcode)c), name) == 0)
+			return (ih_errcode)c;
+	return IH_ERR__COUNT;
+}
+
+/* core.error(code_name, message) -> Error table (not raised). */
+static int l_error(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *msg = luaL_optstring(L, 2, NULL);
+	ih_errcode c = code_by_name(name);
+	if (c == IH_ERR__COUNT)
+		return luaL_argerror(L, 1, lua_pushfstring(L, "unknown error code '%s'", name));
+	push_error_table(L, c, ih_errcode_hresult(c), msg ? msg : name);
+	return 1;
+}
+
+/* ------------------------------------------------------------ progress */
+
+static void push_progress_fields(lua_State *L, const ih_progress *p)
+{
+	setfield_str(L, "phase", ih_phase_name(p->phase));
+	setfield_u64(L, "bytes_done", p->bytes_done);
+	setfield_u64(L, "bytes_total", p->bytes_total);
+	setfield_u64(L, "blobs_done", p->blobs_done);
+	setfield_u64(L, "blobs_total", p->blobs_total);
+	setfield_num(L, "elapsed", p->elapsed);
+	/* percent: by bytes when known, else by blobs; absent when unknown */
+	double pct = -1;
+	if (p->phase == IH_PHASE_DONE)
+		pct = 100;
+	else if (p->bytes_total)
+		pct = 100.0 * (double)p->bytes_done / (double)p->bytes_total;
+	else if (p->blobs_total)
+		pct = 100.0 * (double)p->blobs_done / (double)p->blobs_total;
+	if (pct >= 0)
+		setfield_num(L, "percent", pct > 100 ? 100 : pct);
+}
+
+static const char *event_type_name(ih_event_type t)
+{
+	switch (t) {
+	case IH_EVENT_PROGRESS: return "progress";
+	case IH_EVENT_DAMAGE: return "damage";
+	case IH_EVENT_MESSAGE: return "message";
+	case IH_EVENT_DONE: return "done";
+	}
+	return "unknown";
+}
+
+/* ------------------------------------------------------------ cancel token */
+
+static int l_cancel_token(lua_State *L)
+{
+	ltoken *t = lua_newuserdatauv(L, sizeof *t, 0);
+	t->c = NULL;
+	luaL_setmetatable(L, TOKEN_MT);
+	t->c = ih_cancel_new();
+	if (!t->c)
+		return luaL_error(L, "imagehealth: out of memory");
+	return 1;
+}
+
+static int token_close(lua_State *L)
+{
+	ltoken *t = luaL_checkudata(L, 1, TOKEN_MT);
+	if (t->c) {
+		ih_cancel_unref(t->c);
+		t->c = NULL;
+	}
+	return 0;
+}
+
+static int token_cancel(lua_State *L)
+{
+	ltoken *t = check_token(L, 1);
+	ih_cancel_trigger(t->c);
+	return 0;
+}
+
+static int token_cancelled(lua_State *L)
+{
+	ltoken *t = check_token(L, 1);
+	lua_pushboolean(L, ih_cancel_is_set(t->c));
+	return 1;
+}
+
+static int token_closed(lua_State *L)
+{
+	ltoken *t = luaL_checkudata(L, 1, TOKEN_MT);
+	lua_pushboolean(L, t->c == NULL);
+	return 1;
+}
+
+static int token_tostring(lua_State *L)
+{
+	ltoken *t = luaL_checkudata(L, 1, TOKEN_MT);
+	if (!t->c)
+		lua_pushfstring(L, "%s (closed)", TOKEN_MT);
+	else
+		lua_pushfstring(L, "%s (%s)", TOKEN_MT,
+				ih_cancel_is_set(t->c) ? "cancelled" : "not cancelled");
+	return 1;
+}
+
+/* ------------------------------------------------------------ session */
+
+static const char *opt_string(lua_State *L, int t, const char *k)
+{
+	const char *v = NULL;
+	if (lua_getfield(L, t, k) != LUA_TNIL) {
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "bad option '%s' (string expected, got %s)", k,
+				   luaL_typename(L, -1));
+		v = lua_tostring(L, -1);
+	}
+	lua_pop(L, 1); /* the string stays alive: the options table holds it */
+	return v;
+}
+
+static lua_Integer opt_integer(lua_State *L, int t, const char *k, lua_Integer def,
+			       lua_Integer min, lua_Integer max)
+{
+	lua_Integer v = def;
+	if (lua_getfield(L, t, k) != LUA_TNIL) {
+		int ok;
+		v = lua_tointegerx(L, -1, &ok);
+		if (!ok)
+			luaL_error(L, "bad option '%s' (integer expected, got %s)", k,
+				   lua_type(L, -1) == LUA_TNUMBER ? "float" : luaL_typename(L, -1));
+		if (v < min || v > max)
+			luaL_error(L, "bad option '%s' (%I out of range %I..%I)", k, v, min, max);
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+static int opt_boolean(lua_State *L, int t, const char *k)
+{
+	int v = lua_getfield(L, t, k);
+	if (v != LUA_TNIL && v != LUA_TBOOLEAN)
+		luaL_error(L, "bad option '%s' (boolean expected, got %s)", k, luaL_typename(L, -1));
+	v = lua_toboolean(L, -1);
+	lua_pop(L, 1);
+	return v;
+}
+
+/* core.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err */
+static int l_open(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	ih_open_options o = {0};
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		o.index = (uint32_t)opt_integer(L, 2, "index", 0, 0, UINT32_MAX);
+		o.state_dir = opt_string(L, 2, "state_dir");
+		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
+	}
+	lsession *ls = lua_newuserdatauv(L, sizeof *ls, SESSION_NUV);
+	ls->s = NULL;
+	luaL_setmetatable(L, SESSION_MT);
+	/* jobs: a weak-keyed set, so that close can stop them first */
+	lua_createtable(L, 0, 0);
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "k");
+	lua_setfield(L, -2, "__mode");
+	lua_setmetatable(L, -2);
+	lua_setiuservalue(L, -2, SESSION_UV_JOBS);
+	lua_pushvalue(L, 1);
+	lua_setiuservalue(L, -2, SESSION_UV_PATH);
+
+	ih_error err = {0};
+	if (ih_session_open(path, &o, &ls->s, &err) != IH_OK) {
+		ls->s = NULL;
+		return push_fail(L, &err);
+	}
+	return 1;
+}
+
+/* Closes a job: cancels it if running, joins its threads, frees it. */
+static void job_free(ljob *lj)
+{
+	if (lj->j) {
+		ih_job *j = lj->j;
+		lj->j = NULL;
+		ih_job_free(j);
+	}
+	if (lj->cancel) {
+		ih_cancel_unref(lj->cancel);
+		lj->cancel = NULL;
+	}
+}
+
+static int session_close(lua_State *L)
+{
+	lsession *ls = luaL_checkudata(L, 1, SESSION_MT);
+	if (!ls->s)
+		return 0;
+	/* Stop and free the session's jobs first: they use it. */
+	if (lua_getiuservalue(L, 1, SESSION_UV_JOBS) == LUA_TTABLE) {
+		lua_pushnil(L);
+		while (lua_next(L, -2)) {
+			lua_pop(L, 1);
+			ljob *lj = luaL_testudata(L, -1, JOB_MT);
+			if (lj)
+				job_free(lj);
+		}
+	}
+	lua_pop(L, 1);
+	ih_session *s = ls->s;
+	ls->s = NULL;
+	ih_session_close(s);
+	return 0;
+}
+
+static int session_closed(lua_State *L)
+{
+	lsession *ls = luaL_checkudata(L, 1, SESSION_MT);
+	lua_pushboolean(L, ls->s == NULL);
+	return 1;
+}
+
+static int session_path(lua_State *L)
+{
+	luaL_checkudata(L, 1, SESSION_MT);
+	lua_getiuservalue(L, 1, SESSION_UV_PATH);
+	return 1;
+}
+
+static void push_image_info(lua_State *L, const ih_image_info *im)
+{
+	lua_createtable(L, 0, 8);
+	setfield_int(L, "index", im->index);
+	setfield_str(L, "name", im->name);
+	setfield_str(L, "description", im->description);
+	setfield_u64(L, "file_count", im->file_count);
+	setfield_u64(L, "dir_count", im->dir_count);
+	setfield_u64(L, "blob_count", im->blob_count);
+	setfield_u64(L, "total_bytes", im->total_bytes);
+	setfield_bool(L, "metadata_ok", im->metadata_ok);
+}
+
+/* session:info() -> table | nil, err */
+static int session_info(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	const ih_wim_info *wi = NULL;
+	ih_error err = {0};
+	if (ih_session_info(ls->s, &wi, &err) != IH_OK)
+		return push_fail(L, &err);
+	lua_createtable(L, 0, 18);
+	setfield_str(L, "path", wi->path);
+	push_hex(L, wi->guid, sizeof wi->guid);
+	lua_setfield(L, -2, "guid");
+	setfield_int(L, "version", wi->version);
+	setfield_int(L, "flags", wi->flags);
+	setfield_int(L, "chunk_size", wi->chunk_size);
+	setfield_str(L, "compression", wi->compression_name ? wi->compression_name : "unknown");
+	setfield_int(L, "compression_type", wi->compression);
+	setfield_bool(L, "solid", wi->solid);
+	setfield_int(L, "parts", wi->total_parts);
+	setfield_int(L, "image_count", wi->image_count);
+	setfield_int(L, "boot_index", wi->boot_index);
+	setfield_u64(L, "blob_count", wi->blob_count);
+	setfield_u64(L, "file_size", wi->file_size);
+	setfield_bool(L, "has_integrity", wi->has_integrity);
+	setfield_int(L, "index", wi->selected_index);
+	lua_createtable(L, (int)wi->n_images, 0);
+	for (size_t i = 0; i < wi->n_images; i++) {
+		push_image_info(L, &wi->images[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "images");
+	return 1;
+}
+
+static int session_tostring(lua_State *L)
+{
+	lsession *ls = luaL_checkudata(L, 1, SESSION_MT);
+	lua_getiuservalue(L, 1, SESSION_UV_PATH);
+	const char *path = lua_tostring(L, -1);
+	if (!path)
+		path = "?";
+	if (!ls->s) {
+		lua_pushfstring(L, "%s: %s (closed)", SESSION_MT, path);
+		return 1;
+	}
+	const ih_wim_info *wi = NULL;
+	ih_error err = {0};
+	if (ih_session_info(ls->s, &wi, &err) != IH_OK) {
+		lua_pushfstring(L, "%s: %s", SESSION_MT, path);
+		return 1;
+	}
+	unsigned n = wi->image_count;
+	if (wi->selected_index)
+		lua_pushfstring(L, "%s: %s (image %d of %d, %s%s)", SESSION_MT, path,
+				(int)wi->selected_index, (int)n,
+				wi->compression_name ? wi->compression_name : "?",
+				wi->solid ? ", solid" : "");
+	else
+		lua_pushfstring(L, "%s: %s (%d image%s, %s%s)", SESSION_MT, path, (int)n,
+				n == 1 ? "" : "s", wi->compression_name ? wi->compression_name : "?",
+				wi->solid ? ", solid" : "");
+	return 1;
+}
+
+/* session:check_start{scan=, threads=, cancel=, no_record=} -> Job | nil, err */
+static int session_check_start(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	ih_check_options o = {0};
+	ltoken *tok = NULL;
+	if (!lua_isnoneornil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		o.scan = opt_boolean(L, 2, "scan");
+		o.no_record = opt_boolean(L, 2, "no_record");
+		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
+		if (lua_getfield(L, 2, "cancel") != LUA_TNIL) {
+			tok = luaL_testudata(L, -1, TOKEN_MT);
+			if (!tok)
+				return luaL_error(L, "bad option 'cancel' (%s expected, got %s)",
+						  TOKEN_MT, luaL_typename(L, -1));
+			if (!tok->c)
+				return luaL_error(L, "bad option 'cancel' (attempt to use a closed %s)",
+						  TOKEN_MT);
+		}
+		lua_pop(L, 1);
+	}
+	ljob *lj = lua_newuserdatauv(L, sizeof *lj, JOB_NUV);
+	memset(lj, 0, sizeof *lj);
+	luaL_setmetatable(L, JOB_MT);
+	lua_pushvalue(L, 1);
+	lua_setiuservalue(L, -2, JOB_UV_SESSION);
+	if (tok) {
+		/* Our own reference: the token userdata may be closed or collected
+		 * while the job runs. */
+		lj->cancel = ih_cancel_ref(tok->c);
+		o.cancel = lj->cancel;
+	}
+	lj->scan = o.scan;
+	ih_error err = {0};
+	if (ih_check_start(ls->s, &o, &lj->j, &err) != IH_OK) {
+		lj->j = NULL;
+		job_free(lj);
+		return push_fail(L, &err);
+	}
+	/* register with the session so that session:close() stops it */
+	lua_getiuservalue(L, 1, SESSION_UV_JOBS);
+	lua_pushvalue(L, -2);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	return 1;
+}
+
+/* ------------------------------------------------------------ jobs */
+
+static int job_close(lua_State *L)
+{
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	job_free(lj);
+	return 0;
+}
+
+static int job_closed(lua_State *L)
+{
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	lua_pushboolean(L, lj->j == NULL);
+	return 1;
+}
+
+static int job_pollfd(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	lua_pushinteger(L, ih_job_fd(lj->j));
+	return 1;
+}
+
+static int job_events(lua_State *L)
+{
+	check_job(L, 1);
+	lua_pushliteral(L, "r");
+	return 1;
+}
+
+/* cqueues/luv protocol: seconds until the poller should look again even
+ * without readiness.  The fd is readable once the job is done, so nil (wait
+ * for the fd) while running; 0 when done. */
+static int job_timeout(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	if (ih_job_done(lj->j))
+		lua_pushnumber(L, 0);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
+static int job_progress(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	ih_progress p;
+	memset(&p, 0, sizeof p);
+	ih_job_progress(lj->j, &p);
+	lua_createtable(L, 0, 8);
+	push_progress_fields(L, &p);
+	return 1;
+}
+
+static int job_done(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	lua_pushboolean(L, ih_job_done(lj->j));
+	return 1;
+}
+
+static int job_cancel(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	ih_job_cancel(lj->j);
+	return 0;
+}
+
+/* job:wait_raw([timeout_ms]) -> done: blocks in C up to timeout_ms (default
+ * 0; < 0 forever) for an event or the end of the job.  Blocks the whole Lua
+ * state: the Lua layer calls it with short timeouts. */
+static int job_wait_raw(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	lua_Integer ms = luaL_optinteger(L, 2, 0);
+	if (ms > INT32_MAX)
+		ms = INT32_MAX;
+	if (ms < -1)
+		ms = -1;
+	lua_pushboolean(L, ih_job_wait(lj->j, (int)ms));
+	return 1;
+}
+
+/* job:drain([max]) -> list of event tables (possibly empty) */
+static int job_drain(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	lua_Integer max = luaL_optinteger(L, 2, 4096);
+	luaL_argcheck(L, max > 0, 2, "must be positive");
+	ih_event buf[32];
+	lua_Integer n = 0;
+	lua_createtable(L, 8, 0);
+	while (n < max) {
+		size_t want = sizeof buf / sizeof buf[0];
+		if ((lua_Integer)want > max - n)
+			want = (size_t)(max - n);
+		size_t got = ih_job_events(lj->j, buf, want);
+		for (size_t i = 0; i < got; i++) {
+			const ih_event *e = &buf[i];
+			lua_createtable(L, 0, 10);
+			setfield_str(L, "type", event_type_name(e->type));
+			push_progress_fields(L, &e->progress);
+			if (e->text[0]) {
+				size_t len = strnlen(e->text, sizeof e->text);
+				lua_pushlstring(L, e->text, len);
+				lua_setfield(L, -2, "text");
+			}
+			lua_rawseti(L, -2, ++n);
+		}
+		if (got < want)
+			break;
+	}
+	return 1;
+}
+
+static const char *problem_kind_name(ih_problem_kind k)
+{
+	switch (k) {
+	case IH_PROBLEM_HEADER: return "header";
+	case IH_PROBLEM_BLOB_TABLE: return "blob_table";
+	case IH_PROBLEM_XML: return "xml";
+	case IH_PROBLEM_INTEGRITY: return "integrity";
+	case IH_PROBLEM_METADATA: return "metadata";
+	case IH_PROBLEM_OTHER: return "other";
+	}
+	return "other";
+}
+
+static void push_damage(lua_State *L, const ih_damage *d)
+{
+	lua_createtable(L, 0, 14);
+	push_hex(L, d->sha1, sizeof d->sha1);
+	lua_setfield(L, -2, "sha1");
+	setfield_u64(L, "size", d->size);
+	setfield_str(L, "reason", ih_reason_name(d->reason));
+	setfield_bool(L, "is_metadata", d->is_metadata);
+	setfield_bool(L, "solid", d->solid);
+	setfield_int(L, "part", d->part);
+	setfield_u64(L, "offset", d->offset);
+	setfield_u64(L, "stored_size", d->stored_size);
+	size_t dlen = strnlen(d->detail, sizeof d->detail);
+	lua_pushlstring(L, d->detail, dlen);
+	lua_setfield(L, -2, "detail");
+
+	/* refs = {{image=, path=}, ...} as the core gives them (sorted);
+	 * paths = the paths alone, images = the distinct image numbers. */
+	int refs = lua_gettop(L) + 1, paths = refs + 1, images = refs + 2;
+	lua_createtable(L, (int)d->n_refs, 0);
+	lua_createtable(L, (int)d->n_refs, 0);
+	lua_createtable(L, 1, 0);
+	lua_Integer npaths = 0, nimages = 0;
+	uint32_t last_image = 0;
+	for (size_t i = 0; i < d->n_refs; i++) {
+		const ih_ref *r = &d->refs[i];
+		lua_createtable(L, 0, 2);
+		setfield_int(L, "image", r->image);
+		if (r->path)
+			setfield_str(L, "path", r->path);
+		lua_rawseti(L, refs, (lua_Integer)i + 1);
+		if (r->path && r->path[0]) {
+			lua_pushstring(L, r->path);
+			lua_rawseti(L, paths, ++npaths);
+		}
+		/* refs are sorted by image: distinct values are adjacent */
+		if (r->image && (nimages == 0 || r->image != last_image)) {
+			lua_pushinteger(L, r->image);
+			lua_rawseti(L, images, ++nimages);
+			last_image = r->image;
+		}
+	}
+	lua_setfield(L, refs - 1, "images");
+	lua_setfield(L, refs - 1, "paths");
+	lua_setfield(L, refs - 1, "refs");
+}
+
+static void push_report(lua_State *L, const ih_report *r)
+{
+	lua_createtable(L, 0, 16);
+	setfield_str(L, "state", ih_health_name(r->state));
+	setfield_int(L, "health", r->state);
+	setfield_bool(L, "scanned", r->scanned);
+	setfield_bool(L, "from_record", r->from_record);
+	if (r->recorded_at > 0)
+		setfield_num(L, "recorded_at", r->recorded_at);
+	setfield_str(L, "image", r->image_path);
+	setfield_int(L, "index", r->index);
+	setfield_u64(L, "blobs_checked", r->blobs_checked);
+	setfield_u64(L, "bytes_checked", r->bytes_checked);
+	setfield_num(L, "seconds", r->seconds);
+	lua_createtable(L, (int)r->n_damage, 0);
+	for (size_t i = 0; i < r->n_damage; i++) {
+		push_damage(L, &r->damage[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "damaged");
+	lua_createtable(L, (int)r->n_problems, 0);
+	for (size_t i = 0; i < r->n_problems; i++) {
+		const ih_problem *p = &r->problems[i];
+		lua_createtable(L, 0, 3);
+		setfield_str(L, "kind", problem_kind_name(p->kind));
+		setfield_str(L, "severity", ih_health_name(p->severity));
+		size_t mlen = strnlen(p->message, sizeof p->message);
+		lua_pushlstring(L, p->message, mlen);
+		lua_setfield(L, -2, "message");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "problems");
+}
+
+/* job:result() -> report table | nil, err.  Raises if the job is still
+ * running.  The outcome is collected once and kept, so result() may be
+ * called again, even after close(). */
+static int job_result(lua_State *L)
+{
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	if (!lj->collected) {
+		if (!lj->j)
+			return closed_error(L, JOB_MT);
+		if (!ih_job_done(lj->j))
+			return luaL_error(L, "imagehealth.Job: result() called while the job "
+					     "is still running (call wait() first)");
+		ih_report *rep = NULL;
+		ih_error err = {0};
+		int rc = ih_job_result(lj->j, &rep, &err);
+		lj->collected = 1;
+		if (rc == IH_OK && rep) {
+			push_report(L, rep);
+			ih_report_free(rep);
+			lua_setiuservalue(L, 1, JOB_UV_RESULT);
+		} else {
+			if (rc == IH_OK) { /* no report and no error: a core bug */
+				err.code = IH_ERR_INTERNAL;
+				err.hresult = ih_errcode_hresult(IH_ERR_INTERNAL);
+				snprintf(err.message, sizeof err.message, "job gave no report");
+			}
+			push_fail(L, &err);
+			lua_setiuservalue(L, 1, JOB_UV_ERROR);
+			lua_pop(L, 1);
+		}
+	}
+	if (lua_getiuservalue(L, 1, JOB_UV_RESULT) != LUA_TNIL)
+		return 1;
+	lua_pushnil(L);
+	lua_getiuservalue(L, 1, JOB_UV_ERROR);
+	return 2;
+}
+
+static int job_session(lua_State *L)
+{
+	luaL_checkudata(L, 1, JOB_MT);
+	lua_getiuservalue(L, 1, JOB_UV_SESSION);
+	return 1;
+}
+
+static int job_tostring(lua_State *L)
+{
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	const char *kind = lj->scan ? "full scan" : "quick check";
+	if (!lj->j) {
+		lua_pushfstring(L, "%s: %s (closed)", JOB_MT, kind);
+		return 1;
+	}
+	ih_progress p;
+	memset(&p, 0, sizeof p);
+	ih_job_progress(lj->j, &p);
+	int done = ih_job_done(lj->j);
+	char pct[32] = "";
+	if (p.bytes_total)
+		snprintf(pct, sizeof pct, " %.1f%%", 100.0 * (double)p.bytes_done / (double)p.bytes_total);
+	else if (p.blobs_total)
+		snprintf(pct, sizeof pct, " %.1f%%", 100.0 * (double)p.blobs_done / (double)p.blobs_total);
+	char el[32];
+	snprintf(el, sizeof el, "%.1f", p.elapsed);
+	lua_pushfstring(L, "%s: %s, %s%s%s, %s s", JOB_MT, kind,
+			done ? "done" : "phase ", done ? "" : ih_phase_name(p.phase),
+			done ? "" : pct, el);
+	return 1;
+}
+
+/* ------------------------------------------------------------ module */
+
+/* core.interpose(typename, key, value) -> previous value: lets the Lua layer
+ * add or wrap methods of the C types, as cqueues does. */
+static int l_interpose(lua_State *L)
+{
+	const char *tname = luaL_checkstring(L, 1);
+	luaL_checkany(L, 3);
+	if (luaL_getmetatable(L, tname) != LUA_TTABLE)
+		return luaL_argerror(L, 1, lua_pushfstring(L, "unknown type '%s'", tname));
+	lua_getfield(L, -1, "__index");
+	lua_pushvalue(L, 2);
+	lua_rawget(L, -2);          /* previous */
+	lua_pushvalue(L, 2);
+	lua_pushvalue(L, 3);
+	lua_rawset(L, -4);
+	return 1;
+}
+
+static int l_errcodes(lua_State *L)
+{
+	lua_createtable(L, IH_ERR__COUNT - 1, 0);
+	for (int c = 1; c < IH_ERR__COUNT; c++) {
+		lua_createtable(L, 0, 3);
+		setfield_str(L, "code", ih_errcode_name((ih_errcode)c));
+		setfield_int(L, "hresult", ih_errcode_hresult((ih_errcode)c));
+		setfield_int(L, "errcode", c);
+		lua_rawseti(L, -2, c);
+	}
+	return 1;
+}
+
+static void new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
+		     const luaL_Reg *meta)
+{
+	luaL_newmetatable(L, tname); /* sets __name */
+	luaL_setfuncs(L, meta, 0);
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+}
+
+int luaopen_imagehealth_core(lua_State *L);
+
+int luaopen_imagehealth_core(lua_State *L)
+{
+	static const luaL_Reg session_methods[] = {
+		{"info", session_info},
+		{"check_start", session_check_start},
+		{"path", session_path},
+		{"closed", session_closed},
+		{"close", session_close},
+		{NULL, NULL},
+	};
+	static const luaL_Reg session_meta[] = {
+		{"__gc", session_close},
+		{"__close", session_close},
+		{"__tostring", session_tostring},
+		{NULL, NULL},
+	};
+	static const luaL_Reg job_methods[] = {
+		{"pollfd", job_pollfd},
+		{"events", job_events},
+		{"timeout", job_timeout},
+		{"progress", job_progress},
+		{"drain", job_drain},
+		{"done", job_done},
+		{"cancel", job_cancel},
+		{"wait_raw", job_wait_raw},
+		{"result", job_result},
+		{"result_raw", job_result},
+		{"session", job_session},
+		{"closed", job_closed},
+		{"close", job_close},
+		{NULL, NULL},
+	};
+	static const luaL_Reg job_meta[] = {
+		{"__gc", job_close},
+		{"__close", job_close},
+		{"__tostring", job_tostring},
+		{NULL, NULL},
+	};
+	static const luaL_Reg token_methods[] = {
+		{"cancel", token_cancel},
+		{"cancelled", token_cancelled},
+		{"closed", token_closed},
+		{"close", token_close},
+		{NULL, NULL},
+	};
+	static const luaL_Reg token_meta[] = {
+		{"__gc", token_close},
+		{"__close", token_close},
+		{"__tostring", token_tostring},
+		{NULL, NULL},
+	};
+	static const luaL_Reg error_meta[] = {
+		{"__tostring", error_tostring},
+		{NULL, NULL},
+	};
+	static const luaL_Reg funcs[] = {
+		{"open", l_open},
+		{"cancel_token", l_cancel_token},
+		{"error", l_error},
+		{"interpose", l_interpose},
+		{"errcodes", l_errcodes},
+		{NULL, NULL},
+	};
+
+	new_type(L, SESSION_MT, session_methods, session_meta);
+	new_type(L, JOB_MT, job_methods, job_meta);
+	new_type(L, TOKEN_MT, token_methods, token_meta);
+	luaL_newmetatable(L, ERROR_MT);
+	luaL_setfuncs(L, error_meta, 0);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+
+	luaL_newlib(L, funcs);
+	lua_pushinteger(L, IH_HEALTHY);
+	lua_setfield(L, -2, "HEALTHY");
+	lua_pushinteger(L, IH_REPAIRABLE);
+	lua_setfield(L, -2, "REPAIRABLE");
+	lua_pushinteger(L, IH_NONREPAIRABLE);
+	lua_setfield(L, -2, "NONREPAIRABLE");
+#ifdef IH_VERSION_STRING
+	lua_pushstring(L, IH_VERSION_STRING);
+	lua_setfield(L, -2, "version");
+#endif
+	return 1;
+}
