@@ -473,10 +473,10 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 	w->chunk_size = w->hdr.chunk_size;
 	w->image_count = w->hdr.image_count;
 	if (w->hdr.part_number != 1) {
+		unsigned part = w->hdr.part_number;
 		wim_free(w);
 		return ih_fail(err, IH_ERR_INVALID_ARG,
-			       "%s is part %u of a split set; open the first part (.swm)", path,
-			       (unsigned)w->parts[0].hdr.part_number);
+			       "%s is part %u of a split set; open the first part (.swm)", path, part);
 	}
 	if (w->hdr.total_parts > 1) {
 		struct wim_part *np = realloc(w->parts, w->hdr.total_parts * sizeof *np);
