@@ -10,26 +10,16 @@
 #include "testutil.h"
 #include "util.h"
 #include "wimfmt.h"
+#include "wimtest.h"
 
 static char workdir[256];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[2048];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 /* A small real tree: system text files plus pseudo-random binary files of
  * sizes that span several chunks, and a duplicate (one blob, two paths). */
 static void make_tree(void)
 {
 	char path[512];
-	sh("mkdir -p %s/tree/docs %s/tree/bin/sub && cp /usr/share/common-licenses/GPL-3 "
+	tsh("mkdir -p %s/tree/docs %s/tree/bin/sub && cp /usr/share/common-licenses/GPL-3 "
 	   "/usr/share/common-licenses/Apache-2.0 %s/tree/docs/ && cp %s/tree/docs/GPL-3 "
 	   "%s/tree/bin/sub/copy-of-gpl",
 	   workdir, workdir, workdir, workdir, workdir);
@@ -48,7 +38,7 @@ static void make_tree(void)
 
 static void capture(const char *name, const char *flags)
 {
-	CHECK(sh("wimlib-imagex capture %s/tree %s/%s img %s >/dev/null 2>&1", workdir, workdir,
+	CHECK(tsh("wimlib-imagex capture %s/tree %s/%s img %s >/dev/null 2>&1", workdir, workdir,
 		 name, flags) == 0);
 }
 
@@ -80,52 +70,19 @@ static ih_report *check(const char *name, int scan, int threads, ih_health want)
 	return r;
 }
 
-/* Offset of the resource of a blob found by the file's content SHA-1. */
 static int find_blob(const char *name, const char *file, struct wim_blob_entry *out)
 {
-	char path[512], cmd[1024], line[256], hex[41] = "";
-	uint8_t want[20], hdr[WIM_HEADER_SIZE];
-	struct wim_header h;
-	snprintf(cmd, sizeof cmd, "sha1sum %s/tree/%s", workdir, file);
-	FILE *p = popen(cmd, "r");
-	if (!p || !fgets(line, sizeof line, p))
-		return -1;
-	pclose(p);
-	memcpy(hex, line, 40);
-	ih_sha1_from_hex(hex, want);
-	snprintf(path, sizeof path, "%s/%s", workdir, name);
-	FILE *f = fopen(path, "rb");
-	char why[64];
-	if (!f || fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
-	    wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why))
-		return -1;
-	for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
-		uint8_t e[BLOB_ENTRY_SIZE];
-		fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
-		if (fread(e, 1, sizeof e, f) != sizeof e)
-			break;
-		wimfmt_get_blob_entry(e, out);
-		if (!memcmp(out->sha1, want, 20)) {
-			fclose(f);
-			return 0;
-		}
-	}
-	fclose(f);
-	return -1;
+	char w[512], f[512];
+	snprintf(w, sizeof w, "%s/%s", workdir, name);
+	snprintf(f, sizeof f, "%s/tree/%s", workdir, file);
+	return twim_entry(w, f, out);
 }
 
 static void flip(const char *name, uint64_t off, int n)
 {
-	char path[512];
-	snprintf(path, sizeof path, "%s/%s", workdir, name);
-	FILE *f = fopen(path, "r+b");
-	for (int i = 0; i < n; i++) {
-		fseek(f, (long)(off + i), SEEK_SET);
-		int c = fgetc(f);
-		fseek(f, (long)(off + i), SEEK_SET);
-		fputc(c ^ 0xff, f);
-	}
-	fclose(f);
+	char p[512];
+	snprintf(p, sizeof p, "%s/%s", workdir, name);
+	tflip(p, off, n);
 }
 
 static int has_path(const ih_damage *d, const char *p)
@@ -157,7 +114,7 @@ static void test_healthy_every_kind(void)
 static void test_damaged_data(void)
 {
 	struct wim_blob_entry e;
-	sh("cp %s/lzx.wim %s/lzx-bad.wim", workdir, workdir);
+	tsh("cp %s/lzx.wim %s/lzx-bad.wim", workdir, workdir);
 	CHECK(find_blob("lzx-bad.wim", "docs/GPL-3", &e) == 0);
 	/* past the chunk table, inside the compressed data */
 	flip("lzx-bad.wim", e.res.offset + e.res.stored_size / 2, 4);
@@ -181,7 +138,7 @@ static void test_damaged_data(void)
 static void test_thread_invariance(void)
 {
 	struct wim_blob_entry e;
-	sh("cp %s/xpress.wim %s/x-bad.wim", workdir, workdir);
+	tsh("cp %s/xpress.wim %s/x-bad.wim", workdir, workdir);
 	for (int f = 1; f < 6; f += 2) {
 		char file[64];
 		snprintf(file, sizeof file, "bin/file%d.dat", f);
@@ -205,7 +162,7 @@ static void test_solid_damage(void)
 {
 	char path[512];
 	struct stat st;
-	sh("cp %s/solid.esd %s/solid-bad.esd", workdir, workdir);
+	tsh("cp %s/solid.esd %s/solid-bad.esd", workdir, workdir);
 	snprintf(path, sizeof path, "%s/solid-bad.esd", workdir);
 	stat(path, &st);
 	/* the solid resource starts right after the header */
@@ -220,41 +177,24 @@ static void test_solid_damage(void)
 static void test_structure(void)
 {
 	/* a lying blob table header: nonrepairable */
-	sh("cp %s/lzx.wim %s/bt.wim", workdir, workdir);
+	tsh("cp %s/lzx.wim %s/bt.wim", workdir, workdir);
 	flip("bt.wim", 0x30 + 10, 2);
 	ih_report *r = check("bt.wim", 0, 2, IH_NONREPAIRABLE);
 	CHECK(r && r->n_problems >= 1);
 	ih_report_free(r);
 	/* truncation */
-	sh("cp %s/lzx.wim %s/trunc.wim && truncate -s 200000 %s/trunc.wim", workdir, workdir,
+	tsh("cp %s/lzx.wim %s/trunc.wim && truncate -s 200000 %s/trunc.wim", workdir, workdir,
 	   workdir);
 	r = check("trunc.wim", 1, 2, IH_NONREPAIRABLE);
 	ih_report_free(r);
 	/* metadata damaged: repairable, by its hash */
-	sh("cp %s/none.wim %s/meta.wim", workdir, workdir);
+	tsh("cp %s/none.wim %s/meta.wim", workdir, workdir);
 	{
-		uint8_t hdr[WIM_HEADER_SIZE];
-		struct wim_header h;
-		char why[64], p[512];
+		struct wim_blob_entry be;
+		char p[512];
 		snprintf(p, sizeof p, "%s/meta.wim", workdir);
-		FILE *f = fopen(p, "rb");
-		CHECK(fread(hdr, 1, sizeof hdr, f) == sizeof hdr);
-		wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why);
-		for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
-			uint8_t e[BLOB_ENTRY_SIZE];
-			struct wim_blob_entry be;
-			fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
-			CHECK(fread(e, 1, sizeof e, f) == sizeof e);
-			wimfmt_get_blob_entry(e, &be);
-			if (be.res.flags & RESHDR_FLAG_METADATA) {
-				fclose(f);
-				f = NULL;
-				flip("meta.wim", be.res.offset + be.res.stored_size / 2, 1);
-				break;
-			}
-		}
-		if (f)
-			fclose(f);
+		CHECK(twim_entry(p, NULL, &be) == 0);
+		flip("meta.wim", be.res.offset + be.res.stored_size / 2, 1);
 	}
 	r = check("meta.wim", 0, 2, IH_REPAIRABLE);
 	CHECK(r && r->n_damage == 1 && r->damage[0].is_metadata);
@@ -266,7 +206,7 @@ static void test_split(void)
 	char p[512];
 	ih_session *s;
 	ih_error err;
-	CHECK(sh("wimlib-imagex split %s/lzx.wim %s/set.swm 0.1 >/dev/null 2>&1", workdir, workdir) == 0);
+	CHECK(tsh("wimlib-imagex split %s/lzx.wim %s/set.swm 0.1 >/dev/null 2>&1", workdir, workdir) == 0);
 	ih_report *r = check("set.swm", 1, 2, IH_HEALTHY);
 	CHECK(r && r->bytes_checked > 700000);
 	ih_report_free(r);
@@ -293,7 +233,7 @@ static void test_split(void)
 	CHECK(r && r->n_damage == 1 && r->damage[0].part == 2 && r->damage[0].n_refs >= 1);
 	ih_report_free(r);
 	/* a missing part is its own error */
-	sh("mv %s/set3.swm %s/set3.moved", workdir, workdir);
+	tsh("mv %s/set3.swm %s/set3.moved", workdir, workdir);
 	snprintf(p, sizeof p, "%s/set.swm", workdir);
 	CHECK(ih_session_open(p, NULL, &s, &err) == IH_ERR_MISSING_PART);
 	CHECK_MSG(strstr(err.message, "set3.swm") != NULL, err.message);
@@ -304,7 +244,7 @@ static void test_xml_damage(void)
 	uint8_t hdr[WIM_HEADER_SIZE];
 	struct wim_header h;
 	char why[64], p[512];
-	sh("cp %s/lzx.wim %s/xml.wim", workdir, workdir);
+	tsh("cp %s/lzx.wim %s/xml.wim", workdir, workdir);
 	snprintf(p, sizeof p, "%s/xml.wim", workdir);
 	FILE *f = fopen(p, "rb");
 	CHECK(f && fread(hdr, 1, sizeof hdr, f) == sizeof hdr);
@@ -378,5 +318,5 @@ void test_check(void)
 	test_split();
 	test_xml_damage();
 	test_cancel();
-	sh("rm -rf %s", workdir);
+	tsh("rm -rf %s", workdir);
 }

@@ -13,23 +13,13 @@
 #include "testutil.h"
 #include "util.h"
 #include "wimfmt.h"
+#include "wimtest.h"
 
 static char wd[256];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
 static void make_tree(void)
 {
-	sh("mkdir -p %s/tree/a/b %s/tree/c && cp /usr/share/common-licenses/GPL-3 %s/tree/a/ && "
+	tsh("mkdir -p %s/tree/a/b %s/tree/c && cp /usr/share/common-licenses/GPL-3 %s/tree/a/ && "
 	   "cp /usr/share/common-licenses/GPL-2 %s/tree/a/b/ && cp /usr/share/common-licenses/Apache-2.0 "
 	   "%s/tree/c/ && cp %s/tree/a/GPL-3 %s/tree/c/gpl3-copy && head -c 300000 /usr/bin/wimlib-imagex "
 	   "> %s/tree/c/bin.dat",
@@ -39,44 +29,10 @@ static void make_tree(void)
 /* Flips bytes in the middle of the resource holding a tree file. */
 static int damage(const char *wim, const char *file)
 {
-	char cmd[1024], line[256], hex[41] = "", p[600];
-	uint8_t want[20], hdr[WIM_HEADER_SIZE];
-	struct wim_header h;
-	char why[64];
-	snprintf(cmd, sizeof cmd, "sha1sum %s/tree/%s", wd, file);
-	FILE *pp = popen(cmd, "r");
-	if (!pp || !fgets(line, sizeof line, pp))
-		return -1;
-	pclose(pp);
-	memcpy(hex, line, 40);
-	ih_sha1_from_hex(hex, want);
-	snprintf(p, sizeof p, "%s/%s", wd, wim);
-	FILE *f = fopen(p, "r+b");
-	if (!f || fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
-	    wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why))
-		return -1;
-	for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
-		uint8_t e[BLOB_ENTRY_SIZE];
-		struct wim_blob_entry be;
-		fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
-		if (fread(e, 1, sizeof e, f) != sizeof e)
-			break;
-		wimfmt_get_blob_entry(e, &be);
-		if (memcmp(be.sha1, want, 20))
-			continue;
-		uint64_t off = (be.res.flags & RESHDR_FLAG_SOLID) ? 208 + 16 + 40 + be.res.offset / 3
-								  : be.res.offset + be.res.stored_size / 2;
-		for (int k = 0; k < 4; k++) {
-			fseek(f, (long)(off + k), SEEK_SET);
-			int c = fgetc(f);
-			fseek(f, (long)(off + k), SEEK_SET);
-			fputc(c ^ 0x5a, f);
-		}
-		fclose(f);
-		return 0;
-	}
-	fclose(f);
-	return -1;
+	char w[600], f[600];
+	snprintf(w, sizeof w, "%s/%s", wd, wim);
+	snprintf(f, sizeof f, "%s/tree/%s", wd, file);
+	return tdamage(w, f);
 }
 
 static ih_report *restore(const char *wim, const char **sources, size_t n, int *rc_out,
@@ -99,7 +55,7 @@ static ih_report *restore(const char *wim, const char **sources, size_t n, int *
 
 static int verify(const char *wim)
 {
-	return sh("wimlib-imagex verify %s/%s >/dev/null 2>&1", wd, wim);
+	return tsh("wimlib-imagex verify %s/%s >/dev/null 2>&1", wd, wim);
 }
 
 static void test_kinds(void)
@@ -116,9 +72,9 @@ static void test_kinds(void)
 		int rc;
 		char bad[64];
 		snprintf(bad, sizeof bad, "bad-%s", kinds[k].name);
-		CHECK(sh("wimlib-imagex capture %s/tree %s/%s img %s >/dev/null 2>&1", wd, wd,
+		CHECK(tsh("wimlib-imagex capture %s/tree %s/%s img %s >/dev/null 2>&1", wd, wd,
 			 kinds[k].name, kinds[k].flags) == 0);
-		sh("cp %s/%s %s/%s", wd, kinds[k].name, wd, bad);
+		tsh("cp %s/%s %s/%s", wd, kinds[k].name, wd, bad);
 		CHECK(damage(bad, "a/GPL-3") == 0);
 		CHECK(verify(bad) != 0);
 		/* from the pristine WIM; a directory source for the even ones */
@@ -135,8 +91,8 @@ static void test_kinds(void)
 		}
 		ih_report_free(r);
 		CHECK_MSG(verify(bad) == 0, kinds[k].name);
-		sh("rm -rf %s/x && mkdir %s/x", wd, wd);
-		CHECK_MSG(sh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
+		tsh("rm -rf %s/x && mkdir %s/x", wd, wd);
+		CHECK_MSG(tsh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
 			     wd, bad, wd, wd, wd) == 0, kinds[k].name);
 	}
 }
@@ -147,13 +103,13 @@ static void test_lying_and_partial(void)
 	int rc;
 	char liar[600], good[600];
 	/* a directory whose file has the right name and the wrong bytes */
-	sh("rm -rf %s/liar && cp -r %s/tree %s/liar && echo changed >> %s/liar/a/GPL-3 && echo x >> %s/liar/c/gpl3-copy", wd, wd, wd, wd, wd);
-	sh("cp %s/lzx.wim %s/p.wim", wd, wd);
+	tsh("rm -rf %s/liar && cp -r %s/tree %s/liar && echo changed >> %s/liar/a/GPL-3 && echo x >> %s/liar/c/gpl3-copy", wd, wd, wd, wd, wd);
+	tsh("cp %s/lzx.wim %s/p.wim", wd, wd);
 	CHECK(damage("p.wim", "a/GPL-3") == 0);
 	CHECK(damage("p.wim", "c/bin.dat") == 0);
 	snprintf(liar, sizeof liar, "%s/liar", wd);
 	/* partial: the liar lacks bin.dat's right bytes too?  no: it has it */
-	sh("rm %s/liar/c/bin.dat", wd);
+	tsh("rm %s/liar/c/bin.dat", wd);
 	const char *src1[] = {liar};
 	ih_report *r = restore("p.wim", src1, 1, &rc, &err);
 	CHECK_MSG(rc == IH_OK, err.message);
@@ -190,9 +146,9 @@ static void test_cancel_and_disk_full(void)
 	int rc;
 	char good[600];
 	struct stat a, b;
-	sh("cp %s/lzx.wim %s/c.wim", wd, wd);
+	tsh("cp %s/lzx.wim %s/c.wim", wd, wd);
 	CHECK(damage("c.wim", "a/GPL-3") == 0);
-	sh("cp %s/c.wim %s/c.orig", wd, wd);
+	tsh("cp %s/c.wim %s/c.orig", wd, wd);
 	snprintf(good, sizeof good, "%s/lzx.wim", wd);
 	/* cancelled before it starts: byte-identical */
 	{
@@ -211,7 +167,7 @@ static void test_cancel_and_disk_full(void)
 		CHECK(rc == IH_ERR_CANCELLED);
 		ih_cancel_unref(tok);
 		ih_session_close(s);
-		CHECK(sh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
+		CHECK(tsh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
 	}
 	/* disk full (a file size limit): clear error, old image intact */
 	stat(good, &a);
@@ -234,7 +190,7 @@ static void test_cancel_and_disk_full(void)
 	int status;
 	waitpid(pid, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK(sh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
+	CHECK(tsh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
 }
 
 static void test_rebuild(void)
@@ -246,7 +202,7 @@ static void test_rebuild(void)
 		ih_error err;
 		ih_report *r = NULL;
 		snprintf(bad, sizeof bad, "rb-%s", kinds[k]);
-		sh("cp %s/%s %s/%s", wd, kinds[k], wd, bad);
+		tsh("cp %s/%s %s/%s", wd, kinds[k], wd, bad);
 		CHECK(damage(bad, "c/Apache-2.0") == 0);
 		CHECK(damage(bad, "a/b/GPL-2") == 0);
 		snprintf(good, sizeof good, "%s/%s", wd, kinds[k]);
@@ -267,10 +223,10 @@ static void test_rebuild(void)
 		ih_report_free(r);
 		ih_session_close(s);
 		CHECK_MSG(verify(bad) == 0, kinds[k]);
-		sh("rm -rf %s/x && mkdir %s/x", wd, wd);
-		CHECK_MSG(sh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
+		tsh("rm -rf %s/x && mkdir %s/x", wd, wd);
+		CHECK_MSG(tsh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
 			     wd, bad, wd, wd, wd) == 0, kinds[k]);
-		CHECK(sh("ls %s/*.ihtmp.* >/dev/null 2>&1", wd) != 0); /* no temporary left */
+		CHECK(tsh("ls %s/*.ihtmp.* >/dev/null 2>&1", wd) != 0); /* no temporary left */
 	}
 }
 
@@ -282,7 +238,7 @@ static void test_crash_points(void)
 	char good[600];
 	snprintf(good, sizeof good, "%s/check.wim", wd);
 	for (size_t i = 0; i < IH_ARRAY_LEN(steps); i++) {
-		sh("cp %s/check.wim %s/k.wim", wd, wd);
+		tsh("cp %s/check.wim %s/k.wim", wd, wd);
 		CHECK(damage("k.wim", "a/GPL-3") == 0);
 		pid_t pid = fork();
 		if (pid == 0) {
@@ -299,7 +255,7 @@ static void test_crash_points(void)
 		waitpid(pid, &status, 0);
 		CHECK_MSG(WIFSIGNALED(status), steps[i]);
 		/* old or new, never broken: wimlib opens it and its structure holds */
-		CHECK_MSG(sh("wimlib-imagex info %s/k.wim >/dev/null 2>&1", wd) == 0, steps[i]);
+		CHECK_MSG(tsh("wimlib-imagex info %s/k.wim >/dev/null 2>&1", wd) == 0, steps[i]);
 		int rc;
 		ih_error err;
 		const char *src[] = {good};
@@ -318,11 +274,11 @@ static void test_policy(void)
 	ih_error err;
 	ih_report *r = NULL;
 	/* an image whose own SOFTWARE hive names a source by a Windows path */
-	sh("rm -rf %s/ptree && cp -r %s/tree %s/ptree && mkdir -p %s/ptree/Windows/System32/config",
+	tsh("rm -rf %s/ptree && cp -r %s/tree %s/ptree && mkdir -p %s/ptree/Windows/System32/config",
 	   wd, wd, wd, wd);
-	CHECK(sh("%s %s/ptree/Windows/System32/config/SOFTWARE 'wim:C:\\Src\\pristine.wim:1;D:\\Nowhere' 2",
+	CHECK(tsh("%s %s/ptree/Windows/System32/config/SOFTWARE 'wim:C:\\Src\\pristine.wim:1;D:\\Nowhere' 2",
 		 mk, wd) == 0);
-	CHECK(sh("wimlib-imagex capture %s/ptree %s/pristine.wim img >/dev/null 2>&1 && cp %s/pristine.wim %s/pol.wim",
+	CHECK(tsh("wimlib-imagex capture %s/ptree %s/pristine.wim img >/dev/null 2>&1 && cp %s/pristine.wim %s/pol.wim",
 		 wd, wd, wd, wd) == 0);
 	CHECK(damage("pol.wim", "a/GPL-3") == 0);
 	snprintf(p, sizeof p, "%s/pol.wim", wd);
@@ -353,31 +309,13 @@ static void test_policy(void)
 /* Flips bytes in the middle of image 1's metadata resource. */
 static int damage_metadata(const char *wim)
 {
-	char p[600], why[64];
-	uint8_t hdr[WIM_HEADER_SIZE];
-	struct wim_header h;
+	char p[600];
+	struct wim_blob_entry be;
 	snprintf(p, sizeof p, "%s/%s", wd, wim);
-	FILE *f = fopen(p, "r+b");
-	if (!f || fread(hdr, 1, sizeof hdr, f) != sizeof hdr ||
-	    wimfmt_parse_header(hdr, sizeof hdr, &h, why, sizeof why))
+	if (twim_entry(p, NULL, &be))
 		return -1;
-	for (uint64_t i = 0; i < h.blob_table.orig_size / BLOB_ENTRY_SIZE; i++) {
-		uint8_t e[BLOB_ENTRY_SIZE];
-		struct wim_blob_entry be;
-		fseek(f, (long)(h.blob_table.offset + i * BLOB_ENTRY_SIZE), SEEK_SET);
-		if (fread(e, 1, sizeof e, f) != sizeof e)
-			break;
-		wimfmt_get_blob_entry(e, &be);
-		if (!(be.res.flags & RESHDR_FLAG_METADATA))
-			continue;
-		fseek(f, (long)(be.res.offset + be.res.stored_size / 2), SEEK_SET);
-		fputc(0x55, f);
-		fputc(0xaa, f);
-		fclose(f);
-		return 0;
-	}
-	fclose(f);
-	return -1;
+	tflip(p, be.res.offset + be.res.stored_size / 2, 2);
+	return 0;
 }
 
 static void test_metadata_split_and_lying_wim(void)
@@ -386,13 +324,13 @@ static void test_metadata_split_and_lying_wim(void)
 	int rc;
 	char good[600], liar[600];
 	/* damaged metadata, and a file: both come back from the pristine WIM */
-	sh("cp %s/lzx.wim %s/m.wim", wd, wd);
+	tsh("cp %s/lzx.wim %s/m.wim", wd, wd);
 	CHECK(damage("m.wim", "c/Apache-2.0") == 0);
 	CHECK(damage_metadata("m.wim") == 0);
 	snprintf(good, sizeof good, "%s/lzx.wim", wd);
 	snprintf(liar, sizeof liar, "%s/liar.wim", wd);
 	/* a WIM source whose blobs carry the right SHA-1 and the wrong bytes */
-	sh("cp %s/m.wim %s/liar.wim", wd, wd);
+	tsh("cp %s/m.wim %s/liar.wim", wd, wd);
 	const char *src[] = {liar, good};
 	ih_report *r = restore("m.wim", src, 2, &rc, &err);
 	CHECK_MSG(rc == IH_OK, err.message);
@@ -401,21 +339,21 @@ static void test_metadata_split_and_lying_wim(void)
 	      r->sources[0].blobs_used == 0 && r->sources[1].blobs_used == 2);
 	ih_report_free(r);
 	CHECK(verify("m.wim") == 0);
-	sh("rm -rf %s/x && mkdir %s/x", wd, wd);
-	CHECK(sh("wimlib-imagex apply %s/m.wim 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
+	tsh("rm -rf %s/x && mkdir %s/x", wd, wd);
+	CHECK(tsh("wimlib-imagex apply %s/m.wim 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
 		 wd, wd, wd, wd) == 0);
 
 	/* a split set: the repair goes into the part that held the blob */
-	CHECK(sh("wimlib-imagex split %s/lzx.wim %s/s.swm 0.04 >/dev/null 2>&1", wd, wd) == 0);
-	CHECK(sh("test -f %s/s2.swm", wd) == 0);
+	CHECK(tsh("wimlib-imagex split %s/lzx.wim %s/s.swm 0.04 >/dev/null 2>&1", wd, wd) == 0);
+	CHECK(tsh("test -f %s/s2.swm", wd) == 0);
 	CHECK(damage("s2.swm", "a/GPL-3") == 0 || damage("s3.swm", "a/GPL-3") == 0 ||
 	      damage("s.swm", "a/GPL-3") == 0);
-	CHECK(sh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) != 0);
+	CHECK(tsh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) != 0);
 	r = restore("s.swm", (const char *[]){good}, 1, &rc, &err);
 	CHECK_MSG(rc == IH_OK, err.message);
 	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 1);
 	ih_report_free(r);
-	CHECK(sh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) == 0);
+	CHECK(tsh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) == 0);
 }
 
 void test_restore(void)
@@ -433,5 +371,5 @@ void test_restore(void)
 	test_rebuild();
 	test_policy();
 	test_metadata_split_and_lying_wim();
-	sh("rm -rf %s", wd);
+	tsh("rm -rf %s", wd);
 }

@@ -80,32 +80,6 @@ static void recall_records(const ih_session *s, struct damage_set *d, ih_report 
 	}
 }
 
-static void record_scan(const ih_session *s, const ih_report *r)
-{
-	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
-		struct state_record rec = {.state = r->state, .scanned_at = ih_wallclock()};
-		rec.damage = calloc(r->n_damage + 1, sizeof *rec.damage);
-		if (!rec.damage)
-			return;
-		for (size_t k = 0; k < r->n_damage; k++) {
-			const ih_damage *dm = &r->damage[k];
-			int hits = dm->n_images == 0; /* blobs no image uses count everywhere */
-			for (size_t m = 0; m < dm->n_images; m++)
-				hits |= dm->images[m] == i;
-			if (!hits)
-				continue;
-			memcpy(rec.damage[rec.n].sha1, dm->sha1, 20);
-			rec.damage[rec.n].size = dm->size;
-			rec.damage[rec.n].reason = dm->reason;
-			rec.n++;
-		}
-		/* A failed record costs only the memory of it: not an error of
-		 * the check itself. */
-		state_save(s, i, &rec, NULL);
-		state_record_free(&rec);
-	}
-}
-
 static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
 {
 	struct check_arg *a = argp;
@@ -211,7 +185,7 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	}
 	r->seconds = ih_now() - t0;
 	if (r->scanned && !opt->no_record)
-		record_scan(s, r);
+		state_save_report(s, r);
 out:
 	for (size_t i = 0; i < nmetas && metas; i++)
 		image_meta_free(&metas[i]);
@@ -265,13 +239,5 @@ int ih_check(ih_session *s, const ih_check_options *opt, ih_report **report, ih_
 {
 	ih_job *j;
 	int rc = ih_check_start(s, opt, &j, err);
-	if (rc)
-		return rc;
-	while (!ih_job_wait(j, -1)) {
-		ih_event evs[16];
-		ih_job_events(j, evs, 16);
-	}
-	rc = ih_job_result(j, report, err);
-	ih_job_free(j);
-	return rc;
+	return rc ? rc : ih_job_finish(j, report, err);
 }

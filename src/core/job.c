@@ -288,3 +288,15 @@ void ih_job_free(ih_job *j)
 	free(j->queue);
 	free(j);
 }
+
+int ih_job_finish(ih_job *j, ih_report **report, ih_error *err)
+{
+	int rc;
+	while (!ih_job_wait(j, -1)) {
+		ih_event evs[16];
+		ih_job_events(j, evs, 16); /* nobody listens: keep the queue short */
+	}
+	rc = ih_job_result(j, report, err);
+	ih_job_free(j);
+	return rc;
+}

@@ -40,6 +40,8 @@ int ih_job_cancelled(const ih_job *j);
 void ih_job_set_phase(ih_job *j, ih_phase p, uint64_t bytes_total, uint64_t blobs_total);
 /* Posts a progress event if the last one is 100 ms old. */
 void ih_job_tick(ih_job *j);
+/* Waits for the job, takes its outcome and frees it: the synchronous calls. */
+int ih_job_finish(ih_job *j, ih_report **report, ih_error *err);
 void ih_job_post(ih_job *j, ih_event_type type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

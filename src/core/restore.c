@@ -585,18 +585,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 			r->problems[r->n_problems++] = before->problems[i];
 
 	/* Record the new state of the new file: a quick check knows at once. */
-	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
-		struct state_record rec = {.state = r->state, .scanned_at = ih_wallclock()};
-		rec.damage = calloc(r->n_damage + 1, sizeof *rec.damage);
-		for (size_t k = 0; rec.damage && k < r->n_damage; k++) {
-			memcpy(rec.damage[rec.n].sha1, r->damage[k].sha1, 20);
-			rec.damage[rec.n].size = r->damage[k].size;
-			rec.damage[rec.n].reason = r->damage[k].reason;
-			rec.n++;
-		}
-		state_save(s, i, &rec, NULL);
-		state_record_free(&rec);
-	}
+	state_save_report(s, r);
 done:
 	r->seconds = ih_now() - t0;
 out:
@@ -708,13 +697,5 @@ int ih_restore(ih_session *s, const ih_restore_options *opt, ih_report **report,
 {
 	ih_job *j;
 	int rc = ih_restore_start(s, opt, &j, err);
-	if (rc)
-		return rc;
-	while (!ih_job_wait(j, -1)) {
-		ih_event evs[16];
-		ih_job_events(j, evs, 16);
-	}
-	rc = ih_job_result(j, report, err);
-	ih_job_free(j);
-	return rc;
+	return rc ? rc : ih_job_finish(j, report, err);
 }

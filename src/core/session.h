@@ -78,6 +78,10 @@ int state_load(const ih_session *s, uint32_t image, struct state_record *rec);
 int state_save(const ih_session *s, uint32_t image, const struct state_record *rec,
 	       ih_error *err);
 void state_record_free(struct state_record *rec);
+/* Records a report's damage for each image of the session (per image: the
+ * damage that hits it, and blobs no image uses).  A failed record is not an
+ * error of the check: it costs only the memory of it. */
+int state_save_report(const ih_session *s, const ih_report *r);
 
 /* The health check itself, run on the caller's job thread. */
 int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,

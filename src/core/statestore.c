@@ -137,3 +137,29 @@ int state_save(const ih_session *s, uint32_t image, const struct state_record *r
 	}
 	return IH_OK;
 }
+
+int state_save_report(const ih_session *s, const ih_report *r)
+{
+	int rc = IH_OK;
+	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s) && rc == IH_OK; i++) {
+		struct state_record rec = {.state = r->state, .scanned_at = ih_wallclock()};
+		rec.damage = calloc(r->n_damage + 1, sizeof *rec.damage);
+		if (!rec.damage)
+			return IH_ERR_NOMEM;
+		for (size_t k = 0; k < r->n_damage; k++) {
+			const ih_damage *dm = &r->damage[k];
+			int hits = dm->n_images == 0; /* blobs no image uses count everywhere */
+			for (size_t m = 0; m < dm->n_images; m++)
+				hits |= dm->images[m] == i;
+			if (!hits)
+				continue;
+			memcpy(rec.damage[rec.n].sha1, dm->sha1, 20);
+			rec.damage[rec.n].size = dm->size;
+			rec.damage[rec.n].reason = dm->reason;
+			rec.n++;
+		}
+		rc = state_save(s, i, &rec, NULL);
+		state_record_free(&rec);
+	}
+	return rc;
+}
