@@ -267,6 +267,9 @@ typedef struct ih_repair {
 	uint64_t size;
 	int source;             /* index into report sources */
 	int raw_copy;           /* compressed bytes copied as they were */
+	int is_metadata;        /* the directory tree of images[0] */
+	size_t n_images;
+	uint32_t *images;       /* images it serves, sorted */
 	size_t n_refs;
 	ih_ref *refs;
 } ih_repair;

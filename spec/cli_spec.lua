@@ -169,6 +169,7 @@ describe("imagehealth CLI", function()
     assert.equal(0, code)
     assert.matches("^Usage: imagehealth", out)
     assert.matches("check IMAGE", out, 1, true)
+    assert.matches("restore IMAGE", out, 1, true)
     assert.equal("", err)
     code, out = run("--version")
     assert.equal(0, code)
@@ -227,7 +228,8 @@ describe("imagehealth CLI", function()
     assert.matches("State:    repairable (DISM 1)", out, 1, true)
     assert.matches(dmg.sha1, out, 1, true)
     assert.matches("\n  image 1:\n    /data/text.txt\n", out, 1, true)
-    assert.matches("imagehealth restore", out, 1, true) -- advice
+    -- advice: the restore command, with a source
+    assert.matches("`imagehealth restore " .. damaged .. " --source GOOD.wim`", out, 1, true)
     assert.equal("", err)
   end)
 

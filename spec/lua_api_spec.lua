@@ -91,6 +91,12 @@ end
 describe("imagehealth module", function()
   it("has a version, DISM health numbers and the error codes", function()
     assert.is_string(ih.version)
+    assert.matches("^%d+%.%d+%.%d+", ih.version) -- IH_VERSION_STRING of imagehealth.h
+    assert.equal("imagehealth " .. ih.version, ih._VERSION)
+    assert.equal(ih.version, require("imagehealth.core").version)
+    assert.equal(0x800F0902, ih.errors.busy.hresult)
+    assert.equal(0x80070070, ih.errors.disk_full.hresult)
+    assert.equal(0x800F081F, ih.errors.source_missing.hresult)
     assert.equal(0, ih.HEALTHY)
     assert.equal(1, ih.REPAIRABLE)
     assert.equal(2, ih.NONREPAIRABLE)
@@ -368,6 +374,26 @@ describe("check_health", function()
     assert.matches(tree.duplicate[1], tostring(report), 1, true)
     assert.matches(tree.duplicate[2], tostring(report), 1, true)
     assert.matches(dmg.sha1, tostring(report), 1, true)
+  end)
+
+  it("names the image whose directory tree (metadata resource) is damaged", function()
+    local copy = F.fresh("multi")
+    local dm = F.damage_metadata(copy, 2)
+    local s <close> = assert(open(copy, {state_dir = T .. "/state-meta"}))
+    local state, report = s:check_health{scan = true}
+    assert.is_string(state, tostring(report))
+    local meta
+    for _, d in ipairs(report.damaged) do
+      if d.is_metadata then
+        meta = d
+      end
+    end
+    assert.is_table(meta, tostring(report))
+    assert.equal(dm.sha1, meta.sha1)
+    -- the core's images list: the metadata resource's own image, even
+    -- though no file path can be named
+    assert.same({2}, meta.images)
+    assert.matches("metadata", report:summary(), 1, true)
   end)
 
   it("a later quick check recalls the damage an earlier scan recorded", function()

@@ -1,5 +1,5 @@
--- imagehealth: check (and later repair) the health of Windows images (WIM,
--- ESD, split WIM), the way DISM's CheckImageHealth does.
+-- imagehealth: check and repair the health of Windows images (WIM, ESD,
+-- split WIM), the way DISM's CheckImageHealth and RestoreImageHealth do.
 --
 --   local ih = require "imagehealth"
 --   local s <close> = assert(ih.open("install.wim", {index = 1}))
@@ -9,6 +9,10 @@
 --   end}
 --   if not state then error(report) end        -- report is the error here
 --   for path, damage in report:files() do print(path, damage.reason) end
+--   if state == "repairable" then
+--     state, report = s:restore_health{sources = {"wim:/mnt/good/install.wim:1"}}
+--     print(report)       -- what was repaired from where, what is left
+--   end
 --
 -- Expected failures return nil, err (err.code, err.hresult, err.message;
 -- tostring(err) reads well); misuse raises, and so does using a closed
@@ -24,6 +28,10 @@
 --   s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
 --     -> state, Report | nil, err
 --   s:check_health_job{...} -> Job | nil, err
+--   s:restore_health{sources=, limit_access=, path_map=, no_policy=,
+--                    rebuild=, threads=, progress=, cancel=, poll=}
+--     -> state, Report | nil, err
+--   s:restore_health_job{...} -> Job | nil, err
 --
 --   Job (see job.lua): wait, result, progress, drain, cancel, done, pollfd,
 --   events, timeout, wait_raw, close.  Report (see report.lua): state,
@@ -36,7 +44,7 @@ local job = require "imagehealth.job"
 
 local M = {}
 
-M.version = core.version or "0.1.0"
+M.version = core.version
 M._VERSION = "imagehealth " .. M.version
 
 -- DismImageHealthState numbers, and the names the reports use.
@@ -177,6 +185,107 @@ core.interpose("imagehealth.Session", "check_health_job", function(s, opts)
   check_open(s)
   opts = check_opts(opts, "check_health_job")
   local j, err = start(s, opts)
+  if not j then
+    return nil, err
+  end
+  return job.attach(j, opts)
+end)
+
+----------------------------------------------------------------- restore
+
+-- path_map: {["C:\\Src"] = "/mnt/src", ...} or a list of pairs
+-- {{"C:\\Src", "/mnt/src"}, ...}.  Returns the list of pairs the C side
+-- takes: a list keeps its order; a map is sorted by key (so that which
+-- prefix is tried first does not depend on hashing).
+local function path_map_list(pm, fname)
+  if pm == nil then
+    return nil
+  end
+  if type(pm) ~= "table" then
+    error(string.format("bad option 'path_map' to '%s' (table expected, got %s)", fname, type(pm)), 4)
+  end
+  local list = {}
+  if #pm > 0 then
+    for i, pair in ipairs(pm) do
+      if type(pair) ~= "table" or type(pair[1]) ~= "string" or type(pair[2]) ~= "string" then
+        error(string.format("bad option 'path_map' to '%s' (item %d: {windows_prefix, local_dir} "
+          .. "expected)", fname, i), 4)
+      end
+      list[i] = {pair[1], pair[2]}
+    end
+  else
+    for k, v in pairs(pm) do
+      if type(k) ~= "string" or type(v) ~= "string" then
+        error(string.format("bad option 'path_map' to '%s' (string keys and values expected, got "
+          .. "%s = %s)", fname, type(k), type(v)), 4)
+      end
+      list[#list + 1] = {k, v}
+    end
+    table.sort(list, function(a, b) return a[1] < b[1] end)
+  end
+  return list
+end
+
+local function sources_list(src, fname)
+  if src == nil then
+    return nil
+  end
+  if type(src) == "string" then
+    return {src}
+  end
+  if type(src) ~= "table" then
+    error(string.format("bad option 'sources' to '%s' (table expected, got %s)", fname, type(src)), 4)
+  end
+  local list = {}
+  for i = 1, #src do
+    if type(src[i]) ~= "string" then
+      error(string.format("bad option 'sources' to '%s' (item %d: string expected, got %s)", fname,
+        i, type(src[i])), 4)
+    end
+    list[i] = src[i]
+  end
+  return list
+end
+
+local function start_restore(s, opts, fname)
+  -- the C side checks the other option types
+  return s:restore_start{
+    sources = sources_list(opts.sources, fname),
+    path_map = path_map_list(opts.path_map, fname),
+    limit_access = opts.limit_access, no_policy = opts.no_policy, rebuild = opts.rebuild,
+    threads = opts.threads, cancel = opts.cancel, policy_hive = opts.policy_hive,
+  }
+end
+
+-- s:restore_health{sources = {...}, limit_access =, path_map =, no_policy =,
+--                  rebuild =, threads =, progress =, cancel =, poll =}
+--   -> state, report | nil, err
+-- Repairs the damage the last full scan of this file recorded (or scans
+-- first) from the sources, in order: the caller's ("wim:PATH[:INDEX]",
+-- "esd:PATH[:INDEX]", a .wim/.esd/.swm path, or a directory holding the
+-- extracted image), then those of the image's own servicing policy
+-- (LocalSourcePath, with Windows paths mapped by path_map; not with
+-- no_policy).  Every byte is verified by SHA-1 before it is written.  The
+-- report (see report.lua) tells what was repaired from where and what is
+-- left.  Errors: busy (0x800F0902: another session or restore holds the
+-- image), disk_full (0x80070070), cancelled (0x800704C7; the image is then
+-- exactly as it was).  A nonrepairable image gives a report, not an error.
+core.interpose("imagehealth.Session", "restore_health", function(s, opts)
+  check_open(s)
+  opts = check_opts(opts, "restore_health")
+  local j, err = start_restore(s, opts, "restore_health")
+  if not j then
+    return nil, err
+  end
+  local _ <close> = j
+  return job.drive(j, opts.progress, opts.cancel, opts.poll, opts.poll_forget)
+end)
+
+-- s:restore_health_job{...} -> Job | nil, err (driven like a check's job)
+core.interpose("imagehealth.Session", "restore_health_job", function(s, opts)
+  check_open(s)
+  opts = check_opts(opts, "restore_health_job")
+  local j, err = start_restore(s, opts, "restore_health_job")
   if not j then
     return nil, err
   end

@@ -1,5 +1,5 @@
--- imagehealth.report: the Report object a health check returns, and the
--- formatting helpers shared with the CLI.
+-- imagehealth.report: the Report object a health check or a restore
+-- returns, and the formatting helpers shared with the CLI.
 --
 --   report.state            "healthy" | "repairable" | "nonrepairable"
 --   report.health           the same as DISM's number (0, 1, 2)
@@ -13,9 +13,35 @@
 --                           paths = {..}, refs = {{image=, path=}, ..}}
 --   report.problems         list of {kind, severity, message}
 --
+-- A restore's report (report.restored == true) has, besides:
+--   report.state_before     the state the restore found ("repairable", ...);
+--                           report.state is the state after it
+--   report.health_before    the same as DISM's number
+--   report.repaired         list of {sha1, size, source (index into
+--                           report.sources), source_spec, raw_copy (the
+--                           compressed bytes were copied as they were),
+--                           paths, images, refs}
+--   report.unrepaired       what is left: the same list as report.damaged,
+--                           each entry with code "source_missing" and hresult
+--                           0x800F081F (no source had it), or code
+--                           "nonrepairable" when the image cannot be repaired
+--   report.sources          list of {spec, kind ("wim"|"dir"), origin
+--                           ("caller"|"policy"), path, index, usable, error,
+--                           bytes_read, blobs_used, blobs_rejected (candidates
+--                           whose bytes did not hash right)}, in the order
+--                           they were tried
+--   report.bytes_written    bytes written to the image
+--   report.rebuilt          repaired into a compacted copy renamed over it
+--   report.policy           {local_source_path, use_windows_update (nil when
+--                           not set), note (why it could not be read)}
+--   report.limit_access, report.no_policy   the options, echoed
+--
 --   report:summary()        one paragraph for a person
 --   report:files()          iterator: path, damage, image over the damaged
---                           files, sorted by image then path
+--                           files (for a restore: those left unrepaired),
+--                           sorted by image then path
+--   report:repaired_files() iterator: path, repair, image, source over the
+--                           repaired files, sorted by image then path
 --   report:lines()          the detailed text, as a list of lines
 --   tostring(report)        the detailed text
 
@@ -135,7 +161,12 @@ local function what_checked(self)
 end
 M.what_checked = what_checked
 
+local restore_summary, restore_lines
+
 function Report:summary()
+  if self.restored then
+    return restore_summary(self)
+  end
   local parts = {}
   local damaged = self.damaged or {}
   if #damaged > 0 then
@@ -189,6 +220,9 @@ end
 
 -- The detailed text, as a list of lines (without a hint of what to do).
 function Report:lines()
+  if self.restored then
+    return restore_lines(self)
+  end
   local out = {}
   local function add(fmt, ...)
     out[#out + 1] = string.format(fmt, ...)
@@ -224,6 +258,324 @@ function Report:lines()
         end
       end
     end
+  end
+  local problems = self.problems or {}
+  if #problems > 0 then
+    add("Problems (%d):", #problems)
+    for _, p in ipairs(problems) do
+      add("  [%s] %s: %s", p.severity, p.kind, p.message)
+    end
+  end
+  return out
+end
+
+----------------------------------------------------------------- restore
+
+-- All (image, path, repair) triples of the repaired blobs, sorted.
+local function repaired_list(self)
+  local list = {}
+  for _, rp in ipairs(self.repaired or {}) do
+    for _, r in ipairs(rp.refs or {}) do
+      if r.path and r.path ~= "" then
+        list[#list + 1] = {image = r.image, path = r.path, repair = rp}
+      end
+    end
+  end
+  table.sort(list, function(a, b)
+    if a.image ~= b.image then
+      return a.image < b.image
+    end
+    if a.path ~= b.path then
+      return a.path < b.path
+    end
+    return a.repair.sha1 < b.repair.sha1
+  end)
+  return list
+end
+
+-- for path, repair, image, source in report:repaired_files() do ... end
+function Report:repaired_files()
+  local list, i = repaired_list(self), 0
+  return function()
+    i = i + 1
+    local e = list[i]
+    if e then
+      return e.path, e.repair, e.image, (self.sources or {})[e.repair.source]
+    end
+  end
+end
+
+-- A source's name for a person: its spec, and the local path it mapped to
+-- when that differs (policy sources name Windows paths).
+local function source_name(src)
+  if not src then
+    return "?"
+  end
+  local name = src.spec or src.path or "?"
+  if src.path and src.path ~= "" and src.path ~= src.spec
+     and not (src.spec or ""):find(src.path, 1, true) then
+    name = name .. " (" .. src.path .. ")"
+  end
+  return name
+end
+M.source_name = source_name
+
+-- Files of a list of damage or repair entries, for a sentence: at most max
+-- paths, then "and N more".
+local function some_paths(entries, max)
+  local seen, paths = {}, {}
+  for _, d in ipairs(entries) do
+    for _, p in ipairs(d.paths or {}) do
+      if not seen[p] then
+        seen[p] = true
+        paths[#paths + 1] = p
+      end
+    end
+    if d.is_metadata and #(d.paths or {}) == 0 then
+      local p = "(directory tree of image " .. tostring(d.images and d.images[1] or "?") .. ")"
+      if not seen[p] then
+        seen[p] = true
+        paths[#paths + 1] = p
+      end
+    end
+  end
+  table.sort(paths)
+  local n = #paths
+  if n > max then
+    local shown = table.concat(paths, ", ", 1, max)
+    return shown .. string.format(" and %d more", n - max), n
+  end
+  return table.concat(paths, ", "), n
+end
+
+local function sum_sizes(list)
+  local n = 0
+  for _, d in ipairs(list or {}) do
+    n = n + (d.size or 0)
+  end
+  return n
+end
+
+-- What the policy's UseWindowsUpdate value means.
+local function windows_update_meaning(v)
+  if v == nil then
+    return "not set"
+  elseif v == 2 then
+    return "2: never use the remote default (Windows Update)"
+  end
+  return string.format("%d: the remote default may be used", v)
+end
+M.windows_update_meaning = windows_update_meaning
+
+-- One line about the image's servicing policy.
+local function policy_text(self)
+  if self.no_policy then
+    return "not read (no_policy)"
+  end
+  local p = self.policy or {}
+  if not (p.local_source_path or p.use_windows_update or p.note) and self.state_before ~= "repairable" then
+    return self.state == "nonrepairable" and "not consulted (the image cannot be repaired)"
+      or "not consulted (nothing to repair)"
+  end
+  if p.local_source_path or p.use_windows_update then
+    local t = {}
+    if p.local_source_path then
+      t[#t + 1] = string.format('LocalSourcePath "%s"', p.local_source_path)
+    else
+      t[#t + 1] = "no LocalSourcePath"
+    end
+    t[#t + 1] = "UseWindowsUpdate " .. windows_update_meaning(p.use_windows_update)
+    return table.concat(t, "; ")
+  end
+  if p.note and p.note ~= "" then
+    return "none (" .. p.note .. ")"
+  end
+  return "none found in the image"
+end
+M.policy_text = policy_text
+
+-- Blobs repaired per source: "2 from wim:/x.wim:1 and 1 from /mnt/src".
+local function per_source(self)
+  local count, order = {}, {}
+  for _, rp in ipairs(self.repaired or {}) do
+    local i = rp.source or 0
+    if not count[i] then
+      count[i] = 0
+      order[#order + 1] = i
+    end
+    count[i] = count[i] + 1
+  end
+  table.sort(order)
+  local t = {}
+  for _, i in ipairs(order) do
+    t[#t + 1] = string.format("%d from %s", count[i], source_name((self.sources or {})[i]))
+  end
+  return list_words(t)
+end
+
+function restore_summary(self)
+  local before, after = self.state_before or "?", self.state or "?"
+  local head = after == before and after or string.format("%s (was %s)", after, before)
+  local repaired, left = self.repaired or {}, self.unrepaired or self.damaged or {}
+  local parts = {}
+  if before == "healthy" and #repaired == 0 and #left == 0 then
+    parts[1] = "nothing to repair (" .. (self.scanned and "no damage found" or "no damage known") .. ")"
+    return string.format("%s: %s; %s.", head, table.concat(parts, "; "), what_checked(self))
+  end
+  if after == "nonrepairable" then
+    local msgs = {}
+    for _, p in ipairs(self.problems or {}) do
+      msgs[#msgs + 1] = p.message
+    end
+    return string.format("%s: the image's structure cannot be read, so it cannot be repaired in "
+      .. "place; nothing was written%s.", head,
+      #msgs > 0 and (" (" .. table.concat(msgs, "; ") .. ")") or "")
+  end
+  local total = #repaired + #left
+  if #repaired > 0 then
+    local _, nfiles = some_paths(repaired, 0)
+    parts[#parts + 1] = string.format("repaired %s%s (%s%s): %s",
+      #left > 0 and string.format("%d of ", #repaired) or "",
+      plural(#left > 0 and total or #repaired, "damaged blob"), M.format_bytes(sum_sizes(repaired)),
+      nfiles > 0 and ", " .. plural(nfiles, "file") or "", per_source(self))
+  elseif total > 0 then
+    parts[#parts + 1] = "repaired nothing"
+  end
+  if #left > 0 then
+    local names, nfiles = some_paths(left, 5)
+    parts[#parts + 1] = string.format("%s (%s%s) left unrepaired: no source has %s (0x800F081F "
+      .. "source missing)%s", plural(#left, "blob"), M.format_bytes(sum_sizes(left)),
+      nfiles > 0 and ", " .. plural(nfiles, "file") or "", #left == 1 and "it" or "them",
+      names ~= "" and ": " .. names or "")
+  end
+  local liars = {}
+  for i, src in ipairs(self.sources or {}) do
+    if (src.blobs_rejected or 0) > 0 then
+      liars[#liars + 1] = string.format("[%d] %s", i, source_name(src))
+    end
+  end
+  if #liars > 0 then
+    parts[#parts + 1] = "rejected mismatched data from " .. list_words(liars)
+  end
+  if #repaired > 0 or (self.bytes_written or 0) > 0 then
+    parts[#parts + 1] = string.format("wrote %s %s", M.format_bytes(self.bytes_written or 0),
+      self.rebuilt and "into a rebuilt copy of the image" or "in place")
+  else
+    parts[#parts + 1] = "nothing was written"
+  end
+  local p = self.policy or {}
+  if p.local_source_path then
+    parts[#parts + 1] = string.format('the image\'s policy named "%s"', p.local_source_path)
+  end
+  return string.format("%s: %s.", head, table.concat(parts, "; "))
+end
+
+local function source_line(i, src)
+  local what = {src.kind or "?", src.origin or "?"}
+  if (src.index or 0) > 0 then
+    what[#what + 1] = "image " .. src.index
+  end
+  local s = string.format("  [%d] %s (%s)", i, source_name(src), table.concat(what, ", "))
+  if not src.usable then
+    return s .. ": unusable: " .. (src.error or "cannot be opened")
+  end
+  s = s .. string.format(": %s used, %s read", plural(src.blobs_used or 0, "blob"),
+    M.format_bytes(src.bytes_read or 0))
+  if (src.blobs_rejected or 0) > 0 then
+    s = s .. string.format("; MISMATCHED: %s with the right name or SHA-1 but the wrong bytes "
+      .. "rejected (this source lies: a different version, or damaged)",
+      plural(src.blobs_rejected, "candidate"))
+  end
+  return s
+end
+M.source_line = source_line
+
+function restore_lines(self)
+  local out = {}
+  local function add(fmt, ...)
+    out[#out + 1] = string.format(fmt, ...)
+  end
+  add("Image:    %s%s", self.image or "?", (self.index and self.index ~= 0)
+    and string.format(" (image %d)", self.index) or " (all images)")
+  add("State:    %s (DISM %d), was %s (DISM %d)", self.state, self.health or -1,
+    self.state_before or "?", self.health_before or -1)
+  local repaired, left = self.repaired or {}, self.unrepaired or self.damaged or {}
+  if #repaired + #left > 0 then
+    add("Damage:   %s", self.scanned and "found by a full scan now"
+      or "recalled from the last full scan of this file (state store)")
+    add("Restore:  %d of %s repaired; %s written %s; %s", #repaired,
+      plural(#repaired + #left, "damaged blob"), M.format_bytes(self.bytes_written or 0),
+      self.rebuilt and "into a compacted copy renamed over the image" or "in place",
+      M.format_seconds(self.seconds))
+  elseif self.state == "nonrepairable" then
+    add("Restore:  not possible: the image's structure cannot be read; nothing was written")
+  else
+    add("Restore:  nothing to repair; %s", what_checked(self))
+  end
+  local sources = self.sources or {}
+  if #repaired > 0 then
+    local list = repaired_list(self)
+    if #list > 0 then
+      add("Repaired files (%d):", #list)
+      local img
+      for _, e in ipairs(list) do
+        if e.image ~= img then
+          img = e.image
+          add("  image %d:", img)
+        end
+        add("    %s  <- [%s] %s", e.path, tostring(e.repair.source or "?"),
+          source_name(sources[e.repair.source]))
+      end
+    end
+    add("Repaired blobs (%d):", #repaired)
+    for _, rp in ipairs(repaired) do
+      add("  %s  %s  from [%s] %s (%s%s)", rp.sha1, M.format_bytes(rp.size), tostring(rp.source or "?"),
+        source_name(sources[rp.source]),
+        rp.raw_copy and "compressed bytes copied as they were" or "written anew",
+        #(rp.paths or {}) == 0 and "; no file path known: a directory tree, or a file of one that "
+          .. "was damaged" or "")
+    end
+  end
+  if #left > 0 then
+    local why = left[1].code == "nonrepairable" and "the image cannot be repaired in place"
+      or "no source has them (0x800F081F source missing)"
+    add("Not repaired (%d): %s", #left, why)
+    for _, d in ipairs(left) do
+      local where = d.part and d.part > 0
+        and string.format("part %d at offset %d, %s stored%s", d.part, d.offset or 0,
+          M.format_bytes(d.stored_size), d.solid and ", solid" or "")
+        or "not in the blob table"
+      add("  %s  %s  %s%s", d.sha1, M.format_bytes(d.size), d.reason,
+        d.is_metadata and ("  [metadata" .. (d.images and d.images[1]
+          and (" of image " .. d.images[1]) or "") .. "]") or "")
+      add("      %s%s", where, (d.detail and d.detail ~= "") and ("; " .. d.detail) or "")
+    end
+    local per, images = self:files_by_image()
+    if #images > 0 then
+      local n = 0
+      for _, img in ipairs(images) do
+        n = n + #per[img]
+      end
+      add("Files not repaired (%d):", n)
+      for _, img in ipairs(images) do
+        add("  image %d:", img)
+        for _, p in ipairs(per[img]) do
+          add("    %s", p)
+        end
+      end
+    end
+  end
+  if #sources > 0 then
+    add("Sources (%d, in the order tried):", #sources)
+    for i, src in ipairs(sources) do
+      add("%s", source_line(i, src))
+    end
+  elseif #left > 0 then
+    add("Sources:  none given%s", self.no_policy and "" or " and none in the image's policy")
+  end
+  add("Policy:   %s", policy_text(self))
+  if self.limit_access then
+    add("Limit access: yes (no remote default source)")
   end
   local problems = self.problems or {}
   if #problems > 0 then

@@ -188,6 +188,7 @@ void ih_report_free(ih_report *r)
 		for (size_t k = 0; k < r->repaired[i].n_refs; k++)
 			free(r->repaired[i].refs[k].path);
 		free(r->repaired[i].refs);
+		free(r->repaired[i].images);
 	}
 	free(r->repaired);
 	for (size_t i = 0; i < r->n_sources; i++) {

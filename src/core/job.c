@@ -2,6 +2,7 @@
  * eventfd, drains events and reads progress.  Nothing here calls back into
  * the caller. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,13 @@ static void *runner(void *arg)
 	ih_job *j = arg;
 	ih_report *report = NULL;
 	ih_error err = {0};
+	sigset_t xfsz;
+
+	/* A write past RLIMIT_FSIZE must fail with EFBIG (reported as disk
+	 * full), not kill the caller's process; workers inherit the mask. */
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	pthread_sigmask(SIG_BLOCK, &xfsz, NULL);
 	int rc = j->fn(j, j->arg, &report, &err);
 	atomic_store(&j->phase, IH_PHASE_DONE);
 	pthread_mutex_lock(&j->mu);

@@ -111,7 +111,7 @@ int ih_read_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, v
 				return IH_READ_STOPPED;
 			if (wim_pread(w, b->part, r->in, n, b->offset + done))
 				return read_failed(reason, detail, dlen);
-			if (fn(ctx, r->in, n))
+			if ((r->raw_tap && r->raw_tap(r->raw_ctx, r->in, n)) || fn(ctx, r->in, n))
 				return IH_READ_STOPPED;
 			done += n;
 		}
@@ -132,6 +132,8 @@ int ih_read_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, v
 		return IH_READ_ERROR;
 	if (wim_pread(w, b->part, r->table, tsize, b->offset))
 		return read_failed(reason, detail, dlen);
+	if (r->raw_tap && r->raw_tap(r->raw_ctx, r->table, tsize))
+		return IH_READ_STOPPED;
 	if (wimfmt_chunk_offsets(r->table, b->size, cs, data_size, 0, nchunks, r->offs))
 		return damaged(reason, detail, dlen, IH_REASON_DECOMPRESS,
 			       "chunk table is invalid (%llu chunks, %llu bytes of data)",
@@ -149,6 +151,8 @@ int ih_read_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, v
 			return IH_READ_ERROR;
 		if (wim_pread(w, b->part, r->in, wlen, data_start + r->offs[first]))
 			return read_failed(reason, detail, dlen);
+		if (r->raw_tap && r->raw_tap(r->raw_ctx, r->in, wlen))
+			return IH_READ_STOPPED;
 		for (; c < end; c++) {
 			size_t clen = (size_t)(r->offs[c + 1] - r->offs[c]);
 			size_t ulen = c + 1 == nchunks ? (size_t)(b->size - c * (uint64_t)cs) : cs;

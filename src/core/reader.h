@@ -22,6 +22,11 @@ struct ih_reader {
 	size_t tablecap;
 	uint64_t *offs;
 	size_t offscap;
+	/* When set, ih_read_blob passes every stored byte of a non-solid
+	 * resource (chunk table, then compressed windows) to raw_tap before
+	 * decoding them: a copy of exactly the bytes that were verified. */
+	int (*raw_tap)(void *ctx, const uint8_t *data, size_t len);
+	void *raw_ctx;
 };
 
 /* Outcome of reading a blob. */

@@ -257,6 +257,7 @@ static int open_sources(ih_session *s, const ih_restore_options *opt, ih_report 
 		char *local = winpath ? policy_map_path(winpath, opt->path_map, opt->n_path_map) : NULL;
 		ih_source_report *rep = &r->sources[opt->n_sources + i];
 		if (!local) {
+			src[opt->n_sources + i].rep = rep; /* kept, unusable, for the report */
 			rep->spec = ih_strdup(pol_specs[i]);
 			rep->origin = IH_ORIGIN_POLICY;
 			rep->kind = prefix[0] ? IH_SOURCE_WIM : IH_SOURCE_DIR;
@@ -338,6 +339,17 @@ static int reverify(const struct wim *nw, const struct target *ts, size_t nt, ch
 	return bad ? -1 : 0;
 }
 
+static int copy_images(uint32_t **out, size_t *nout, const ih_damage *dm)
+{
+	*nout = 0;
+	*out = calloc(dm->n_images + 1, sizeof **out);
+	if (!*out)
+		return -1;
+	for (size_t i = 0; i < dm->n_images; i++)
+		(*out)[(*nout)++] = dm->images[i];
+	return 0;
+}
+
 static int copy_refs(ih_ref **out, size_t *nout, const ih_damage *dm)
 {
 	*nout = 0;
@@ -401,6 +413,10 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	r->image_path = ih_strdup(s->w->path);
 	r->index = s->index;
 	r->scanned = before->scanned;
+	r->from_record = before->from_record;
+	r->recorded_at = before->recorded_at;
+	r->blobs_checked = before->blobs_checked;
+	r->bytes_checked = before->bytes_checked;
 	r->policy_use_windows_update = -1;
 	if (before->state == IH_NONREPAIRABLE || (before->state == IH_HEALTHY)) {
 		/* Nothing anyone can fix, or nothing to fix: report as found. */
@@ -450,6 +466,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 			goto out;
 	}
 	ih_job_set_phase(j, IH_PHASE_FETCH, total, nt);
+	uint64_t done_bytes = 0;
 	for (size_t k = 0; k < nt && rc == IH_OK; k++) {
 		struct target *t = &ts[k];
 		struct writer *wr = &rb.wr;
@@ -461,7 +478,9 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		}
 		for (size_t i = 0; i < nsrc && rc == IH_OK && t->source < 0; i++) {
 			int got = source_supply(&src[i], t->dm->sha1, t->blob ? t->blob->size : 0,
-						t->dm->refs, t->dm->n_refs, wr, &j->cancel, &t->sup);
+						t->dm->refs, t->dm->n_refs, wr, &j->cancel, j,
+						&t->sup);
+			atomic_store(&j->bytes_done, done_bytes); /* a rejected try does not count */
 			if (got == 1)
 				t->source = (int)i;
 			else if (got < 0 && !ih_job_cancelled(j))
@@ -469,8 +488,9 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 					     "%s: writing failed: %s; the image was left as it was",
 					     wr->path, strerror(wr->err ? wr->err : EIO));
 		}
+		done_bytes += t->dm->size;
+		atomic_store(&j->bytes_done, done_bytes);
 		atomic_fetch_add(&j->blobs_done, 1);
-		atomic_fetch_add(&j->bytes_done, t->dm->size);
 		ih_job_tick(j);
 	}
 	if (rc || ih_job_cancelled(j))
@@ -557,19 +577,19 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 			rp->size = t->dm->size;
 			rp->source = t->source;
 			rp->raw_copy = t->sup.raw_copy;
-			if (copy_refs(&rp->refs, &rp->n_refs, t->dm))
+			rp->is_metadata = t->dm->is_metadata;
+			if (copy_images(&rp->images, &rp->n_images, t->dm) ||
+			    copy_refs(&rp->refs, &rp->n_refs, t->dm))
 				rc = IH_ERR_NOMEM;
 		} else {
 			ih_damage *dm = &r->damage[r->n_damage++];
 			*dm = *t->dm;
 			dm->refs = NULL;
 			dm->n_refs = 0;
-			dm->images = calloc(t->dm->n_images + 1, sizeof *dm->images);
-			if (dm->images)
-				memcpy(dm->images, t->dm->images, t->dm->n_images * sizeof *dm->images);
-			snprintf(dm->detail, sizeof dm->detail,
-				 "no source has it (0x800F081F); %s", ih_reason_name(t->dm->reason));
-			if (!dm->images || copy_refs(&dm->refs, &dm->n_refs, t->dm))
+			snprintf(dm->detail, sizeof dm->detail, "no source has it (0x800F081F); %.120s",
+				 t->dm->detail[0] ? t->dm->detail : ih_reason_name(t->dm->reason));
+			if (copy_images(&dm->images, &dm->n_images, t->dm) ||
+			    copy_refs(&dm->refs, &dm->n_refs, t->dm))
 				rc = IH_ERR_NOMEM;
 		}
 	}

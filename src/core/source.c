@@ -11,6 +11,7 @@
 #include "metadata.h"
 #include "session.h"
 #include "sha1.h"
+#include "job.h"
 #include "source.h"
 #include "util.h"
 
@@ -141,6 +142,7 @@ struct feed {
 	uint64_t got, want;
 	int write_failed;
 	int hash_only;
+	ih_job *job;              /* progress goes to its counters */
 };
 
 static int feed_fn(void *ctx, const uint8_t *data, size_t len)
@@ -150,6 +152,10 @@ static int feed_fn(void *ctx, const uint8_t *data, size_t len)
 		return 1; /* longer than the blob: not it */
 	ih_sha1_update(f->md, data, len);
 	f->got += len;
+	if (f->job) {
+		atomic_fetch_add_explicit(&f->job->bytes_done, len, memory_order_relaxed);
+		ih_job_tick(f->job);
+	}
 	if (!f->hash_only && writer_feed(f->wr, data, len)) {
 		f->write_failed = 1;
 		return 1;
@@ -171,11 +177,22 @@ static const struct wim_blob *find_in_wim(const struct source *src, const uint8_
 	return NULL;
 }
 
+static int tap_to_writer(void *ctx, const uint8_t *data, size_t len)
+{
+	struct feed *f = ctx;
+	if (writer_put(f->wr, data, len)) {
+		f->write_failed = 1;
+		return 1;
+	}
+	return 0;
+}
+
 static int supply_from_wim(struct source *src, const uint8_t sha1[20], uint64_t size,
-			   struct writer *wr, const atomic_int *cancel, struct supplied *out)
+			   struct writer *wr, const atomic_int *cancel,
+			   ih_job *job, struct supplied *out)
 {
 	const struct wim_blob *b = find_in_wim(src, sha1);
-	struct feed f = {.wr = wr, .want = size};
+	struct feed f = {.wr = wr, .job = job};
 	ih_reason reason;
 	char detail[160];
 	uint8_t hash[20];
@@ -187,43 +204,44 @@ static int supply_from_wim(struct source *src, const uint8_t sha1[20], uint64_t 
 	f.md = ih_sha1_new();
 	if (!f.md)
 		return -1;
-	/* Same codec and chunk size: the compressed bytes can be copied as
-	 * they are, once they decode to the right SHA-1. */
+	/* Same codec and chunk size: the stored bytes are copied as they are,
+	 * each window written as it is decoded and hashed, so what is written
+	 * is exactly what was verified. */
 	raw = b->solid < 0 && !b->bad &&
 	      (((b->flags & RESHDR_FLAG_COMPRESSED) && src->w->ctype == wr->ctype &&
 		src->w->chunk_size == wr->chunk_size) ||
 	       (!(b->flags & RESHDR_FLAG_COMPRESSED) && wr->ctype == CTYPE_NONE));
 	f.hash_only = raw;
 	ih_sha1_init(f.md);
-	if (!raw && writer_begin(wr, b->size)) {
+	if (raw) {
+		wr->res_start = wr->pos;
+		src->rd.raw_tap = tap_to_writer;
+		src->rd.raw_ctx = &f;
+	} else if (writer_begin(wr, b->size)) {
 		ih_sha1_free(f.md);
 		return -1;
 	}
 	rc = ih_read_any_blob(&src->rd, b, feed_fn, &f, cancel, &reason, detail, sizeof detail);
+	src->rd.raw_tap = NULL;
 	ih_sha1_final(f.md, hash);
 	ih_sha1_free(f.md);
 	src->rep->bytes_read += f.got;
 	if (f.write_failed || (cancel && atomic_load(cancel))) {
-		if (!raw)
-			writer_rewind(wr);
+		writer_rewind(wr);
 		return -1;
 	}
 	if (rc != IH_READ_OK || f.got != b->size || memcmp(hash, sha1, 20)) {
-		if (!raw) /* a raw candidate wrote nothing yet */
-			writer_rewind(wr);
+		writer_rewind(wr);
 		src->rep->blobs_rejected++;
 		return 0;
 	}
 	if (raw) {
-		if (writer_copy(wr, src->w->parts[b->part - 1].fd, b->offset, b->stored_size))
-			return -1;
 		memset(&out->res, 0, sizeof out->res);
 		out->res.offset = wr->res_start;
-		out->res.stored_size = b->stored_size;
+		out->res.stored_size = wr->pos - wr->res_start;
 		out->res.orig_size = b->size;
 		out->res.flags = b->flags & RESHDR_FLAG_COMPRESSED;
 		out->raw_copy = 1;
-		src->rep->bytes_read += b->stored_size;
 	} else {
 		if (writer_end(wr, &out->res))
 			return -1;
@@ -279,10 +297,10 @@ static int resolve_path(const char *root, const char *rel, char *out, size_t out
 
 static int supply_from_file(struct source *src, const char *file, const uint8_t sha1[20],
 			    uint64_t size, struct writer *wr, const atomic_int *cancel,
-			    struct supplied *out)
+			    ih_job *job, struct supplied *out)
 {
 	struct stat st;
-	struct feed f = {.wr = wr};
+	struct feed f = {.wr = wr, .job = job};
 	uint8_t hash[20], *buf;
 	int fd = open(file, O_RDONLY | O_CLOEXEC), bad = 0;
 
@@ -336,17 +354,18 @@ static int supply_from_file(struct source *src, const char *file, const uint8_t 
 
 int source_supply(struct source *src, const uint8_t sha1[20], uint64_t size,
 		  const ih_ref *refs, size_t n_refs, struct writer *wr,
-		  const atomic_int *cancel, struct supplied *out)
+		  const atomic_int *cancel, ih_job *job,
+		  struct supplied *out)
 {
 	int rc = 0;
 	if (!src->rep->usable)
 		return 0;
 	if (src->w)
-		rc = supply_from_wim(src, sha1, size, wr, cancel, out);
+		rc = supply_from_wim(src, sha1, size, wr, cancel, job, out);
 	for (size_t i = 0; src->dir && i < n_refs && rc == 0; i++) {
 		char file[4096];
 		if (resolve_path(src->dir, refs[i].path, file, sizeof file))
-			rc = supply_from_file(src, file, sha1, size, wr, cancel, out);
+			rc = supply_from_file(src, file, sha1, size, wr, cancel, job, out);
 	}
 	if (rc == 1)
 		src->rep->blobs_used++;

@@ -34,12 +34,14 @@ struct supplied {
 };
 
 /* Tries to supply the blob (sha1, size; size 0 if unknown) through wr,
- * trying the given image paths for directory sources.  Returns 1 when
- * written and verified, 0 when this source cannot (nothing written), -1
- * when writing failed (wr->err) or cancel was set. */
+ * trying the given image paths for directory sources; bytes read count in
+ * the job's progress (job may be NULL).  Returns 1 when written and
+ * verified, 0 when this source cannot (nothing kept), -1 when writing
+ * failed (wr->err) or cancel was set. */
 int source_supply(struct source *src, const uint8_t sha1[20], uint64_t size,
 		  const ih_ref *refs, size_t n_refs, struct writer *wr,
-		  const atomic_int *cancel, struct supplied *out);
+		  const atomic_int *cancel, ih_job *job,
+		  struct supplied *out);
 
 /* Splits "PATH:INDEX" (INDEX all digits) in place; returns the index or 0. */
 uint32_t source_split_index(char *path);

@@ -13,12 +13,20 @@
 
 #define STATE_MAGIC "imagehealth-state 1"
 
+/* GUID, then a hash of the file's real path: copies of one image (same
+ * GUID) in different places keep records of their own. */
 static void state_path(const ih_session *s, uint32_t image, char *buf, size_t len)
 {
-	char guid[33];
+	char guid[33], *real = realpath(s->w->path, NULL);
+	const char *p = real ? real : s->w->path;
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a */
 	for (int i = 0; i < 16; i++)
 		snprintf(guid + 2 * i, 3, "%02x", s->w->hdr.guid[i]);
-	snprintf(buf, len, "%s/%s-%u.state", s->state_dir, guid, image);
+	for (; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	free(real);
+	snprintf(buf, len, "%s/%s-%016llx-%u.state", s->state_dir, guid, (unsigned long long)h,
+		 image);
 }
 
 /* mkdir -p */

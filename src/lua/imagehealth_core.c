@@ -12,6 +12,12 @@
  * frees the C object and nulls the pointer; any other method called on a
  * closed object raises "attempt to use a closed <type>".
  *
+ * Session methods: info, check_start{...} and restore_start{...} (each
+ * gives a Job; the Lua layer wraps them as check_health / restore_health),
+ * path, closed, close.  A job's result() is the report as a plain table:
+ * the check fields, and for a restore its repaired, unrepaired, sources,
+ * bytes_written, rebuilt and policy (see lua/imagehealth/report.lua).
+ *
  * Expected failures return nil plus an imagehealth.Error table (fields code,
  * hresult, message); misuse of arguments raises.  Nothing here ever runs Lua
  * on another thread: the core's worker threads only fill the job's queue, and
@@ -22,6 +28,8 @@
  * manner of cqueues.
  */
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,11 +57,15 @@ typedef struct lsession {
 /* User values of a Session: 1 = weak-keyed table of its jobs, 2 = path. */
 enum { SESSION_UV_JOBS = 1, SESSION_UV_PATH, SESSION_NUV = SESSION_UV_PATH };
 
+enum job_kind { JOB_QUICK = 0, JOB_SCAN, JOB_RESTORE };
+
 typedef struct ljob {
 	ih_job *j;
 	ih_cancel *cancel;   /* our own reference to the job's token, or NULL */
 	int collected;       /* ih_job_result was called; result in the uservalues */
-	int scan;
+	enum job_kind kind;
+	int limit_access;    /* restore: options echoed in the report */
+	int no_policy;
 } ljob;
 
 /* User values of a Job: 1 = its Session, 2 = result table, 3 = error. */
@@ -487,6 +499,49 @@ static int session_tostring(lua_State *L)
 	return 1;
 }
 
+/* The option 'cancel' of the options table at t: a live CancelToken or
+ * nil; raises otherwise. */
+static ltoken *opt_token(lua_State *L, int t)
+{
+	ltoken *tok = NULL;
+	if (lua_getfield(L, t, "cancel") != LUA_TNIL) {
+		tok = luaL_testudata(L, -1, TOKEN_MT);
+		if (!tok)
+			luaL_error(L, "bad option 'cancel' (%s expected, got %s)", TOKEN_MT,
+				   luaL_typename(L, -1));
+		if (!tok->c)
+			luaL_error(L, "bad option 'cancel' (attempt to use a closed %s)", TOKEN_MT);
+	}
+	lua_pop(L, 1); /* the options table keeps the token alive */
+	return tok;
+}
+
+/* A new Job userdata for the session at index 1, on top of the stack,
+ * holding its own reference to the token. */
+static ljob *new_job(lua_State *L, ltoken *tok, enum job_kind kind)
+{
+	ljob *lj = lua_newuserdatauv(L, sizeof *lj, JOB_NUV);
+	memset(lj, 0, sizeof *lj);
+	luaL_setmetatable(L, JOB_MT);
+	lua_pushvalue(L, 1);
+	lua_setiuservalue(L, -2, JOB_UV_SESSION);
+	lj->kind = kind;
+	if (tok) /* the token userdata may be closed or collected while the job runs */
+		lj->cancel = ih_cancel_ref(tok->c);
+	return lj;
+}
+
+/* Registers the Job on top of the stack with the session at index 1, so
+ * that session:close() stops it. */
+static void register_job(lua_State *L)
+{
+	lua_getiuservalue(L, 1, SESSION_UV_JOBS);
+	lua_pushvalue(L, -2);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+}
+
 /* session:check_start{scan=, threads=, cancel=, no_record=} -> Job | nil, err */
 static int session_check_start(lua_State *L)
 {
@@ -498,41 +553,128 @@ static int session_check_start(lua_State *L)
 		o.scan = opt_boolean(L, 2, "scan");
 		o.no_record = opt_boolean(L, 2, "no_record");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
-		if (lua_getfield(L, 2, "cancel") != LUA_TNIL) {
-			tok = luaL_testudata(L, -1, TOKEN_MT);
-			if (!tok)
-				return luaL_error(L, "bad option 'cancel' (%s expected, got %s)",
-						  TOKEN_MT, luaL_typename(L, -1));
-			if (!tok->c)
-				return luaL_error(L, "bad option 'cancel' (attempt to use a closed %s)",
-						  TOKEN_MT);
-		}
-		lua_pop(L, 1);
+		tok = opt_token(L, 2);
 	}
-	ljob *lj = lua_newuserdatauv(L, sizeof *lj, JOB_NUV);
-	memset(lj, 0, sizeof *lj);
-	luaL_setmetatable(L, JOB_MT);
-	lua_pushvalue(L, 1);
-	lua_setiuservalue(L, -2, JOB_UV_SESSION);
-	if (tok) {
-		/* Our own reference: the token userdata may be closed or collected
-		 * while the job runs. */
-		lj->cancel = ih_cancel_ref(tok->c);
-		o.cancel = lj->cancel;
-	}
-	lj->scan = o.scan;
+	ljob *lj = new_job(L, tok, o.scan ? JOB_SCAN : JOB_QUICK);
+	o.cancel = lj->cancel;
 	ih_error err = {0};
 	if (ih_check_start(ls->s, &o, &lj->j, &err) != IH_OK) {
 		lj->j = NULL;
 		job_free(lj);
 		return push_fail(L, &err);
 	}
-	/* register with the session so that session:close() stops it */
-	lua_getiuservalue(L, 1, SESSION_UV_JOBS);
-	lua_pushvalue(L, -2);
-	lua_pushboolean(L, 1);
-	lua_rawset(L, -3);
-	lua_pop(L, 1);
+	register_job(L);
+	return 1;
+}
+
+/* The list of strings at option k of the options table at t, as a C array
+ * in a userdata left on the stack (the strings stay alive: the options
+ * table holds them).  Raises on anything but a list of strings. */
+static const char **opt_string_list(lua_State *L, int t, const char *k, size_t *n)
+{
+	*n = 0;
+	if (lua_getfield(L, t, k) == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_pushnil(L); /* keeps the stack shape */
+		return NULL;
+	}
+	if (!lua_istable(L, -1))
+		luaL_error(L, "bad option '%s' (table expected, got %s)", k, luaL_typename(L, -1));
+	int list = lua_gettop(L);
+	size_t len = (size_t)luaL_len(L, list);
+	const char **v = lua_newuserdatauv(L, (len + 1) * sizeof *v, 0);
+	for (size_t i = 0; i < len; i++) {
+		if (lua_rawgeti(L, list, (lua_Integer)i + 1) != LUA_TSTRING)
+			luaL_error(L, "bad option '%s' (item %d: string expected, got %s)", k,
+				   (int)i + 1, luaL_typename(L, -1));
+		v[i] = lua_tostring(L, -1);
+		lua_pop(L, 1);
+	}
+	v[len] = NULL;
+	lua_remove(L, list);
+	*n = len;
+	return v;
+}
+
+/* The path map at option 'path_map': a list of {windows_prefix, local_dir}
+ * pairs (the Lua layer turns a map into such a list, sorted), as the flat
+ * array ih_restore_options wants, in a userdata left on the stack. */
+static const char **opt_path_map(lua_State *L, int t, size_t *n)
+{
+	*n = 0;
+	if (lua_getfield(L, t, "path_map") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_pushnil(L);
+		return NULL;
+	}
+	if (!lua_istable(L, -1))
+		luaL_error(L, "bad option 'path_map' (table expected, got %s)", luaL_typename(L, -1));
+	int list = lua_gettop(L);
+	size_t len = (size_t)luaL_len(L, list);
+	const char **v = lua_newuserdatauv(L, (2 * len + 1) * sizeof *v, 0);
+	for (size_t i = 0; i < len; i++) {
+		if (lua_rawgeti(L, list, (lua_Integer)i + 1) != LUA_TTABLE)
+			luaL_error(L, "bad option 'path_map' (item %d: {windows_prefix, local_dir} "
+				      "expected, got %s)", (int)i + 1, luaL_typename(L, -1));
+		for (int k = 1; k <= 2; k++) {
+			if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
+				luaL_error(L, "bad option 'path_map' (item %d: {windows_prefix, "
+					      "local_dir} expected, item [%d] is %s)",
+					   (int)i + 1, k, luaL_typename(L, -1));
+			v[2 * i + (size_t)k - 1] = lua_tostring(L, -1);
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 1);
+	}
+	v[2 * len] = NULL;
+	lua_remove(L, list);
+	*n = len;
+	return v;
+}
+
+/* session:restore_start{sources=, limit_access=, path_map=, no_policy=,
+ * rebuild=, threads=, cancel=, policy_hive=} -> Job | nil, err */
+static int session_restore_start(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	ih_restore_options o = {0};
+	ltoken *tok = NULL;
+	lua_settop(L, 2);
+	if (!lua_isnil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		o.sources = opt_string_list(L, 2, "sources", &o.n_sources);    /* at 3 */
+		o.path_map = opt_path_map(L, 2, &o.n_path_map);                 /* at 4 */
+		o.limit_access = opt_boolean(L, 2, "limit_access");
+		o.no_policy = opt_boolean(L, 2, "no_policy");
+		o.rebuild = opt_boolean(L, 2, "rebuild");
+		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
+		o.policy_hive = opt_string(L, 2, "policy_hive");
+		tok = opt_token(L, 2);
+	}
+	ljob *lj = new_job(L, tok, JOB_RESTORE);
+	lj->limit_access = o.limit_access;
+	lj->no_policy = o.no_policy;
+	o.cancel = lj->cancel;
+
+	/* Writing past RLIMIT_FSIZE raises SIGXFSZ, which kills the process by
+	 * default; blocked in the job's thread (a new thread inherits the mask
+	 * of its creator), the write fails with EFBIG instead and the restore
+	 * reports disk_full and rolls back.  The mask of this thread is put
+	 * back at once. */
+	sigset_t xfsz, old;
+	sigemptyset(&xfsz);
+	sigaddset(&xfsz, SIGXFSZ);
+	int masked = pthread_sigmask(SIG_BLOCK, &xfsz, &old) == 0;
+	ih_error err = {0};
+	int rc = ih_restore_start(ls->s, &o, &lj->j, &err);
+	if (masked)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != IH_OK) {
+		lj->j = NULL;
+		job_free(lj);
+		return push_fail(L, &err);
+	}
+	register_job(L);
 	return 1;
 }
 
@@ -664,6 +806,29 @@ static const char *problem_kind_name(ih_problem_kind k)
 	return "other";
 }
 
+/* Sets t.refs = {{image=, path=}, ...} and t.paths = {path, ...} on the
+ * table on top of the stack. */
+static void push_refs(lua_State *L, const ih_ref *refs, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	lua_createtable(L, (int)n, 0);
+	lua_Integer npaths = 0;
+	for (size_t i = 0; i < n; i++) {
+		const ih_ref *r = &refs[i];
+		lua_createtable(L, 0, 2);
+		setfield_int(L, "image", r->image);
+		if (r->path)
+			setfield_str(L, "path", r->path);
+		lua_rawseti(L, -3, (lua_Integer)i + 1);
+		if (r->path && r->path[0]) {
+			lua_pushstring(L, r->path);
+			lua_rawseti(L, -2, ++npaths);
+		}
+	}
+	lua_setfield(L, -3, "paths");
+	lua_setfield(L, -2, "refs");
+}
+
 static void push_damage(lua_State *L, const ih_damage *d)
 {
 	lua_createtable(L, 0, 14);
@@ -681,37 +846,115 @@ static void push_damage(lua_State *L, const ih_damage *d)
 	lua_setfield(L, -2, "detail");
 
 	/* refs = {{image=, path=}, ...} as the core gives them (sorted);
-	 * paths = the paths alone, images = the distinct image numbers. */
-	int refs = lua_gettop(L) + 1, paths = refs + 1, images = refs + 2;
-	lua_createtable(L, (int)d->n_refs, 0);
-	lua_createtable(L, (int)d->n_refs, 0);
-	lua_createtable(L, 1, 0);
-	lua_Integer npaths = 0, nimages = 0;
-	uint32_t last_image = 0;
-	for (size_t i = 0; i < d->n_refs; i++) {
-		const ih_ref *r = &d->refs[i];
-		lua_createtable(L, 0, 2);
-		setfield_int(L, "image", r->image);
-		if (r->path)
-			setfield_str(L, "path", r->path);
-		lua_rawseti(L, refs, (lua_Integer)i + 1);
-		if (r->path && r->path[0]) {
-			lua_pushstring(L, r->path);
-			lua_rawseti(L, paths, ++npaths);
-		}
-		/* refs are sorted by image: distinct values are adjacent */
-		if (r->image && (nimages == 0 || r->image != last_image)) {
-			lua_pushinteger(L, r->image);
-			lua_rawseti(L, images, ++nimages);
-			last_image = r->image;
-		}
+	 * paths = the paths alone; images = the images hit, as the core gives
+	 * them (sorted, unique; for metadata damage, the image whose directory
+	 * tree it is). */
+	push_refs(L, d->refs, d->n_refs);
+	lua_createtable(L, (int)d->n_images, 0);
+	for (size_t i = 0; i < d->n_images; i++) {
+		lua_pushinteger(L, d->images[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
-	lua_setfield(L, refs - 1, "images");
-	lua_setfield(L, refs - 1, "paths");
-	lua_setfield(L, refs - 1, "refs");
+	lua_setfield(L, -2, "images");
 }
 
-static void push_report(lua_State *L, const ih_report *r)
+static const char *source_kind_name(ih_source_kind k)
+{
+	return k == IH_SOURCE_DIR ? "dir" : "wim";
+}
+
+static const char *source_origin_name(ih_source_origin o)
+{
+	return o == IH_ORIGIN_POLICY ? "policy" : "caller";
+}
+
+static void setfield_optstr(lua_State *L, const char *k, const char *v)
+{
+	if (v) {
+		lua_pushstring(L, v);
+		lua_setfield(L, -2, k);
+	}
+}
+
+/* The restore half of a report (see lua/imagehealth/report.lua): state_before,
+ * repaired, unrepaired (= damaged: what is left), sources, bytes_written,
+ * rebuilt, policy, limit_access. */
+static void push_restore_fields(lua_State *L, const ih_report *r, const ljob *lj)
+{
+	int rep = lua_gettop(L);
+	setfield_bool(L, "restored", 1);
+	setfield_str(L, "state_before", ih_health_name(r->state_before));
+	setfield_int(L, "health_before", r->state_before);
+	setfield_u64(L, "bytes_written", r->bytes_written);
+	setfield_bool(L, "rebuilt", r->rebuilt);
+	setfield_bool(L, "limit_access", lj->limit_access);
+	setfield_bool(L, "no_policy", lj->no_policy);
+
+	lua_createtable(L, (int)r->n_sources, 0);
+	for (size_t i = 0; i < r->n_sources; i++) {
+		const ih_source_report *sr = &r->sources[i];
+		lua_createtable(L, 0, 10);
+		setfield_str(L, "spec", sr->spec);
+		setfield_str(L, "kind", source_kind_name(sr->kind));
+		setfield_str(L, "origin", source_origin_name(sr->origin));
+		setfield_optstr(L, "path", sr->path);
+		setfield_int(L, "index", sr->index);
+		setfield_bool(L, "usable", sr->usable);
+		setfield_optstr(L, "error", sr->error);
+		setfield_u64(L, "bytes_read", sr->bytes_read);
+		setfield_u64(L, "blobs_used", sr->blobs_used);
+		setfield_u64(L, "blobs_rejected", sr->blobs_rejected);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, rep, "sources");
+
+	lua_createtable(L, (int)r->n_repaired, 0);
+	for (size_t i = 0; i < r->n_repaired; i++) {
+		const ih_repair *rp = &r->repaired[i];
+		lua_createtable(L, 0, 9);
+		push_hex(L, rp->sha1, sizeof rp->sha1);
+		lua_setfield(L, -2, "sha1");
+		setfield_u64(L, "size", rp->size);
+		if (rp->source >= 0 && (size_t)rp->source < r->n_sources) {
+			setfield_int(L, "source", (lua_Integer)rp->source + 1);
+			setfield_str(L, "source_spec", r->sources[rp->source].spec);
+		}
+		setfield_bool(L, "raw_copy", rp->raw_copy);
+		push_refs(L, rp->refs, rp->n_refs);
+		setfield_bool(L, "is_metadata", rp->is_metadata);
+		lua_createtable(L, (int)rp->n_images, 0);
+		for (size_t k = 0; k < rp->n_images; k++) {
+			lua_pushinteger(L, rp->images[k]);
+			lua_rawseti(L, -2, (lua_Integer)k + 1);
+		}
+		lua_setfield(L, -2, "images");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, rep, "repaired");
+
+	/* unrepaired: the damage left, the same tables as damaged, each with
+	 * why it is left: no source had it (0x800F081F), or the image cannot
+	 * be repaired at all. */
+	ih_errcode why = r->state == IH_NONREPAIRABLE ? IH_ERR_NONREPAIRABLE : IH_ERR_SOURCE_MISSING;
+	lua_getfield(L, rep, "damaged");
+	lua_Integer n = (lua_Integer)luaL_len(L, -1);
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		setfield_str(L, "code", ih_errcode_name(why));
+		setfield_int(L, "hresult", (lua_Integer)ih_errcode_hresult(why));
+		lua_pop(L, 1);
+	}
+	lua_setfield(L, rep, "unrepaired");
+
+	lua_createtable(L, 0, 3);
+	setfield_optstr(L, "local_source_path", r->policy_local_source_path);
+	if (r->policy_use_windows_update != -1)
+		setfield_int(L, "use_windows_update", r->policy_use_windows_update);
+	setfield_optstr(L, "note", r->policy_note);
+	lua_setfield(L, rep, "policy");
+}
+
+static void push_report(lua_State *L, const ih_report *r, const ljob *lj)
 {
 	lua_createtable(L, 0, 16);
 	setfield_str(L, "state", ih_health_name(r->state));
@@ -743,6 +986,8 @@ static void push_report(lua_State *L, const ih_report *r)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, -2, "problems");
+	if (r->restored)
+		push_restore_fields(L, r, lj);
 }
 
 /* job:result() -> report table | nil, err.  Raises if the job is still
@@ -762,7 +1007,7 @@ static int job_result(lua_State *L)
 		int rc = ih_job_result(lj->j, &rep, &err);
 		lj->collected = 1;
 		if (rc == IH_OK && rep) {
-			push_report(L, rep);
+			push_report(L, rep, lj);
 			ih_report_free(rep);
 			lua_setiuservalue(L, 1, JOB_UV_RESULT);
 		} else {
@@ -793,7 +1038,9 @@ static int job_session(lua_State *L)
 static int job_tostring(lua_State *L)
 {
 	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
-	const char *kind = lj->scan ? "full scan" : "quick check";
+	const char *kind = lj->kind == JOB_RESTORE ? "restore"
+			   : lj->kind == JOB_SCAN    ? "full scan"
+						     : "quick check";
 	if (!lj->j) {
 		lua_pushfstring(L, "%s: %s (closed)", JOB_MT, kind);
 		return 1;
@@ -865,6 +1112,7 @@ int luaopen_imagehealth_core(lua_State *L)
 	static const luaL_Reg session_methods[] = {
 		{"info", session_info},
 		{"check_start", session_check_start},
+		{"restore_start", session_restore_start},
 		{"path", session_path},
 		{"closed", session_closed},
 		{"close", session_close},
@@ -940,9 +1188,7 @@ int luaopen_imagehealth_core(lua_State *L)
 	lua_setfield(L, -2, "REPAIRABLE");
 	lua_pushinteger(L, IH_NONREPAIRABLE);
 	lua_setfield(L, -2, "NONREPAIRABLE");
-#ifdef IH_VERSION_STRING
 	lua_pushstring(L, IH_VERSION_STRING);
 	lua_setfield(L, -2, "version");
-#endif
 	return 1;
 }
