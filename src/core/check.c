@@ -21,11 +21,21 @@ static void free_check_arg(void *p)
 	free(a);
 }
 
-static int mark_referenced(void *ctx, const uint8_t sha1[20], const char *path, int named)
+/* The quick phase's one walk of each tree: which blobs the images use, and
+ * the paths of damage already known (recorded by the last scan). */
+struct walk_ctx {
+	struct ih_blobindex *referenced;
+	struct damage_set *d;
+	uint32_t image;
+};
+
+static int walk_stream(void *ctx, const uint8_t sha1[20], const char *path, int named)
 {
-	(void)path;
+	struct walk_ctx *c = ctx;
 	(void)named;
-	return ih_blobindex_put(ctx, sha1, 0, NULL) ? 0 : -1;
+	if (!ih_blobindex_put(c->referenced, sha1, 0, NULL))
+		return -1;
+	return damage_note_ref(c->d, c->image, sha1, path);
 }
 
 /* Blobs whose entries are unusable, known without reading them. */
@@ -111,14 +121,21 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	int rc = IH_OK;
 
 	ih_reader_init(&rd, w);
+	rd.threads = opt->threads > 0 ? opt->threads : s->threads;
 	damage_set_init(&d);
-	if (!metas || !r || ih_blobindex_init(&referenced, 1024)) {
+	if (!metas || !r || ih_blobindex_init(&referenced, w->nblobs + 16)) {
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	r->image_path = ih_strdup(w->path);
 	r->index = s->index;
 	ih_job_set_phase(j, IH_PHASE_QUICK, 0, nmetas);
+
+	/* Damage recorded by the last scan first, so that the walk below
+	 * finds its paths too. */
+	if (!opt->scan && !w->nonrepairable)
+		recall_records(s, &d, r);
+	d.walked = d.n;
 
 	/* Metadata: every selected image's directory tree. */
 	for (size_t i = 0; i < nmetas && !w->nonrepairable; i++) {
@@ -135,8 +152,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 			continue;
 		}
 		char why[128];
-		if (ih_meta_walk(m->buf, m->len, mark_referenced, &referenced, &m->stats, why,
-				 sizeof why) != 0) {
+		struct walk_ctx wc = {.referenced = &referenced, .d = &d, .image = m->image};
+		if (ih_meta_walk(m->buf, m->len, walk_stream, &wc, &m->stats, why, sizeof why) != 0) {
 			/* The bytes match their SHA-1 but do not parse: no source
 			 * can supply better ones. */
 			problem_add(&pl, IH_PROBLEM_METADATA, IH_NONREPAIRABLE,
@@ -157,8 +174,6 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 		if (rc || ih_job_cancelled(j))
 			goto out;
 		r->scanned = 1;
-	} else if (!opt->scan) {
-		recall_records(s, &d, r);
 	}
 
 	r->blobs_checked = atomic_load(&j->blobs_done) + (r->scanned ? nmetas : 0);

@@ -100,6 +100,27 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int add_ref(ih_damage *dm, uint32_t image, const char *path)
+{
+	ih_ref *nr = realloc(dm->refs, (dm->n_refs + 1) * sizeof *nr);
+	if (!nr)
+		return -1;
+	dm->refs = nr;
+	nr[dm->n_refs].image = image;
+	nr[dm->n_refs].path = ih_strdup(path);
+	if (!nr[dm->n_refs].path)
+		return -1;
+	dm->n_refs++;
+	return 0;
+}
+
+int damage_note_ref(struct damage_set *d, uint32_t image, const uint8_t sha1[20],
+		    const char *path)
+{
+	size_t *v = ih_blobindex_get(&d->idx, sha1);
+	return v ? add_ref(&d->v[*v], image, path) : 0;
+}
+
 struct ref_ctx {
 	struct damage_set *d;
 	uint32_t image;
@@ -110,36 +131,27 @@ static int collect_ref(void *ctx, const uint8_t sha1[20], const char *path, int 
 {
 	struct ref_ctx *c = ctx;
 	size_t *v = ih_blobindex_get(&c->d->idx, sha1);
-	ih_damage *dm;
-	ih_ref *nr;
 	(void)named;
-	if (!v)
+	if (!v || *v < c->d->walked)
 		return 0;
-	dm = &c->d->v[*v];
-	nr = realloc(dm->refs, (dm->n_refs + 1) * sizeof *nr);
-	if (!nr) {
+	if (add_ref(&c->d->v[*v], c->image, path)) {
 		c->oom = 1;
 		return 1;
 	}
-	dm->refs = nr;
-	nr[dm->n_refs].image = c->image;
-	nr[dm->n_refs].path = ih_strdup(path);
-	if (!nr[dm->n_refs].path) {
-		c->oom = 1;
-		return 1;
-	}
-	dm->n_refs++;
 	return 0;
 }
 
 int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
 		     size_t nmetas, ih_report *r)
 {
+	int need_walk = 0;
 	(void)w;
-	for (size_t i = 0; i < nmetas; i++) {
+	for (size_t i = d->walked; i < d->n; i++)
+		need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
+	for (size_t i = 0; i < nmetas && need_walk; i++) {
 		struct ref_ctx c = {.d = d, .image = metas[i].image};
 		char why[128];
-		if (!metas[i].ok || d->n == 0)
+		if (!metas[i].ok)
 			continue;
 		ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why);
 		if (c.oom)

@@ -2,6 +2,7 @@
  * windows of whole chunks (at most WINDOW bytes, or one chunk), so memory
  * stays bounded whatever the blob size. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@ void ih_reader_init(struct ih_reader *r, const struct wim *w)
 	memset(r, 0, sizeof *r);
 	r->w = w;
 	r->dec_ctype = -1;
+	r->threads = 1;
 }
 
 void ih_reader_free(struct ih_reader *r)
@@ -182,6 +184,112 @@ static int append(void *ctx, const uint8_t *data, size_t len)
 	return 0;
 }
 
+/* A whole compressed blob into out, its chunks split between threads (the
+ * metadata resource is read whole by every check: its decoding is most of
+ * a quick check's time).  Each thread decodes straight into its place. */
+struct par_slice {
+	struct ih_reader r;
+	const struct wim_blob *b;
+	uint8_t *out;
+	const uint64_t *offs;  /* chunk offsets, relative to the data */
+	uint64_t data_start, nchunks, first, end;
+	uint64_t bad_chunk;    /* first chunk that failed, or UINT64_MAX */
+	int io_error;
+	pthread_t tid;
+};
+
+static void *decode_slice(void *arg)
+{
+	struct par_slice *sl = arg;
+	const struct wim *w = sl->r.w;
+	uint32_t cs = w->chunk_size;
+	size_t len = (size_t)(sl->offs[sl->end] - sl->offs[sl->first]);
+
+	sl->bad_chunk = UINT64_MAX;
+	if (sl->first == sl->end)
+		return NULL;
+	if (get_decompressor(&sl->r, w->ctype, cs) || reserve(&sl->r.in, &sl->r.incap, len, 1)) {
+		sl->io_error = ENOMEM;
+		return NULL;
+	}
+	if (wim_pread(w, sl->b->part, sl->r.in, len, sl->data_start + sl->offs[sl->first])) {
+		sl->io_error = errno ? errno : -1; /* -1: the file ends early */
+		return NULL;
+	}
+	for (uint64_t c = sl->first; c < sl->end; c++) {
+		size_t clen = (size_t)(sl->offs[c + 1] - sl->offs[c]);
+		size_t ulen = c + 1 == sl->nchunks ? (size_t)(sl->b->size - c * (uint64_t)cs) : cs;
+		const uint8_t *in = sl->r.in + (sl->offs[c] - sl->offs[sl->first]);
+		uint8_t *dst = sl->out + c * (uint64_t)cs;
+		if (clen == ulen)
+			memcpy(dst, in, ulen);
+		else if (wimlib_decompress(in, clen, dst, ulen, sl->r.dec)) {
+			sl->bad_chunk = c;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+static int read_parallel(struct ih_reader *r, const struct wim_blob *b, uint8_t *out,
+			 ih_reason *reason, char *detail, size_t dlen)
+{
+	const struct wim *w = r->w;
+	uint32_t cs = w->chunk_size;
+	uint64_t nchunks = wimfmt_num_chunks(b->size, cs);
+	uint64_t tsize = wimfmt_chunk_table_size(b->size, cs);
+	int n = r->threads > 8 ? 8 : r->threads, rc = IH_READ_OK;
+	struct par_slice sl[8];
+	uint64_t bad = UINT64_MAX;
+
+	if (reserve(&r->table, &r->tablecap, tsize + 1, 1) ||
+	    reserve(&r->offs, &r->offscap, nchunks + 1, sizeof *r->offs))
+		return IH_READ_ERROR;
+	if (wim_pread(w, b->part, r->table, tsize, b->offset))
+		return read_failed(reason, detail, dlen);
+	if (wimfmt_chunk_offsets(r->table, b->size, cs, b->stored_size - tsize, 0, nchunks, r->offs))
+		return damaged(reason, detail, dlen, IH_REASON_DECOMPRESS,
+			       "chunk table is invalid (%llu chunks)", (unsigned long long)nchunks);
+	for (int t = 0; t < n; t++) {
+		ih_reader_init(&sl[t].r, w);
+		sl[t].b = b;
+		sl[t].out = out;
+		sl[t].offs = r->offs;
+		sl[t].data_start = b->offset + tsize;
+		sl[t].nchunks = nchunks;
+		sl[t].first = nchunks * (uint64_t)t / (uint64_t)n;
+		sl[t].end = nchunks * (uint64_t)(t + 1) / (uint64_t)n;
+		sl[t].io_error = 0;
+	}
+	/* this thread takes the first slice itself */
+	int started = 1;
+	for (int t = 1; t < n; t++, started++)
+		if (pthread_create(&sl[t].tid, NULL, decode_slice, &sl[t]))
+			break;
+	for (int t = started; t < n; t++)
+		decode_slice(&sl[t]); /* no thread: do it here */
+	decode_slice(&sl[0]);
+	for (int t = 1; t < started; t++)
+		pthread_join(sl[t].tid, NULL);
+	for (int t = 0; t < n; t++) {
+		if (sl[t].io_error > 0 && rc == IH_READ_OK) {
+			errno = sl[t].io_error;
+			rc = IH_READ_ERROR;
+		} else if (sl[t].io_error < 0 && rc == IH_READ_OK) {
+			errno = 0;
+			rc = read_failed(reason, detail, dlen);
+		}
+		if (sl[t].bad_chunk < bad)
+			bad = sl[t].bad_chunk;
+		ih_reader_free(&sl[t].r);
+	}
+	if (rc == IH_READ_OK && bad != UINT64_MAX)
+		rc = damaged(reason, detail, dlen, IH_REASON_DECOMPRESS,
+			     "chunk %llu of %llu failed to decompress", (unsigned long long)bad + 1,
+			     (unsigned long long)nchunks);
+	return rc;
+}
+
 int ih_read_blob_alloc(struct ih_reader *r, const struct wim_blob *b, uint64_t max,
 		       uint8_t **out, ih_reason *reason, char *detail, size_t dlen)
 {
@@ -195,7 +303,11 @@ int ih_read_blob_alloc(struct ih_reader *r, const struct wim_blob *b, uint64_t m
 	a.buf = malloc(b->size + 1);
 	if (!a.buf)
 		return IH_READ_ERROR;
-	rc = ih_read_blob(r, b, append, &a, NULL, reason, detail, dlen);
+	if (r->threads > 1 && (b->flags & RESHDR_FLAG_COMPRESSED) && !b->bad &&
+	    wimfmt_num_chunks(b->size, r->w->chunk_size) >= 64)
+		rc = read_parallel(r, b, a.buf, reason, detail, dlen);
+	else
+		rc = ih_read_blob(r, b, append, &a, NULL, reason, detail, dlen);
 	if (rc != IH_READ_OK) {
 		free(a.buf);
 		return rc;

@@ -27,6 +27,7 @@ struct ih_reader {
 	 * decoding them: a copy of exactly the bytes that were verified. */
 	int (*raw_tap)(void *ctx, const uint8_t *data, size_t len);
 	void *raw_ctx;
+	int threads;      /* ih_read_blob_alloc may decode on this many threads */
 };
 
 /* Outcome of reading a blob. */

@@ -51,6 +51,7 @@ struct damage_set {
 	ih_damage *v;
 	size_t n, cap;
 	struct ih_blobindex idx;
+	size_t walked;           /* entries [0, walked) have their refs already */
 };
 
 int damage_set_init(struct damage_set *d);
@@ -58,7 +59,12 @@ void damage_set_free(struct damage_set *d);
 /* Adds unless the SHA-1 is already there; returns the entry or NULL. */
 ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t sha1[20],
 		      const struct wim_blob *b, ih_reason reason, const char *detail);
-/* Sorts, attaches the paths from the images' metadata, moves into report. */
+/* Notes that `path` of `image` uses sha1, if it is damaged (while walking
+ * the metadata for other reasons: saves a second walk).  0, or -1 (ENOMEM). */
+int damage_note_ref(struct damage_set *d, uint32_t image, const uint8_t sha1[20],
+		    const char *path);
+/* Sorts, attaches the paths from the images' metadata (walking it again
+ * only for entries added after `walked`), moves into report. */
 int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
 		     size_t nmetas, ih_report *r);
 

@@ -175,7 +175,7 @@ static int add_blob(struct wim *w, size_t *cap, struct wim_blob **out)
 static void mark_bad(struct wim_blob *b, ih_reason r, const char *why)
 {
 	b->bad = r;
-	snprintf(b->why, sizeof b->why, "%s", why);
+	b->why = why;
 }
 
 /* Reads a solid resource's header and chunk table. */
@@ -516,6 +516,16 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 	}
 	for (uint32_t i = 0; i < w->image_count; i++)
 		w->metadata[i] = SIZE_MAX;
+	/* One allocation for every entry of every part (plus room for none). */
+	for (unsigned k = 0; k < w->nparts; k++)
+		if (w->parts[k].header_ok && w->parts[k].hdr.blob_table.orig_size / BLOB_ENTRY_SIZE <
+						     w->parts[k].size / BLOB_ENTRY_SIZE)
+			cap += (size_t)(w->parts[k].hdr.blob_table.orig_size / BLOB_ENTRY_SIZE);
+	w->blobs = malloc((cap + 1) * sizeof *w->blobs);
+	if (!w->blobs) {
+		wim_free(w);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
 	for (unsigned k = 0; k < w->nparts; k++) {
 		struct wim_part *p = &w->parts[k];
 		if (!p->header_ok) {

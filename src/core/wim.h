@@ -36,7 +36,7 @@ struct wim_blob {
 	uint32_t image;         /* metadata: its image (1-based), else 0 */
 	size_t entry;           /* its position in its part's blob table */
 	ih_reason bad;          /* set when the entry itself is unusable */
-	char why[96];
+	const char *why;        /* a literal saying why, or NULL */
 };
 
 struct wim_solid {

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -1105,6 +1106,14 @@ static void new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
 	lua_pop(L, 1);
 }
 
+/* core.isatty(fd) -> boolean: for the CLI's progress bar, without
+ * spawning a shell to ask. */
+static int l_isatty(lua_State *L)
+{
+	lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+	return 1;
+}
+
 int luaopen_imagehealth_core(lua_State *L);
 
 int luaopen_imagehealth_core(lua_State *L)
@@ -1164,6 +1173,7 @@ int luaopen_imagehealth_core(lua_State *L)
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
+		{"isatty", l_isatty},
 		{"open", l_open},
 		{"cancel_token", l_cancel_token},
 		{"error", l_error},
