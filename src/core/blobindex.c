@@ -1,78 +1,112 @@
 /* blobindex.c - SHA-1 keyed hash table.  SHA-1s are uniformly distributed,
- * so their first bytes are the hash. */
+ * so their bytes are the hash: bytes 0..7 pick the slot, bytes 4..7 are the
+ * tag compared before the whole key. */
 #include <stdlib.h>
 #include <string.h>
 #include "blobindex.h"
 
-int ih_blobindex_init(struct ih_blobindex *t, size_t expected)
+static size_t slots_for(size_t n)
 {
 	size_t cap = 16;
-	while (cap < expected * 2 + 1)
+	while (cap < n * 2 + 1)
 		cap <<= 1;
-	t->slots = calloc(cap, sizeof *t->slots);
-	t->cap = t->slots ? cap : 0;
-	t->count = 0;
-	return t->slots ? 0 : -1;
+	return cap;
+}
+
+int ih_blobindex_init(struct ih_blobindex *t, size_t expected)
+{
+	memset(t, 0, sizeof *t);
+	t->cap = slots_for(expected);
+	t->slots = calloc(t->cap, sizeof *t->slots);
+	t->entries = malloc((t->cap / 2) * sizeof *t->entries);
+	if (!t->slots || !t->entries) {
+		ih_blobindex_free(t);
+		return -1;
+	}
+	return 0;
 }
 
 void ih_blobindex_free(struct ih_blobindex *t)
 {
 	free(t->slots);
-	t->slots = NULL;
-	t->cap = t->count = 0;
+	free(t->entries);
+	memset(t, 0, sizeof *t);
 }
 
-static size_t slot_of(const uint8_t sha1[20], size_t cap)
+static size_t home(const uint8_t sha1[20], size_t cap)
 {
 	uint64_t h;
 	memcpy(&h, sha1, sizeof h);
 	return (size_t)h & (cap - 1);
 }
 
+static uint32_t tag_of(const uint8_t sha1[20])
+{
+	uint32_t tag;
+	memcpy(&tag, sha1 + 4, sizeof tag);
+	return tag;
+}
+
+/* The slot holding sha1, or the empty slot where it would go. */
+static struct ih_blobindex_slot *find(const struct ih_blobindex *t, const uint8_t sha1[20])
+{
+	uint32_t tag = tag_of(sha1);
+	for (size_t i = home(sha1, t->cap);; i = (i + 1) & (t->cap - 1)) {
+		struct ih_blobindex_slot *s = &t->slots[i];
+		if (!s->entry ||
+		    (s->tag == tag && !memcmp(t->entries[s->entry - 1].sha1, sha1, 20)))
+			return s;
+	}
+}
+
 size_t *ih_blobindex_get(const struct ih_blobindex *t, const uint8_t sha1[20])
 {
 	if (!t->cap)
 		return NULL;
-	for (size_t i = slot_of(sha1, t->cap);; i = (i + 1) & (t->cap - 1)) {
-		if (!t->slots[i].used)
-			return NULL;
-		if (!memcmp(t->slots[i].sha1, sha1, 20))
-			return &t->slots[i].value;
-	}
+	struct ih_blobindex_slot *s = find(t, sha1);
+	return s->entry ? &t->entries[s->entry - 1].value : NULL;
 }
 
 static int grow(struct ih_blobindex *t)
 {
-	struct ih_blobindex n;
-	if (ih_blobindex_init(&n, t->cap))
+	size_t cap = t->cap * 2;
+	struct ih_blobindex_slot *slots = calloc(cap, sizeof *slots);
+	struct ih_blobindex_entry *entries = realloc(t->entries, (cap / 2) * sizeof *entries);
+	if (!slots || !entries) {
+		free(slots);
+		if (entries)
+			t->entries = entries;
 		return -1;
-	for (size_t i = 0; i < t->cap; i++)
-		if (t->slots[i].used)
-			ih_blobindex_put(&n, t->slots[i].sha1, t->slots[i].value, NULL);
+	}
 	free(t->slots);
-	*t = n;
+	t->slots = slots;
+	t->entries = entries;
+	t->cap = cap;
+	for (size_t e = 0; e < t->count; e++) {
+		struct ih_blobindex_slot *s = find(t, t->entries[e].sha1);
+		s->tag = tag_of(t->entries[e].sha1);
+		s->entry = (uint32_t)e + 1;
+	}
 	return 0;
 }
 
 size_t *ih_blobindex_put(struct ih_blobindex *t, const uint8_t sha1[20], size_t value,
 			 int *created)
 {
-	if ((t->count + 1) * 2 > t->cap && grow(t))
+	if (!t->cap || ((t->count + 1) * 2 > t->cap && grow(t)))
 		return NULL;
-	for (size_t i = slot_of(sha1, t->cap);; i = (i + 1) & (t->cap - 1)) {
-		if (!t->slots[i].used) {
-			t->slots[i].used = 1;
-			memcpy(t->slots[i].sha1, sha1, 20);
-			t->slots[i].value = value;
-			t->count++;
-			if (created)
-				*created = 1;
-			return &t->slots[i].value;
-		}
-		if (!memcmp(t->slots[i].sha1, sha1, 20)) {
-			if (created)
-				*created = 0;
-			return &t->slots[i].value;
-		}
+	struct ih_blobindex_slot *s = find(t, sha1);
+	if (s->entry) {
+		if (created)
+			*created = 0;
+		return &t->entries[s->entry - 1].value;
 	}
+	struct ih_blobindex_entry *e = &t->entries[t->count];
+	memcpy(e->sha1, sha1, 20);
+	e->value = value;
+	s->tag = tag_of(sha1);
+	s->entry = (uint32_t)++t->count;
+	if (created)
+		*created = 1;
+	return &e->value;
 }

@@ -1,25 +1,33 @@
-/* blobindex.h - open-addressing hash table from SHA-1 to a size_t value. */
+/* blobindex.h - hash table from SHA-1 to a size_t value.  Probing touches
+ * only small slots (a tag and an entry number); the keys and values sit in
+ * a dense array in insertion order, which is also how to iterate. */
 #ifndef IH_BLOBINDEX_H
 #define IH_BLOBINDEX_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+struct ih_blobindex_entry {
+	uint8_t sha1[20];
+	size_t value;
+};
+
 struct ih_blobindex {
-	size_t cap;      /* power of two */
-	size_t count;
+	size_t cap;      /* slots, a power of two */
+	size_t count;    /* entries */
 	struct ih_blobindex_slot {
-		uint8_t sha1[20];
-		size_t value;
-		int used;
+		uint32_t tag;    /* the SHA-1's bytes 4..7 */
+		uint32_t entry;  /* entry number + 1; 0: empty */
 	} *slots;
+	struct ih_blobindex_entry *entries;
 };
 
 int ih_blobindex_init(struct ih_blobindex *t, size_t expected);
 void ih_blobindex_free(struct ih_blobindex *t);
 /* Returns a pointer to the value, or NULL. */
 size_t *ih_blobindex_get(const struct ih_blobindex *t, const uint8_t sha1[20]);
-/* Inserts if absent; *created tells.  Returns the value slot, NULL on ENOMEM. */
+/* Inserts if absent; *created tells.  Returns the value slot, NULL on ENOMEM.
+ * The pointer is valid until the next insertion. */
 size_t *ih_blobindex_put(struct ih_blobindex *t, const uint8_t sha1[20], size_t value,
 			 int *created);
 

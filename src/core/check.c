@@ -21,10 +21,13 @@ static void free_check_arg(void *p)
 	free(a);
 }
 
-/* The quick phase's one walk of each tree: which blobs the images use, and
+/* The quick phase's one walk of each tree: which blobs the images use
+ * (a flag per blob table entry; SHA-1s the table lacks go to `missing`), and
  * the paths of damage already known (recorded by the last scan). */
 struct walk_ctx {
-	struct ih_blobindex *referenced;
+	const struct wim *w;
+	uint8_t *used;
+	struct ih_blobindex *missing;
 	struct damage_set *d;
 	uint32_t image;
 };
@@ -32,23 +35,24 @@ struct walk_ctx {
 static int walk_stream(void *ctx, const uint8_t sha1[20], const char *path, int named)
 {
 	struct walk_ctx *c = ctx;
+	size_t *v = ih_blobindex_get(&c->w->index, sha1);
 	(void)named;
-	if (!ih_blobindex_put(c->referenced, sha1, 0, NULL))
+	if (v)
+		c->used[*v] = 1;
+	else if (!ih_blobindex_put(c->missing, sha1, 0, NULL))
 		return -1;
 	return damage_note_ref(c->d, c->image, sha1, path);
 }
 
-/* Blobs whose entries are unusable, known without reading them. */
-static void structural_damage(const ih_session *s, const struct ih_blobindex *referenced,
-			      struct damage_set *d)
+/* Blobs whose entries are unusable, known without reading them, and the
+ * streams the images use that the blob table does not have. */
+static void structural_damage(const ih_session *s, const uint8_t *used,
+			      const struct ih_blobindex *missing, struct damage_set *d)
 {
 	const struct wim *w = s->w;
 	for (size_t i = 0; i < w->nblobs; i++) {
 		const struct wim_blob *b = &w->blobs[i];
-		size_t *v = ih_blobindex_get(&w->index, b->sha1);
-		if (b->image || !v || *v != i)
-			continue;
-		if (s->index && !ih_blobindex_get(referenced, b->sha1))
+		if (b->image || b->dup || (s->index && !used[i]))
 			continue;
 		if (b->bad)
 			damage_add(d, w, b->sha1, b, b->bad, b->why);
@@ -56,13 +60,9 @@ static void structural_damage(const ih_session *s, const struct ih_blobindex *re
 			damage_add(d, w, b->sha1, b, (ih_reason)w->solids[b->solid].bad,
 				   w->solids[b->solid].why);
 	}
-	/* Streams the images use that the blob table does not have. */
-	for (size_t i = 0; i < referenced->cap; i++) {
-		const struct ih_blobindex_slot *sl = &referenced->slots[i];
-		if (sl->used && !ih_blobindex_get(&w->index, sl->sha1))
-			damage_add(d, w, sl->sha1, NULL, IH_REASON_MISSING,
-				   "the image references it but the blob table does not list it");
-	}
+	for (size_t i = 0; i < missing->count; i++)
+		damage_add(d, w, missing->entries[i].sha1, NULL, IH_REASON_MISSING,
+			   "the image references it but the blob table does not list it");
 }
 
 static void recall_records(const ih_session *s, struct damage_set *d, ih_report *r)
@@ -112,7 +112,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	uint32_t first = ih_session_first(s), last = ih_session_last(s);
 	size_t nmetas = w->image_count && last >= first ? last - first + 1 : 0;
 	struct image_meta *metas = calloc(nmetas + 1, sizeof *metas);
-	struct ih_blobindex referenced = {0};
+	struct ih_blobindex missing = {0};
+	uint8_t *used = calloc(w->nblobs + 1, 1);
 	struct damage_set d;
 	struct problem_list pl = {0};
 	ih_report *r = calloc(1, sizeof *r);
@@ -123,7 +124,7 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	ih_reader_init(&rd, w);
 	rd.threads = opt->threads > 0 ? opt->threads : s->threads;
 	damage_set_init(&d);
-	if (!metas || !r || ih_blobindex_init(&referenced, w->nblobs + 16)) {
+	if (!metas || !r || !used || ih_blobindex_init(&missing, 16)) {
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -152,7 +153,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 			continue;
 		}
 		char why[128];
-		struct walk_ctx wc = {.referenced = &referenced, .d = &d, .image = m->image};
+		struct walk_ctx wc = {.w = w, .used = used, .missing = &missing, .d = &d,
+				      .image = m->image};
 		if (ih_meta_walk(m->buf, m->len, walk_stream, &wc, &m->stats, why, sizeof why) != 0) {
 			/* The bytes match their SHA-1 but do not parse: no source
 			 * can supply better ones. */
@@ -166,11 +168,11 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 			goto out;
 	}
 	if (!w->nonrepairable)
-		structural_damage(s, &referenced, &d);
+		structural_damage(s, used, &missing, &d);
 
 	if (opt->scan && !w->nonrepairable) {
 		int threads = opt->threads > 0 ? opt->threads : s->threads;
-		rc = scan_blobs(s, j, threads, s->index ? &referenced : NULL, &d, &pl, err);
+		rc = scan_blobs(s, j, threads, s->index ? used : NULL, &d, &pl, err);
 		if (rc || ih_job_cancelled(j))
 			goto out;
 		r->scanned = 1;
@@ -205,7 +207,8 @@ out:
 	for (size_t i = 0; i < nmetas && metas; i++)
 		image_meta_free(&metas[i]);
 	free(metas);
-	ih_blobindex_free(&referenced);
+	ih_blobindex_free(&missing);
+	free(used);
 	damage_set_free(&d);
 	free(pl.v);
 	ih_reader_free(&rd);

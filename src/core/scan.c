@@ -286,18 +286,17 @@ static int cmp_task(const void *a, const void *b)
 
 /* Should blob i be scanned?  Skips metadata (the quick phase read it),
  * duplicates, entries already known bad, and blobs outside `want`. */
-static int wanted(const struct wim *w, size_t i, const struct ih_blobindex *want)
+static int wanted(const struct wim *w, size_t i, const uint8_t *want)
 {
 	const struct wim_blob *b = &w->blobs[i];
-	size_t *v = ih_blobindex_get(&w->index, b->sha1);
-	if (b->image || !v || *v != i || b->bad || b->size == 0)
+	if (b->image || b->dup || b->bad || b->size == 0)
 		return 0;
 	if (b->solid >= 0 && w->solids[b->solid].bad)
 		return 0;
-	return !want || ih_blobindex_get(want, b->sha1);
+	return !want || want[i];
 }
 
-static int build_tasks(struct scan *sc, const struct ih_blobindex *want, uint64_t *bytes,
+static int build_tasks(struct scan *sc, const uint8_t *want, uint64_t *bytes,
 		       uint64_t *blobs)
 {
 	const struct wim *w = sc->w;
@@ -396,7 +395,7 @@ static void judge_integrity(struct scan *sc, const struct wim *w, struct problem
 	}
 }
 
-int scan_blobs(ih_session *s, ih_job *j, int threads, const struct ih_blobindex *want,
+int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 	       struct damage_set *d, struct problem_list *pl, ih_error *err)
 {
 	struct scan sc = {.s = s, .w = s->w, .j = j, .d = d};

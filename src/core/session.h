@@ -93,8 +93,9 @@ int state_save_report(const ih_session *s, const ih_report *r);
 int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
 	      ih_error *err);
 
-/* Full scan: reads every blob in `want` (NULL: all), adds damage. */
-int scan_blobs(ih_session *s, ih_job *j, int threads, const struct ih_blobindex *want,
+/* Full scan: reads every blob whose want[i] is set (want NULL: all), adds
+ * damage. */
+int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 	       struct damage_set *d, struct problem_list *problems, ih_error *err);
 
 #endif

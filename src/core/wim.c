@@ -408,14 +408,13 @@ static int build_index(struct wim *w, ih_error *err)
 			continue;
 		if (!ih_blobindex_put(&w->index, b->sha1, i, &created))
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		/* Later duplicates are ignored (as wimlib does). */
+		b->dup = !created; /* later duplicates are ignored, as wimlib does */
 	}
 	/* Solid resources list their blobs in offset order for the scanner. */
 	for (size_t i = 0; i < w->nblobs; i++) {
 		struct wim_blob *b = &w->blobs[i];
-		size_t *v = ih_blobindex_get(&w->index, b->sha1);
 		struct wim_solid *s;
-		if (b->solid < 0 || b->image || !v || *v != i)
+		if (b->solid < 0 || b->image || b->dup)
 			continue;
 		s = &w->solids[b->solid];
 		size_t *nb = realloc(s->blobs, (s->nblobs + 1) * sizeof *nb);

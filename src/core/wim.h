@@ -35,6 +35,7 @@ struct wim_blob {
 	int32_t solid;          /* index into wim->solids, or -1 */
 	uint32_t image;         /* metadata: its image (1-based), else 0 */
 	size_t entry;           /* its position in its part's blob table */
+	uint8_t dup;            /* a later entry with a SHA-1 seen before: ignored */
 	ih_reason bad;          /* set when the entry itself is unusable */
 	const char *why;        /* a literal saying why, or NULL */
 };
