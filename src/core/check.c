@@ -65,29 +65,73 @@ static void structural_damage(const ih_session *s, const uint8_t *used,
 			   "the image references it but the blob table does not list it");
 }
 
-static void recall_records(const ih_session *s, struct damage_set *d, ih_report *r)
+/* Damage and problems the last full scan of this exact file recorded, for
+ * each selected image; with_refs also takes the recorded paths.  Returns
+ * how many of the images had a record. */
+static uint32_t recall_records(const ih_session *s, int with_refs, struct damage_set *d,
+			       struct problem_list *pl, ih_report *r)
 {
+	uint32_t n = 0;
 	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
-		struct state_record rec;
-		if (state_load(s, i, &rec))
+		struct state_recall rec = {0};
+		if (state_recall(s, i, with_refs, d, pl, &rec))
 			continue;
+		n++;
 		r->from_record = 1;
 		if (rec.scanned_at > r->recorded_at)
 			r->recorded_at = rec.scanned_at;
-		for (size_t k = 0; k < rec.n; k++) {
-			size_t *v = ih_blobindex_get(&s->w->index, rec.damage[k].sha1);
-			const struct wim_blob *b = v ? &s->w->blobs[*v] : NULL;
-			char detail[96];
-			time_t t = (time_t)rec.scanned_at;
-			struct tm tm;
-			gmtime_r(&t, &tm);
-			strftime(detail, sizeof detail, "recorded by the full scan of %Y-%m-%d %H:%M UTC", &tm);
-			ih_damage *dm = damage_add(d, s->w, rec.damage[k].sha1, b, rec.damage[k].reason, detail);
-			if (dm && !b)
-				dm->size = rec.damage[k].size;
-		}
-		state_record_free(&rec);
 	}
+	return n;
+}
+
+/* The report's problems (the open's and the check's), its state, and its
+ * damage with their paths. */
+static int finish_report(const struct wim *w, struct damage_set *d, const struct problem_list *pl,
+			 struct image_meta *metas, size_t nmetas, ih_report *r)
+{
+	r->problems = calloc(w->problems.n + pl->n + 1, sizeof *r->problems);
+	if (!r->problems)
+		return IH_ERR_NOMEM;
+	r->state = IH_HEALTHY;
+	for (size_t i = 0; i < w->problems.n + pl->n; i++) {
+		const ih_problem *p = i < w->problems.n ? &w->problems.v[i] : &pl->v[i - w->problems.n];
+		r->problems[r->n_problems++] = *p;
+		if (p->severity > r->state)
+			r->state = p->severity;
+	}
+	if (d->n && r->state == IH_HEALTHY)
+		r->state = IH_REPAIRABLE;
+	return damage_to_report(d, w, metas, nmetas, r);
+}
+
+int check_from_records(ih_session *s, ih_report **out)
+{
+	struct damage_set d;
+	struct problem_list pl = {0};
+	ih_report *r = calloc(1, sizeof *r);
+	uint32_t want = s->w->image_count ? ih_session_last(s) - ih_session_first(s) + 1 : 0;
+	int rc = IH_ERR_NOMEM;
+
+	*out = NULL;
+	if (!r || damage_set_init(&d)) {
+		free(r);
+		return IH_ERR_NOMEM;
+	}
+	if (s->w->nonrepairable || want == 0 || recall_records(s, 1, &d, &pl, r) != want) {
+		rc = 1; /* not every image has a record: check instead */
+	} else {
+		d.walked = d.n; /* every path came from the records */
+		r->image_path = ih_strdup(s->w->path);
+		r->index = s->index;
+		rc = r->image_path ? finish_report(s->w, &d, &pl, NULL, 0, r) : IH_ERR_NOMEM;
+	}
+	damage_set_free(&d);
+	free(pl.v);
+	if (rc == IH_OK)
+		*out = r;
+	else
+		ih_report_free(r);
+	return rc;
 }
 
 static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
@@ -135,7 +179,7 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	/* Damage recorded by the last scan first, so that the walk below
 	 * finds its paths too. */
 	if (!opt->scan && !w->nonrepairable)
-		recall_records(s, &d, r);
+		recall_records(s, 0, &d, &pl, r);
 	d.walked = d.n;
 
 	/* Metadata: every selected image's directory tree. */
@@ -181,21 +225,7 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	r->blobs_checked = atomic_load(&j->blobs_done) + (r->scanned ? nmetas : 0);
 	r->bytes_checked = r->scanned ? atomic_load(&j->bytes_done) : 0;
 	ih_job_set_phase(j, IH_PHASE_REPORT, 0, 0);
-	r->problems = calloc(w->problems.n + pl.n + 1, sizeof *r->problems);
-	if (!r->problems) {
-		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	r->state = IH_HEALTHY;
-	for (size_t i = 0; i < w->problems.n + pl.n; i++) {
-		const ih_problem *p = i < w->problems.n ? &w->problems.v[i] : &pl.v[i - w->problems.n];
-		r->problems[r->n_problems++] = *p;
-		if (p->severity > r->state)
-			r->state = p->severity;
-	}
-	if (d.n && r->state == IH_HEALTHY)
-		r->state = IH_REPAIRABLE;
-	rc = damage_to_report(&d, w, metas, nmetas, r);
+	rc = finish_report(w, &d, &pl, metas, nmetas, r);
 	if (rc) {
 		rc = ih_fail(err, rc, "out of memory");
 		goto out;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -292,6 +293,35 @@ static int cmp_target(const void *a, const void *b)
 	return memcmp(x->dm->sha1, y->dm->sha1, 20);
 }
 
+/* Asks for the header's tables of a WIM source to be read ahead. */
+static void prefetch_tables(const char *spec)
+{
+	uint8_t hb[WIM_HEADER_SIZE];
+	struct wim_header h;
+	char why[64], *path;
+
+	if (!strncasecmp(spec, "wim:", 4) || !strncasecmp(spec, "esd:", 4))
+		spec += 4;
+	path = ih_strdup(spec);
+	if (!path)
+		return;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		source_split_index(path);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	free(path);
+	if (fd < 0)
+		return;
+	if (pread(fd, hb, sizeof hb, 0) == (ssize_t)sizeof hb &&
+	    wimfmt_parse_header(hb, sizeof hb, &h, why, sizeof why) == 0) {
+		posix_fadvise(fd, (off_t)h.blob_table.offset, (off_t)h.blob_table.stored_size,
+			      POSIX_FADV_WILLNEED);
+		posix_fadvise(fd, (off_t)h.xml.offset, (off_t)h.xml.stored_size, POSIX_FADV_WILLNEED);
+	}
+	close(fd); /* the readahead goes on */
+}
+
 static int hash_data(void *ctx, const uint8_t *data, size_t len)
 {
 	ih_sha1_update(ctx, data, len);
@@ -394,10 +424,19 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	}
 	locked = 1;
 
+	/* The sources' blob tables are read first thing when they open: have
+	 * the kernel fetch them while the check below runs. */
+	for (size_t i = 0; i < opt->n_sources; i++)
+		prefetch_tables(opt->sources[i]);
+
 	/* The damage: what the last full scan of this exact file recorded,
 	 * or a full scan now. */
 	ih_check_options co = {.scan = 0, .threads = opt->threads, .no_record = 0};
-	rc = check_run(s, j, &co, &before, err);
+	rc = check_from_records(s, &before);
+	if (rc == 1)
+		rc = check_run(s, j, &co, &before, err);
+	else if (rc)
+		rc = ih_fail(err, rc, "out of memory");
 	if (rc == IH_OK && !before->from_record) {
 		ih_report_free(before);
 		before = NULL;

@@ -69,27 +69,24 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 		     size_t nmetas, ih_report *r);
 
 /* The state store. */
-struct state_record {
+struct state_recall {
 	ih_health state;
 	double scanned_at;
-	size_t n;
-	struct recorded_damage {
-		uint8_t sha1[20];
-		uint64_t size;
-		ih_reason reason;
-	} *damage;
 };
-/* Loads the record for (w, image) if one matches the file exactly. */
-int state_load(const ih_session *s, uint32_t image, struct state_record *rec);
-int state_save(const ih_session *s, uint32_t image, const struct state_record *rec,
-	       ih_error *err);
-void state_record_free(struct state_record *rec);
-/* Records a report's damage for each image of the session (per image: the
- * damage that hits it, and blobs no image uses).  A failed record is not an
- * error of the check: it costs only the memory of it. */
+/* Adds what the record of (file, image) holds to d and pl, if there is a
+ * record of this very file (GUID, sizes, mtimes); with_refs also its paths.
+ * Returns 0, or -1 when there is none. */
+int state_recall(const ih_session *s, uint32_t image, int with_refs, struct damage_set *d,
+		 struct problem_list *pl, struct state_recall *out);
+/* Records a report for each image of the session (per image: the damage
+ * that hits it, with its paths there, and blobs no image uses).  A failed
+ * record costs only the memory of it: callers may ignore the result. */
 int state_save_report(const ih_session *s, const ih_report *r);
 
 /* The health check itself, run on the caller's job thread. */
+/* A report made from the records alone, when every selected image has one:
+ * returns IH_OK with *out, 1 when some image has none, or an error. */
+int check_from_records(ih_session *s, ih_report **out);
 int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
 	      ih_error *err);
 

@@ -539,6 +539,14 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 		}
 		load_integrity(w, p);
 	}
+	/* Every check reads the metadata resources first: start reading them
+	 * now, while the index is built. */
+	for (uint32_t i = 0; i < w->image_count; i++)
+		if (w->metadata[i] != SIZE_MAX) {
+			const struct wim_blob *b = &w->blobs[w->metadata[i]];
+			posix_fadvise(w->parts[0].fd, (off_t)b->offset, (off_t)b->stored_size,
+				      POSIX_FADV_WILLNEED);
+		}
 	load_xml(w);
 	rc = build_index(w, err);
 	if (rc) {
