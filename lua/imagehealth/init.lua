@@ -161,35 +161,42 @@ local function start(s, opts)
                        no_record = opts.no_record}
 end
 
--- s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
---   -> state, report | nil, err   (err.code == "cancelled" when cancelled)
--- progress(ev) is called from this coroutine and may yield.  poll(job), if
--- given, waits for the job instead of a short blocking wait in C (e.g.
+-- Each long operation is two methods: NAME{...} drives the job to its end
+-- and returns state, report (or nil, err); NAME_job{...} returns the Job
+-- itself, to drive with job:wait(), or to poll (job:pollfd(),
+-- job:events(), job:timeout()) and then call job:result().  progress(ev) is
+-- called from the caller's coroutine and may yield.  poll(job), if given,
+-- waits for the job instead of a short blocking wait in C (e.g.
 -- cqueues.poll, so that a cqueues loop keeps running); poll_forget(fd) is
 -- called before the job's fd is closed (cqueues.cancel for cqueues.poll, by
 -- default).
-core.interpose("imagehealth.Session", "check_health", function(s, opts)
-  check_open(s)
-  opts = check_opts(opts, "check_health")
-  local j, err = start(s, opts)
-  if not j then
-    return nil, err
-  end
-  local _ <close> = j
-  return job.drive(j, opts.progress, opts.cancel, opts.poll, opts.poll_forget)
-end)
+local function define_operation(name, starter)
+  core.interpose("imagehealth.Session", name, function(s, opts)
+    check_open(s)
+    opts = check_opts(opts, name)
+    local j, err = starter(s, opts, name)
+    if not j then
+      return nil, err
+    end
+    local _ <close> = j
+    return job.drive(j, opts.progress, opts.cancel, opts.poll, opts.poll_forget)
+  end)
+  local job_name = name .. "_job"
+  core.interpose("imagehealth.Session", job_name, function(s, opts)
+    check_open(s)
+    opts = check_opts(opts, job_name)
+    local j, err = starter(s, opts, job_name)
+    if not j then
+      return nil, err
+    end
+    return job.attach(j, opts)
+  end)
+end
 
--- s:check_health_job{...} -> Job | nil, err; drive it with job:wait(), or
--- poll it (job:pollfd(), job:events(), job:timeout()) and call job:result().
-core.interpose("imagehealth.Session", "check_health_job", function(s, opts)
-  check_open(s)
-  opts = check_opts(opts, "check_health_job")
-  local j, err = start(s, opts)
-  if not j then
-    return nil, err
-  end
-  return job.attach(j, opts)
-end)
+-- s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
+--   -> state, report | nil, err   (err.code == "cancelled" when cancelled)
+-- s:check_health_job{...} -> Job | nil, err
+define_operation("check_health", start)
 
 ----------------------------------------------------------------- restore
 
@@ -270,26 +277,7 @@ end
 -- left.  Errors: busy (0x800F0902: another session or restore holds the
 -- image), disk_full (0x80070070), cancelled (0x800704C7; the image is then
 -- exactly as it was).  A nonrepairable image gives a report, not an error.
-core.interpose("imagehealth.Session", "restore_health", function(s, opts)
-  check_open(s)
-  opts = check_opts(opts, "restore_health")
-  local j, err = start_restore(s, opts, "restore_health")
-  if not j then
-    return nil, err
-  end
-  local _ <close> = j
-  return job.drive(j, opts.progress, opts.cancel, opts.poll, opts.poll_forget)
-end)
-
 -- s:restore_health_job{...} -> Job | nil, err (driven like a check's job)
-core.interpose("imagehealth.Session", "restore_health_job", function(s, opts)
-  check_open(s)
-  opts = check_opts(opts, "restore_health_job")
-  local j, err = start_restore(s, opts, "restore_health_job")
-  if not j then
-    return nil, err
-  end
-  return job.attach(j, opts)
-end)
+define_operation("restore_health", start_restore)
 
 return M

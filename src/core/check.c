@@ -143,9 +143,7 @@ static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		*out = NULL;
 		rc = ih_fail(err, IH_ERR_CANCELLED, "check cancelled; nothing was recorded");
 	}
-	pthread_mutex_lock(&a->s->mu);
-	a->s->active_jobs--;
-	pthread_mutex_unlock(&a->s->mu);
+	ih_session_end_job(a->s, 0);
 	return rc;
 }
 
@@ -262,22 +260,16 @@ int ih_check_start(ih_session *s, const ih_check_options *opt, ih_job **out, ih_
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	if (opt)
 		a->opt = *opt;
-	pthread_mutex_lock(&s->mu);
-	if (s->restoring) {
-		pthread_mutex_unlock(&s->mu);
+	if (ih_session_begin_job(s, 0, err)) {
 		free(a);
-		return ih_fail(err, IH_ERR_BUSY, "a restore is running on this session");
+		return IH_ERR_BUSY;
 	}
-	s->active_jobs++;
-	pthread_mutex_unlock(&s->mu);
 	a->s = s;
 	ih_session_ref(s);
 	ih_cancel_ref(a->opt.cancel);
 	rc = ih_job_start(run_check, a, free_check_arg, a->opt.cancel, out, err);
 	if (rc) {
-		pthread_mutex_lock(&s->mu);
-		s->active_jobs--;
-		pthread_mutex_unlock(&s->mu);
+		ih_session_end_job(s, 0);
 		free_check_arg(a);
 	}
 	return rc;

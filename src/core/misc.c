@@ -1,4 +1,5 @@
 /* misc.c - time, hex and string helpers. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include "util.h"
@@ -61,4 +62,14 @@ char *ih_strdup(const char *s)
 	if (d)
 		memcpy(d, s, n);
 	return d;
+}
+
+int ih_mkstemp(const char *path, const char *tag, char *out, size_t outlen)
+{
+	size_t n = (size_t)snprintf(out, outlen, "%s%s", path, tag);
+	if (n + 7 > outlen)
+		return -1;
+	memset(out + n, 'X', 6); /* mkstemp's template */
+	out[n + 6] = '\0';
+	return mkstemp(out);
 }

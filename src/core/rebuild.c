@@ -27,8 +27,7 @@ int rebuild_begin(const struct wim *w, struct rebuild *rb, ih_error *err)
 	rb->tmp = malloc(len);
 	if (!rb->tmp)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	snprintf(rb->tmp, len, "%s.ihtmp.XXXXXX", path);
-	rb->fd = mkstemp(rb->tmp);
+	rb->fd = ih_mkstemp(path, ".ihtmp.", rb->tmp, len);
 	if (rb->fd < 0) {
 		int e = errno;
 		free(rb->tmp);

@@ -664,9 +664,7 @@ out:
 	ih_report_free(before);
 	if (locked)
 		flock(s->lock_fd, LOCK_SH);
-	pthread_mutex_lock(&s->mu);
-	s->restoring = 0;
-	pthread_mutex_unlock(&s->mu);
+	ih_session_end_job(s, 1);
 	if (rc == IH_OK && ih_job_cancelled(j) && !any_commit) {
 		ih_report_free(r);
 		return ih_fail(err, IH_ERR_CANCELLED,
@@ -730,22 +728,16 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	a->opt.policy_hive = a->policy_hive;
-	pthread_mutex_lock(&s->mu);
-	if (s->restoring || s->active_jobs) {
-		pthread_mutex_unlock(&s->mu);
+	if (ih_session_begin_job(s, 1, err)) {
 		free_restore_arg(a);
-		return ih_fail(err, IH_ERR_BUSY, "this session is busy with another job");
+		return IH_ERR_BUSY;
 	}
-	s->restoring = 1;
-	pthread_mutex_unlock(&s->mu);
 	a->s = s;
 	ih_session_ref(s);
 	ih_cancel_ref(a->opt.cancel);
 	rc = ih_job_start(run_restore, a, free_restore_arg, a->opt.cancel, out, err);
 	if (rc) {
-		pthread_mutex_lock(&s->mu);
-		s->restoring = 0;
-		pthread_mutex_unlock(&s->mu);
+		ih_session_end_job(s, 1);
 		free_restore_arg(a);
 	}
 	return rc;

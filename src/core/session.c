@@ -93,6 +93,34 @@ void ih_session_ref(ih_session *s)
 	atomic_fetch_add(&s->refs, 1);
 }
 
+int ih_session_begin_job(ih_session *s, int exclusive, ih_error *err)
+{
+	int busy;
+	pthread_mutex_lock(&s->mu);
+	busy = s->restoring || (exclusive && s->active_jobs);
+	if (!busy) {
+		if (exclusive)
+			s->restoring = 1;
+		else
+			s->active_jobs++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (busy)
+		return ih_fail(err, IH_ERR_BUSY, "%s", s->restoring ? "a restore is running on this session"
+								 : "this session is busy with another job");
+	return IH_OK;
+}
+
+void ih_session_end_job(ih_session *s, int exclusive)
+{
+	pthread_mutex_lock(&s->mu);
+	if (exclusive)
+		s->restoring = 0;
+	else
+		s->active_jobs--;
+	pthread_mutex_unlock(&s->mu);
+}
+
 static void free_info(ih_wim_info *info)
 {
 	for (size_t i = 0; i < info->n_images; i++) {

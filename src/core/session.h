@@ -25,6 +25,10 @@ struct ih_session {
 };
 
 void ih_session_ref(ih_session *s);
+/* Jobs on one session: checks run side by side, a restore runs alone.
+ * Returns IH_OK, or IH_ERR_BUSY (err set). */
+int ih_session_begin_job(ih_session *s, int exclusive, ih_error *err);
+void ih_session_end_job(ih_session *s, int exclusive);
 void ih_session_unref(ih_session *s);
 /* First and last selected image (1-based). */
 uint32_t ih_session_first(const ih_session *s);

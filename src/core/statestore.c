@@ -257,8 +257,7 @@ int state_save_report(const ih_session *s, const ih_report *r)
 		FILE *f;
 		int fd, bad;
 		state_path(s, i, path, sizeof path);
-		snprintf(tmp, sizeof tmp, "%s.XXXXXX", path);
-		fd = mkstemp(tmp);
+		fd = ih_mkstemp(path, ".", tmp, sizeof tmp);
 		if (fd < 0)
 			return ih_errno_code(errno);
 		f = fdopen(fd, "w");

@@ -43,6 +43,9 @@ int ih_sha1_from_hex(const char *hex, uint8_t sha1[20]);
 int ih_is_zero_hash(const uint8_t sha1[20]);
 
 char *ih_strdup(const char *s);
+/* Creates and opens a new file named PATH + TAG + six random characters
+ * (mkstemp), its name in out.  Returns the fd or -1. */
+int ih_mkstemp(const char *path, const char *tag, char *out, size_t outlen);
 #define IH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif
