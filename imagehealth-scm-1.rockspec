@@ -12,8 +12,11 @@ description = {
   detailed = [[
 imagehealth does on Linux what DISM's CheckImageHealth / ScanHealth do on
 Windows: it opens a WIM, ESD or split WIM as a session, checks it (quickly,
-or by reading and verifying every blob on worker threads), and names every
-damaged blob and the files it belongs to.  A C core with a Lua 5.4 binding:
+or by reading and verifying every blob on worker threads), names every
+damaged blob and the files it belongs to, and, like RestoreHealth, repairs
+exactly the damaged blobs in place, crash-safe, from other WIM/ESD files,
+extracted image trees or the image's own LocalSourcePath policy, verifying
+every byte by SHA-1.  A C core with a Lua 5.4 binding:
 jobs can be polled (cqueues, luv) and progress callbacks may yield.  Includes
 the `imagehealth` command line tool.
 ]],
