@@ -314,6 +314,9 @@ struct ih_report {
 	size_t n_repaired;
 	ih_repair *repaired;    /* sorted by sha1 */
 	/* damage is what is left: unrepaired blobs (code source_missing) */
+	size_t n_dropped;
+	ih_damage *dropped;     /* damaged blobs no image uses: their blob table
+				 * entries were removed, nothing needs them */
 	size_t n_sources;
 	ih_source_report *sources;
 	uint64_t bytes_written;

@@ -21,6 +21,8 @@
 --                           report.sources), source_spec, raw_copy (the
 --                           compressed bytes were copied as they were),
 --                           paths, images, refs}
+--   report.dropped          damaged blobs no image uses (e.g. an entry whose
+--                           SHA-1 was damaged): their entries were removed
 --   report.unrepaired       what is left: the same list as report.damaged,
 --                           each entry with code "source_missing" and hresult
 --                           0x800F081F (no source had it), or code
@@ -534,6 +536,14 @@ function restore_lines(self)
         rp.raw_copy and "compressed bytes copied as they were" or "written anew",
         #(rp.paths or {}) == 0 and "; no file path known: a directory tree, or a file of one that "
           .. "was damaged" or "")
+    end
+  end
+  local dropped = self.dropped or {}
+  if #dropped > 0 then
+    add("Dropped (%d): damaged blobs no image uses; their entries were removed from the blob table",
+      #dropped)
+    for _, d in ipairs(dropped) do
+      add("  %s  %s  %s", d.sha1, M.format_bytes(d.size), d.reason)
     end
   end
   if #left > 0 then

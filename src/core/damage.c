@@ -203,6 +203,9 @@ void ih_report_free(ih_report *r)
 		free(r->repaired[i].images);
 	}
 	free(r->repaired);
+	for (size_t i = 0; i < r->n_dropped; i++)
+		free_damage(&r->dropped[i]);
+	free(r->dropped);
 	for (size_t i = 0; i < r->n_sources; i++) {
 		free(r->sources[i].spec);
 		free(r->sources[i].path);

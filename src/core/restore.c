@@ -495,6 +495,10 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 			    !memcmp(s->w->blobs[s->w->metadata[i]].sha1, dm->sha1, 20))
 				t->blob = &s->w->blobs[s->w->metadata[i]];
 		t->part = t->blob ? t->blob->part : 1;
+		/* A damaged blob no image uses (say, an entry whose SHA-1 was
+		 * damaged: the files now miss the real one) is not fetched: its
+		 * entry is removed.  Only a session on every image can tell. */
+		t->drop = t->blob && !dm->is_metadata && dm->n_images == 0 && s->index == 0;
 		total += dm->size;
 	}
 	qsort(ts, nt, sizeof *ts, cmp_target);
@@ -515,7 +519,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 			rc = prepare_part(s->w, t->part, &pws[t->part - 1], err);
 			wr = &pws[t->part - 1].wr;
 		}
-		for (size_t i = 0; i < nsrc && rc == IH_OK && t->source < 0; i++) {
+		for (size_t i = 0; i < nsrc && rc == IH_OK && t->source < 0 && !t->drop; i++) {
 			int got = source_supply(&src[i], t->dm->sha1, t->blob ? t->blob->size : 0,
 						t->dm->refs, t->dm->n_refs, wr, &j->cancel, j,
 						&t->sup);
@@ -562,7 +566,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	for (uint16_t p = 1; p <= s->w->nparts && rc == IH_OK && !opt->rebuild; p++) {
 		int has = 0;
 		for (size_t k = 0; k < nt; k++)
-			has |= ts[k].part == p && ts[k].source >= 0;
+			has |= ts[k].part == p && (ts[k].source >= 0 || ts[k].drop);
 		if (!has && !(p == 1 && part1_needs))
 			continue;
 		/* The last point where cancel leaves the image as it was. */
@@ -604,7 +608,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	/* The report: what was repaired and from where, what is left. */
 	r->repaired = calloc(nt + 1, sizeof *r->repaired);
 	r->damage = calloc(nt + 1, sizeof *r->damage);
-	if (!r->repaired || !r->damage) {
+	r->dropped = calloc(nt + 1, sizeof *r->dropped);
+	if (!r->repaired || !r->damage || !r->dropped) {
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
@@ -621,11 +626,14 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 			    copy_refs(&rp->refs, &rp->n_refs, t->dm))
 				rc = IH_ERR_NOMEM;
 		} else {
-			ih_damage *dm = &r->damage[r->n_damage++];
+			int dropped = t->drop;
+			ih_damage *dm = dropped ? &r->dropped[r->n_dropped++] : &r->damage[r->n_damage++];
 			*dm = *t->dm;
 			dm->refs = NULL;
 			dm->n_refs = 0;
-			snprintf(dm->detail, sizeof dm->detail, "no source has it (0x800F081F); %.120s",
+			snprintf(dm->detail, sizeof dm->detail, "%s; %.110s",
+				 dropped ? "no image uses it: its entry was removed"
+					 : "no source has it (0x800F081F)",
 				 t->dm->detail[0] ? t->dm->detail : ih_reason_name(t->dm->reason));
 			if (copy_images(&dm->images, &dm->n_images, t->dm) ||
 			    copy_refs(&dm->refs, &dm->n_refs, t->dm))

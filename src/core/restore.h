@@ -14,10 +14,12 @@ struct target {
 	const struct wim_blob *blob; /* its entry, or NULL when missing */
 	uint16_t part;
 	int source;                  /* -1: not repaired */
+	int drop;                    /* no image uses it: remove its entry */
 	struct supplied sup;
 };
 
-/* The repaired target whose old entry is `entry` of `part`, or NULL. */
+/* The repaired (or dropped) target whose old entry is `entry` of `part`,
+ * or NULL. */
 const struct target *target_at(const struct target *ts, size_t nt, uint16_t part, size_t entry);
 
 /* A blob table being built. */

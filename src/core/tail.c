@@ -19,7 +19,7 @@ ih_errcode write_code(int e)
 const struct target *target_at(const struct target *ts, size_t nt, uint16_t part, size_t entry)
 {
 	for (size_t k = 0; k < nt; k++)
-		if (ts[k].source >= 0 && ts[k].blob && ts[k].part == part &&
+		if ((ts[k].source >= 0 || ts[k].drop) && ts[k].blob && ts[k].part == part &&
 		    ts[k].blob->entry == entry)
 			return &ts[k];
 	return NULL;
@@ -50,8 +50,8 @@ int table_put_repaired(struct new_table *t, const uint8_t old_raw[BLOB_ENTRY_SIZ
 		       const struct target *hit)
 {
 	struct wim_blob_entry e;
-	if (hit->blob->solid >= 0)
-		return 0; /* leaves its solid run: table_append_new */
+	if (hit->drop || hit->blob->solid >= 0)
+		return 0; /* gone, or leaves its solid run: table_append_new */
 	wimfmt_get_blob_entry(old_raw, &e);
 	e.res = hit->sup.res;
 	e.res.flags |= hit->blob->flags & RESHDR_FLAG_METADATA;

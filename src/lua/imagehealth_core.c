@@ -947,6 +947,14 @@ static void push_restore_fields(lua_State *L, const ih_report *r, const ljob *lj
 	}
 	lua_setfield(L, rep, "unrepaired");
 
+	/* dropped: damaged blobs no image used; their entries were removed */
+	lua_createtable(L, (int)r->n_dropped, 0);
+	for (size_t i = 0; i < r->n_dropped; i++) {
+		push_damage(L, &r->dropped[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, rep, "dropped");
+
 	lua_createtable(L, 0, 3);
 	setfield_optstr(L, "local_source_path", r->policy_local_source_path);
 	if (r->policy_use_windows_update != -1)
