@@ -481,6 +481,13 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
+	/* Whether a blob is used by no image can be told only when every
+	 * image's directory tree could be read. */
+	int trees_known = s->index == 0;
+	for (size_t k = 0; k < nt; k++)
+		trees_known &= !before->damage[k].is_metadata;
+	for (size_t i = 0; i < before->n_problems; i++)
+		trees_known &= before->problems[i].kind != IH_PROBLEM_METADATA;
 	uint64_t total = 0;
 	for (size_t k = 0; k < nt; k++) {
 		const ih_damage *dm = &before->damage[k];
@@ -497,8 +504,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		t->part = t->blob ? t->blob->part : 1;
 		/* A damaged blob no image uses (say, an entry whose SHA-1 was
 		 * damaged: the files now miss the real one) is not fetched: its
-		 * entry is removed.  Only a session on every image can tell. */
-		t->drop = t->blob && !dm->is_metadata && dm->n_images == 0 && s->index == 0;
+		 * entry is removed. */
+		t->drop = trees_known && t->blob && !dm->is_metadata && dm->n_images == 0;
 		total += dm->size;
 	}
 	qsort(ts, nt, sizeof *ts, cmp_target);
