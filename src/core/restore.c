@@ -298,18 +298,12 @@ static void prefetch_tables(const char *spec)
 {
 	uint8_t hb[WIM_HEADER_SIZE];
 	struct wim_header h;
-	char why[64], *path;
+	char why[64];
+	uint32_t index;
+	int wim_prefix;
+	char *path = source_spec_path(spec, &index, &wim_prefix);
+	int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
 
-	if (!strncasecmp(spec, "wim:", 4) || !strncasecmp(spec, "esd:", 4))
-		spec += 4;
-	path = ih_strdup(spec);
-	if (!path)
-		return;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		source_split_index(path);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-	}
 	free(path);
 	if (fd < 0)
 		return;
@@ -431,18 +425,12 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 
 	/* The damage: what the last full scan of this exact file recorded,
 	 * or a full scan now. */
-	ih_check_options co = {.scan = 0, .threads = opt->threads, .no_record = 0};
+	ih_check_options co = {.scan = 1, .threads = opt->threads};
 	rc = check_from_records(s, &before);
 	if (rc == 1)
 		rc = check_run(s, j, &co, &before, err);
 	else if (rc)
 		rc = ih_fail(err, rc, "out of memory");
-	if (rc == IH_OK && !before->from_record) {
-		ih_report_free(before);
-		before = NULL;
-		co.scan = 1;
-		rc = check_run(s, j, &co, &before, err);
-	}
 	if (rc)
 		goto out;
 	if (ih_job_cancelled(j))

@@ -83,39 +83,43 @@ static void open_wim_source(struct source *src)
 	rep->usable = 1;
 }
 
+char *source_spec_path(const char *spec, uint32_t *index, int *wim_prefix)
+{
+	struct stat st;
+	char *path;
+
+	*index = 0;
+	*wim_prefix = !strncasecmp(spec, "wim:", 4) || !strncasecmp(spec, "esd:", 4);
+	path = ih_strdup(spec + (*wim_prefix ? 4 : 0));
+	/* "PATH:INDEX" when PATH itself does not exist with the colon */
+	if (path && stat(path, &st) != 0)
+		*index = source_split_index(path);
+	return path;
+}
+
 void source_open(struct source *src, ih_source_report *rep, const char *spec,
 		 ih_source_origin origin)
 {
 	struct stat st;
-	char *path;
-	int wim_prefix = 0;
+	int wim_prefix;
 
 	memset(src, 0, sizeof *src);
 	src->rep = rep;
 	rep->spec = ih_strdup(spec);
 	rep->origin = origin;
-	if (!strncasecmp(spec, "wim:", 4) || !strncasecmp(spec, "esd:", 4)) {
-		spec += 4;
-		wim_prefix = 1;
-	}
-	path = ih_strdup(spec);
-	if (!path || !rep->spec) {
-		free(path);
+	rep->path = source_spec_path(spec, &rep->index, &wim_prefix);
+	if (!rep->path || !rep->spec) {
 		set_error(src, "out of memory%s%s", "", "");
 		return;
 	}
-	/* "PATH:INDEX" when PATH itself does not exist with the colon */
-	if (stat(path, &st) != 0)
-		rep->index = source_split_index(path);
-	rep->path = path;
-	if (stat(path, &st) != 0) {
+	if (stat(rep->path, &st) != 0) {
 		rep->kind = wim_prefix ? IH_SOURCE_WIM : IH_SOURCE_DIR;
-		set_error(src, "%s: %s", path, strerror(errno));
+		set_error(src, "%s: %s", rep->path, strerror(errno));
 		return;
 	}
 	if (S_ISDIR(st.st_mode) && !wim_prefix) {
 		rep->kind = IH_SOURCE_DIR;
-		src->dir = ih_strdup(path);
+		src->dir = ih_strdup(rep->path);
 		rep->usable = src->dir != NULL;
 		return;
 	}

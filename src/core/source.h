@@ -43,6 +43,9 @@ int source_supply(struct source *src, const uint8_t sha1[20], uint64_t size,
 		  const atomic_int *cancel, ih_job *job,
 		  struct supplied *out);
 
+/* The local path of a source spec (malloc'd), its INDEX or 0, and whether
+ * it was written wim:/esd:. */
+char *source_spec_path(const char *spec, uint32_t *index, int *wim_prefix);
 /* Splits "PATH:INDEX" (INDEX all digits) in place; returns the index or 0. */
 uint32_t source_split_index(char *path);
 
