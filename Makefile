@@ -54,6 +54,12 @@ BUSTED = $(LUA) /usr/bin/busted
 deps:
 	bash tools/install-deps
 
+# eval "$(make -s env)" sets up a shell to use the module from the checkout
+# (lua5.4 -l imagehealth).
+env:
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(B)/lua/?.so;;"'
+
 test: all asan
 	@bash tools/run-tests
 
@@ -77,4 +83,4 @@ bench: all
 clean:
 	rm -rf $(B) $(BA) build-fuzz
 
-.PHONY: all asan deps test test-c test-lua demo fuzz bench clean
+.PHONY: all asan deps env test test-c test-lua demo fuzz bench clean
