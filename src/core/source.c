@@ -149,9 +149,17 @@ struct feed {
 	ih_job *job;              /* progress goes to its counters */
 };
 
+/* The job's own cancel flag, or its cancel token (any thread may set it). */
+static int stop_requested(const atomic_int *cancel, ih_job *job)
+{
+	return (cancel && atomic_load(cancel)) || (job && ih_job_cancelled(job));
+}
+
 static int feed_fn(void *ctx, const uint8_t *data, size_t len)
 {
 	struct feed *f = ctx;
+	if (stop_requested(NULL, f->job))
+		return 1;
 	if (f->want && f->got + len > f->want)
 		return 1; /* longer than the blob: not it */
 	ih_sha1_update(f->md, data, len);
@@ -230,7 +238,7 @@ static int supply_from_wim(struct source *src, const uint8_t sha1[20], uint64_t 
 	ih_sha1_final(f.md, hash);
 	ih_sha1_free(f.md);
 	src->rep->bytes_read += f.got;
-	if (f.write_failed || (cancel && atomic_load(cancel))) {
+	if (f.write_failed || stop_requested(cancel, job)) {
 		writer_rewind(wr);
 		return -1;
 	}
@@ -331,7 +339,7 @@ static int supply_from_file(struct source *src, const char *file, const uint8_t 
 	ih_sha1_init(f.md);
 	while (f.got < f.want && !bad) {
 		ssize_t n = read(fd, buf, READ_WINDOW);
-		if (n <= 0 || (cancel && atomic_load(cancel)))
+		if (n <= 0 || stop_requested(cancel, job))
 			bad = 1;
 		else if (feed_fn(&f, buf, (size_t)n))
 			bad = 1;
@@ -341,7 +349,7 @@ static int supply_from_file(struct source *src, const char *file, const uint8_t 
 	ih_sha1_final(f.md, hash);
 	ih_sha1_free(f.md);
 	src->rep->bytes_read += f.got;
-	if (f.write_failed || (cancel && atomic_load(cancel))) {
+	if (f.write_failed || stop_requested(cancel, job)) {
 		writer_rewind(wr);
 		return -1;
 	}
