@@ -47,6 +47,7 @@ struct scan {
 	const struct wim *w;
 	ih_job *j;
 	struct damage_set *d;
+	const uint8_t *want;   /* blobs of the selected image(s), or NULL: all */
 	struct task *tasks;
 	size_t ntasks;
 	atomic_size_t next;
@@ -81,6 +82,9 @@ static void report_damage(struct scan *sc, const struct wim_blob *b, ih_reason r
 			  const char *detail)
 {
 	char hex[41];
+	/* a solid resource holds other images' blobs too: not ours to report */
+	if (sc->want && !sc->want[b - sc->w->blobs])
+		return;
 	if (damage_add(sc->d, sc->w, b->sha1, b, reason, detail)) {
 		ih_sha1_hex(b->sha1, hex);
 		ih_job_post(sc->j, IH_EVENT_DAMAGE, "%s %s %s", hex, ih_reason_name(reason),
@@ -398,7 +402,7 @@ static void judge_integrity(struct scan *sc, const struct wim *w, struct problem
 int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 	       struct damage_set *d, struct problem_list *pl, ih_error *err)
 {
-	struct scan sc = {.s = s, .w = s->w, .j = j, .d = d};
+	struct scan sc = {.s = s, .w = s->w, .j = j, .d = d, .want = want};
 	struct worker *wks = NULL;
 	pthread_t *tids = NULL;
 	uint64_t bytes, blobs;
