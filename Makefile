@@ -60,7 +60,9 @@ env:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(B)/lua/?.so;;"'
 
-test: all asan
+test:
+	@bash tools/install-deps
+	$(MAKE) all asan
 	@bash tools/run-tests
 
 test-c: all
