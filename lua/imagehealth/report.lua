@@ -103,13 +103,14 @@ function M.is_report(v)
   return getmetatable(v) == Report
 end
 
--- All (image, path, damage) triples, sorted by image then path.
-local function file_list(self)
+-- All uses of a list of blobs (damaged or repaired): {image, path, blob}
+-- triples, sorted by image, path, then SHA-1.
+local function uses_of(blobs)
   local list = {}
-  for _, d in ipairs(self.damaged or {}) do
-    for _, r in ipairs(d.refs or {}) do
+  for _, b in ipairs(blobs or {}) do
+    for _, r in ipairs(b.refs or {}) do
       if r.path and r.path ~= "" then
-        list[#list + 1] = {image = r.image, path = r.path, damage = d}
+        list[#list + 1] = {image = r.image, path = r.path, blob = b}
       end
     end
   end
@@ -120,19 +121,19 @@ local function file_list(self)
     if a.path ~= b.path then
       return a.path < b.path
     end
-    return a.damage.sha1 < b.damage.sha1
+    return a.blob.sha1 < b.blob.sha1
   end)
   return list
 end
 
 -- for path, damage, image in report:files() do ... end
 function Report:files()
-  local list, i = file_list(self), 0
+  local list, i = uses_of(self.damaged), 0
   return function()
     i = i + 1
     local e = list[i]
     if e then
-      return e.path, e.damage, e.image
+      return e.path, e.blob, e.image
     end
   end
 end
@@ -140,7 +141,7 @@ end
 -- Number of damaged files per image: {[image] = n}, and the sorted images.
 function Report:files_by_image()
   local per, images = {}, {}
-  for _, e in ipairs(file_list(self)) do
+  for _, e in ipairs(uses_of(self.damaged)) do
     if not per[e.image] then
       per[e.image] = {}
       images[#images + 1] = e.image
@@ -273,36 +274,14 @@ end
 
 ----------------------------------------------------------------- restore
 
--- All (image, path, repair) triples of the repaired blobs, sorted.
-local function repaired_list(self)
-  local list = {}
-  for _, rp in ipairs(self.repaired or {}) do
-    for _, r in ipairs(rp.refs or {}) do
-      if r.path and r.path ~= "" then
-        list[#list + 1] = {image = r.image, path = r.path, repair = rp}
-      end
-    end
-  end
-  table.sort(list, function(a, b)
-    if a.image ~= b.image then
-      return a.image < b.image
-    end
-    if a.path ~= b.path then
-      return a.path < b.path
-    end
-    return a.repair.sha1 < b.repair.sha1
-  end)
-  return list
-end
-
 -- for path, repair, image, source in report:repaired_files() do ... end
 function Report:repaired_files()
-  local list, i = repaired_list(self), 0
+  local list, i = uses_of(self.repaired), 0
   return function()
     i = i + 1
     local e = list[i]
     if e then
-      return e.path, e.repair, e.image, (self.sources or {})[e.repair.source]
+      return e.path, e.blob, e.image, (self.sources or {})[e.blob.source]
     end
   end
 end
@@ -516,7 +495,7 @@ function restore_lines(self)
   end
   local sources = self.sources or {}
   if #repaired > 0 then
-    local list = repaired_list(self)
+    local list = uses_of(self.repaired)
     if #list > 0 then
       add("Repaired files (%d):", #list)
       local img
@@ -525,8 +504,8 @@ function restore_lines(self)
           img = e.image
           add("  image %d:", img)
         end
-        add("    %s  <- [%s] %s", e.path, tostring(e.repair.source or "?"),
-          source_name(sources[e.repair.source]))
+        add("    %s  <- [%s] %s", e.path, tostring(e.blob.source or "?"),
+          source_name(sources[e.blob.source]))
       end
     end
     add("Repaired blobs (%d):", #repaired)

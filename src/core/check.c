@@ -251,7 +251,6 @@ out:
 int ih_check_start(ih_session *s, const ih_check_options *opt, ih_job **out, ih_error *err)
 {
 	struct check_arg *a;
-	int rc;
 
 	if (!s)
 		return ih_fail(err, IH_ERR_INVALID_SESSION, "no session");
@@ -260,19 +259,10 @@ int ih_check_start(ih_session *s, const ih_check_options *opt, ih_job **out, ih_
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	if (opt)
 		a->opt = *opt;
-	if (ih_session_begin_job(s, 0, err)) {
-		free(a);
-		return IH_ERR_BUSY;
-	}
 	a->s = s;
 	ih_session_ref(s);
 	ih_cancel_ref(a->opt.cancel);
-	rc = ih_job_start(run_check, a, free_check_arg, a->opt.cancel, out, err);
-	if (rc) {
-		ih_session_end_job(s, 0);
-		free_check_arg(a);
-	}
-	return rc;
+	return ih_session_start_job(s, 0, run_check, a, free_check_arg, a->opt.cancel, out, err);
 }
 
 int ih_check(ih_session *s, const ih_check_options *opt, ih_report **report, ih_error *err)

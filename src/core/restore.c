@@ -712,7 +712,6 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 		     ih_error *err)
 {
 	struct restore_arg *a;
-	int rc;
 
 	if (!s)
 		return ih_fail(err, IH_ERR_INVALID_SESSION, "no session");
@@ -721,6 +720,7 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	if (opt)
 		a->opt = *opt;
+	ih_cancel_ref(a->opt.cancel); /* free_restore_arg drops it */
 	a->opt.sources = NULL;
 	a->opt.path_map = NULL;
 	a->opt.policy_hive = NULL;
@@ -731,19 +731,10 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	a->opt.policy_hive = a->policy_hive;
-	if (ih_session_begin_job(s, 1, err)) {
-		free_restore_arg(a);
-		return IH_ERR_BUSY;
-	}
 	a->s = s;
 	ih_session_ref(s);
-	ih_cancel_ref(a->opt.cancel);
-	rc = ih_job_start(run_restore, a, free_restore_arg, a->opt.cancel, out, err);
-	if (rc) {
-		ih_session_end_job(s, 1);
-		free_restore_arg(a);
-	}
-	return rc;
+	return ih_session_start_job(s, 1, run_restore, a, free_restore_arg, a->opt.cancel, out,
+				    err);
 }
 
 int ih_restore(ih_session *s, const ih_restore_options *opt, ih_report **report,

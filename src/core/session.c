@@ -111,6 +111,22 @@ int ih_session_begin_job(ih_session *s, int exclusive, ih_error *err)
 	return IH_OK;
 }
 
+int ih_session_start_job(ih_session *s, int exclusive, ih_job_fn fn, void *arg,
+			 void (*free_arg)(void *), ih_cancel *cancel, ih_job **out, ih_error *err)
+{
+	int rc = ih_session_begin_job(s, exclusive, err);
+	if (rc) {
+		free_arg(arg);
+		return rc;
+	}
+	rc = ih_job_start(fn, arg, free_arg, cancel, out, err);
+	if (rc) {
+		ih_session_end_job(s, exclusive);
+		free_arg(arg);
+	}
+	return rc;
+}
+
 void ih_session_end_job(ih_session *s, int exclusive)
 {
 	pthread_mutex_lock(&s->mu);

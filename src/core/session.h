@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include "imagehealth.h"
 #include "blobindex.h"
+#include "job.h"
 #include "reader.h"
 #include "wim.h"
 #include "metadata.h"
@@ -29,6 +30,11 @@ void ih_session_ref(ih_session *s);
  * Returns IH_OK, or IH_ERR_BUSY (err set). */
 int ih_session_begin_job(ih_session *s, int exclusive, ih_error *err);
 void ih_session_end_job(ih_session *s, int exclusive);
+/* Starts fn(arg) on a job of session s.  arg already holds a reference to
+ * s and to cancel, which free_arg drops; on failure arg is freed here.  The
+ * job's fn must call ih_session_end_job(s, exclusive) when it ends. */
+int ih_session_start_job(ih_session *s, int exclusive, ih_job_fn fn, void *arg,
+			 void (*free_arg)(void *), ih_cancel *cancel, ih_job **out, ih_error *err);
 void ih_session_unref(ih_session *s);
 /* First and last selected image (1-based). */
 uint32_t ih_session_first(const ih_session *s);
