@@ -356,6 +356,42 @@ static void test_metadata_split_and_lying_wim(void)
 	CHECK(tsh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) == 0);
 }
 
+/* A write that was cut off leaves the write-in-progress flag: the check
+ * says so, and a restore, with nothing to fetch, clears it. */
+static void test_interrupted_write(void)
+{
+	char p[600], sd[300];
+	ih_session *s;
+	ih_error err;
+	ih_report *r = NULL;
+	tsh("cp %s/lzx.wim %s/wip.wim", wd, wd);
+	snprintf(p, sizeof p, "%s/wip.wim", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	FILE *f = fopen(p, "r+b");
+	CHECK(f != NULL);
+	fseek(f, 0x10, SEEK_SET);
+	int c = fgetc(f);
+	fseek(f, 0x10, SEEK_SET);
+	fputc(c | WIM_HDR_FLAG_WRITE_IN_PROGRESS, f);
+	fclose(f);
+	CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
+	CHECK(ih_check(s, &(ih_check_options){0}, &r, &err) == IH_OK);
+	CHECK(r && r->state == IH_REPAIRABLE && r->n_damage == 0 && r->n_problems == 1 &&
+	      r->problems[0].kind == IH_PROBLEM_HEADER);
+	ih_report_free(r);
+	r = NULL;
+	CHECK(ih_restore(s, &(ih_restore_options){.no_policy = 1}, &r, &err) == IH_OK);
+	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 0);
+	ih_report_free(r);
+	r = NULL;
+	CHECK(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err) == IH_OK);
+	CHECK(r && r->state == IH_HEALTHY && r->n_problems == 0);
+	ih_report_free(r);
+	ih_session_close(s);
+	CHECK(tsh("wimlib-imagex verify %s 2>&1 | grep -q WRITE_IN_PROGRESS", p) != 0);
+	CHECK(verify("wip.wim") == 0);
+}
+
 void test_restore(void)
 {
 	snprintf(wd, sizeof wd, "/tmp/ih-rtest-XXXXXX");
@@ -371,5 +407,6 @@ void test_restore(void)
 	test_rebuild();
 	test_policy();
 	test_metadata_split_and_lying_wim();
+	test_interrupted_write();
 	tsh("rm -rf %s", wd);
 }

@@ -471,6 +471,11 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 	w->ctype = w->hdr.ctype;
 	w->chunk_size = w->hdr.chunk_size;
 	w->image_count = w->hdr.image_count;
+	if (w->hdr.flags & WIM_HDR_FLAG_WRITE_IN_PROGRESS)
+		wim_problem(w, IH_PROBLEM_HEADER, IH_REPAIRABLE,
+			    "an earlier write to the image was interrupted (write-in-progress flag "
+			    "set); the image its header describes is intact; a restore clears the "
+			    "flag, and --rebuild also drops the unused bytes");
 	if (w->hdr.part_number != 1) {
 		unsigned part = w->hdr.part_number;
 		wim_free(w);
