@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "imagehealth.h"
@@ -269,6 +271,14 @@ static void test_open_errors(void)
 	snprintf(p, sizeof p, "%s/lzx.wim", workdir);
 	CHECK(ih_session_open(p, &(ih_open_options){.index = 2}, &s, &err) == IH_ERR_BAD_INDEX);
 	CHECK(err.hresult == 0xC0040005);
+	/* a restore holds the image exclusively: opening it is busy, at once */
+	{
+		int fd = open(p, O_RDONLY);
+		CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0);
+		CHECK(ih_session_open(p, NULL, &s, &err) == IH_ERR_BUSY);
+		CHECK(err.hresult == 0x800F0902);
+		close(fd);
+	}
 	CHECK(ih_session_open(p, &(ih_open_options){.index = 1}, &s, &err) == IH_OK);
 	const ih_wim_info *info;
 	CHECK(ih_session_info(s, &info, &err) == IH_OK);
