@@ -15,19 +15,12 @@ lazy_setup(function()
   good = F.image("LZX")
 end)
 
-local ndirs = 0
-local function fresh_dir(name)
-  ndirs = ndirs + 1
-  local d = string.format("%s/%s-%d", T, name or "d", ndirs)
-  F.sh("mkdir -p " .. q(d))
-  return d
-end
 
 -- A copy of a cached image kind (default LZX) with the data of these files
 -- damaged.
 local function damaged(files, kind)
   local src = F.image(kind or "LZX")
-  local img = F.copy(src, fresh_dir("img") .. "/" .. F.basename(src))
+  local img = F.copy(src, F.tmpdir("img") .. "/" .. F.basename(src))
   local dmg = {}
   for _, f in ipairs(files) do
     dmg[f] = F.damage_file_data(img, f)
@@ -37,7 +30,7 @@ end
 
 -- A directory source holding only these files of the fixture tree.
 local function partial_source(files)
-  local d = fresh_dir("src")
+  local d = F.tmpdir("src")
   for _, f in ipairs(files) do
     F.sh(string.format("mkdir -p %s && cp %s %s", q(d .. F.dirname(f)), q(tree.dir .. f), q(d .. f)))
   end
@@ -99,7 +92,7 @@ describe("imagehealth restore", function()
 
   it("calls out a source whose bytes do not hash right", function()
     local img = damaged{tree.text}
-    local liar = fresh_dir("liar")
+    local liar = F.tmpdir("liar")
     F.sh("mkdir -p " .. q(liar .. "/data"))
     F.write_file(liar .. tree.text, F.text_bytes(tree.files[tree.text].size, "liar"))
     local code, out = run("restore --source " .. q(liar) .. " --source " .. q(good) .. " " .. q(img))
@@ -111,9 +104,9 @@ describe("imagehealth restore", function()
   end)
 
   it("exit 2 for a nonrepairable image, which it leaves alone", function()
-    local img = F.copy(good, fresh_dir("broken") .. "/broken.wim")
+    local img = F.copy(good, F.tmpdir("broken") .. "/broken.wim")
     F.damage_header(img, "blob_table")
-    local orig = F.copy(img, fresh_dir("orig") .. "/orig.wim")
+    local orig = F.copy(img, F.tmpdir("orig") .. "/orig.wim")
     local code, out = run("restore --source " .. q(good) .. " " .. q(img))
     assert.equal(2, code, out)
     assert.matches("^nonrepairable", out)
@@ -204,7 +197,7 @@ describe("imagehealth restore", function()
   end)
 
   it("--json of a healthy image: empty arrays, nothing written", function()
-    local img = F.copy(good, fresh_dir("healthy") .. "/h.wim")
+    local img = F.copy(good, F.tmpdir("healthy") .. "/h.wim")
     local code, out = run("restore --json --source " .. q(good) .. " " .. q(img))
     assert.equal(0, code, out)
     for _, key in ipairs{"repaired", "unrepaired", "damaged", "sources"} do
@@ -218,7 +211,7 @@ describe("imagehealth restore", function()
 
   it("--path-map maps the Windows paths of the image's policy", function()
     local P = H.policy_image()
-    local img = F.copy(P.pristine, fresh_dir("pol") .. "/pol.wim")
+    local img = F.copy(P.pristine, F.tmpdir("pol") .. "/pol.wim")
     F.damage_file_data(img, tree.text)
     local code, out = run("restore --path-map " .. q("C:\\Src=" .. P.dir) .. " " .. q(img))
     assert.equal(0, code, out)
@@ -227,7 +220,7 @@ describe("imagehealth restore", function()
     assert.matches("[2] D:\\Nowhere (dir, policy): unusable: ", out, 1, true)
     assert.matches("UseWindowsUpdate 2: never use the remote default", out, 1, true)
     -- mapped to places that do not have them: the JSON says so
-    img = F.copy(P.pristine, fresh_dir("pol") .. "/pol.wim")
+    img = F.copy(P.pristine, F.tmpdir("pol") .. "/pol.wim")
     F.damage_file_data(img, tree.text)
     code, out = run("restore --json --path-map " .. q("C:\\=" .. T .. "/nowhere") .. " --path-map "
       .. q("d:=" .. T .. "/nowhere-d") .. " " .. q(img))
@@ -255,7 +248,7 @@ describe("imagehealth restore", function()
   end)
 
   it("--index N restores one image of several", function()
-    local img = F.copy(F.image("multi"), fresh_dir("multi") .. "/multi.wim")
+    local img = F.copy(F.image("multi"), F.tmpdir("multi") .. "/multi.wim")
     -- /hello.txt of image 2 differs from image 1's: only image 2 is hit
     F.damage_file_data(img, "/hello.txt", {image = 2})
     local code, out = run("restore --index 2 --source " .. q(F.image("multi")) .. " " .. q(img))

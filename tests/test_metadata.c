@@ -12,20 +12,11 @@
 #include "metadata.h"
 #include "sha1.h"
 #include "testutil.h"
+#include "wimtest.h"
 #include "util.h"
 
 /* ------------------------------------------------------------- helpers */
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 static uint8_t *slurp(const char *path, size_t *len)
 {
@@ -190,7 +181,7 @@ static void make_tree(const char *dir)
 {
 	char p[1024];
 	snprintf(p, sizeof p, "%s/sub/deeper", dir);
-	sh("mkdir -p '%s' '%s/empty dir'", p, dir);
+	tsh("mkdir -p '%s' '%s/empty dir'", p, dir);
 	write_text(dir, "a.txt", "hello\n");
 	write_text(dir, "emptyfile", "");
 	write_text(dir, "sub/b.bin", "some data\n");
@@ -410,7 +401,7 @@ static void test_real_wim(void)
 	snprintf(src, sizeof src, "%s/tree", dir);
 	snprintf(wimpath, sizeof wimpath, "%s/out.wim", dir);
 	make_tree(src);
-	CHECK_EQ_INT(sh("wimlib-imagex capture '%s' '%s' --compress=none >/dev/null 2>&1", src,
+	CHECK_EQ_INT(tsh("wimlib-imagex capture '%s' '%s' --compress=none >/dev/null 2>&1", src,
 			wimpath), 0);
 
 	size_t wlen;
@@ -471,7 +462,7 @@ static void test_real_wim(void)
 	strs_free(&theirs_streams);
 out:
 	free(wim);
-	sh("rm -rf '%s'", dir);
+	tsh("rm -rf '%s'", dir);
 }
 
 /* ------------------------------------------------------------- hand-built */

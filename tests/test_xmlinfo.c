@@ -7,19 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 #include "testutil.h"
+#include "wimtest.h"
 #include "util.h"
 #include "xmlinfo.h"
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof cmd, fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
 
 /* n bytes of UTF-8 to UTF-16LE with a BOM; *len gets the size. */
 static uint8_t *utf16_doc_n(const char *s, size_t n, size_t *len)
@@ -303,7 +294,7 @@ static void test_real_wim(void)
 		return;
 	}
 	snprintf(wim, sizeof wim, "%s/two.wim", dir);
-	CHECK_EQ_INT(sh("mkdir -p %s/t && echo hi > %s/t/f && "
+	CHECK_EQ_INT(tsh("mkdir -p %s/t && echo hi > %s/t/f && "
 			"wimlib-imagex capture %s/t %s 'My <Image> & \"Co\"' "
 			"'d\xc3\xa9scription \xf0\x9f\x98\x80' --compress=none >/dev/null 2>&1 && "
 			"echo more > %s/t/g && "
@@ -346,7 +337,7 @@ static void test_real_wim(void)
 
 	test_damage(xml, size, count);
 	free(xml);
-	sh("rm -rf '%s'", dir);
+	tsh("rm -rf '%s'", dir);
 }
 
 void test_xmlinfo(void)

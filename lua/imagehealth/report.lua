@@ -221,6 +221,36 @@ function Report:summary()
   return string.format("%s: %s; %s.", self.state, table.concat(parts, "; "), what_checked(self))
 end
 
+-- Lines for a list of damaged blobs (where each lies, why it is damaged),
+-- then the files they hit, per image.
+local function add_damage(self, add, list, title, files_title)
+  add(title, #list)
+  for _, d in ipairs(list) do
+    local where = d.part and d.part > 0
+      and string.format("part %d at offset %d, %s stored%s", d.part, d.offset or 0,
+        M.format_bytes(d.stored_size), d.solid and ", solid" or "")
+      or "not in the blob table"
+    add("  %s  %s  %s%s", d.sha1, M.format_bytes(d.size), d.reason,
+      d.is_metadata and ("  [metadata" .. (d.images and d.images[1]
+        and (" of image " .. d.images[1]) or "") .. "]") or "")
+    add("      %s%s", where, (d.detail and d.detail ~= "") and ("; " .. d.detail) or "")
+  end
+  local per, images = self:files_by_image()
+  if #images > 0 then
+    local n = 0
+    for _, img in ipairs(images) do
+      n = n + #per[img]
+    end
+    add(files_title, n)
+    for _, img in ipairs(images) do
+      add("  image %d:", img)
+      for _, p in ipairs(per[img]) do
+        add("    %s", p)
+      end
+    end
+  end
+end
+
 -- The detailed text, as a list of lines (without a hint of what to do).
 function Report:lines()
   if self.restored then
@@ -236,31 +266,7 @@ function Report:lines()
   add("Checked:  %s", what_checked(self))
   local damaged = self.damaged or {}
   if #damaged > 0 then
-    add("Damaged blobs (%d):", #damaged)
-    for _, d in ipairs(damaged) do
-      local where = d.part and d.part > 0
-        and string.format("part %d at offset %d, %s stored%s", d.part, d.offset or 0,
-          M.format_bytes(d.stored_size), d.solid and ", solid" or "")
-        or "not in the blob table"
-      add("  %s  %s  %s%s", d.sha1, M.format_bytes(d.size), d.reason,
-        d.is_metadata and ("  [metadata" .. (d.images and d.images[1]
-          and (" of image " .. d.images[1]) or "") .. "]") or "")
-      add("      %s%s", where, (d.detail and d.detail ~= "") and ("; " .. d.detail) or "")
-    end
-    local per, images = self:files_by_image()
-    if #images > 0 then
-      local n = 0
-      for _, img in ipairs(images) do
-        n = n + #per[img]
-      end
-      add("Damaged files (%d):", n)
-      for _, img in ipairs(images) do
-        add("  image %d:", img)
-        for _, p in ipairs(per[img]) do
-          add("    %s", p)
-        end
-      end
-    end
+    add_damage(self, add, damaged, "Damaged blobs (%d):", "Damaged files (%d):")
   end
   local problems = self.problems or {}
   if #problems > 0 then
@@ -528,31 +534,7 @@ function restore_lines(self)
   if #left > 0 then
     local why = left[1].code == "nonrepairable" and "the image cannot be repaired in place"
       or "no source has them (0x800F081F source missing)"
-    add("Not repaired (%d): %s", #left, why)
-    for _, d in ipairs(left) do
-      local where = d.part and d.part > 0
-        and string.format("part %d at offset %d, %s stored%s", d.part, d.offset or 0,
-          M.format_bytes(d.stored_size), d.solid and ", solid" or "")
-        or "not in the blob table"
-      add("  %s  %s  %s%s", d.sha1, M.format_bytes(d.size), d.reason,
-        d.is_metadata and ("  [metadata" .. (d.images and d.images[1]
-          and (" of image " .. d.images[1]) or "") .. "]") or "")
-      add("      %s%s", where, (d.detail and d.detail ~= "") and ("; " .. d.detail) or "")
-    end
-    local per, images = self:files_by_image()
-    if #images > 0 then
-      local n = 0
-      for _, img in ipairs(images) do
-        n = n + #per[img]
-      end
-      add("Files not repaired (%d):", n)
-      for _, img in ipairs(images) do
-        add("  image %d:", img)
-        for _, p in ipairs(per[img]) do
-          add("    %s", p)
-        end
-      end
-    end
+    add_damage(self, add, left, "Not repaired (%d): " .. why, "Files not repaired (%d):")
   end
   if #sources > 0 then
     add("Sources (%d, in the order tried):", #sources)
