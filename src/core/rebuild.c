@@ -72,21 +72,15 @@ int rebuild_commit(const struct wim *w, struct rebuild *rb, const struct target 
 	const struct wim_part *p = &w->parts[0];
 	const struct wim_reshdr *obt = &p->hdr.blob_table;
 	size_t n = (size_t)(obt->orig_size / BLOB_ENTRY_SIZE);
-	uint8_t *old = malloc(obt->stored_size + 1), hdr[WIM_HEADER_SIZE], oldhdr[WIM_HEADER_SIZE];
+	const uint8_t *old = p->blob_table, *oldhdr = p->raw_header;
+	uint8_t hdr[WIM_HEADER_SIZE];
 	struct new_table t = {0};
 	struct wim_reshdr boot = {0};
 	uint32_t image = 0;
 	int rc = IH_OK, solid_ok = p->hdr.version == WIM_VERSION_SOLID;
 
-	if (!old) {
-		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (pread(p->fd, old, obt->stored_size, (off_t)obt->offset) != (ssize_t)obt->stored_size ||
-	    pread(p->fd, oldhdr, sizeof oldhdr, 0) != (ssize_t)sizeof oldhdr) {
-		rc = ih_fail(err, IH_ERR_IO, "%s: cannot re-read the blob table", p->path);
-		goto out;
-	}
+	if (!old)
+		return ih_fail(err, IH_ERR_NONREPAIRABLE, "%s: the blob table was not readable", p->path);
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *raw = old + i * BLOB_ENTRY_SIZE;
 		const struct target *hit = target_at(ts, nt, 1, i);
@@ -160,7 +154,6 @@ write_failed:
 	rc = ih_fail(err, write_code(rb->wr.err), "%s: writing failed: %s; the image was left as it was",
 		     rb->tmp, strerror(rb->wr.err ? rb->wr.err : EIO));
 out:
-	free(old);
 	free(t.v);
 	return rc;
 }

@@ -74,7 +74,7 @@ static int prepare_part(const struct wim *w, uint16_t part, struct part_write *p
 		close(pw->fd);
 		return ih_fail(err, IH_ERR_IO, "%s: %s", p->path, strerror(e));
 	}
-	if ((uint64_t)st.st_size != p->size || memcmp(pw->old_header, "MSWIM", 5)) {
+	if ((uint64_t)st.st_size != p->size || memcmp(pw->old_header, p->raw_header, WIM_HEADER_SIZE)) {
 		close(pw->fd);
 		return ih_fail(err, IH_ERR_BUSY, "%s changed since it was opened; open it again",
 			       p->path);
@@ -122,19 +122,14 @@ static int commit_part(const struct wim *w, uint16_t part, struct part_write *pw
 	const struct wim_part *p = &w->parts[part - 1];
 	const struct wim_reshdr *obt = &p->hdr.blob_table;
 	size_t n = (size_t)(obt->orig_size / BLOB_ENTRY_SIZE);
-	uint8_t *old = malloc(obt->stored_size + 1), hdr[WIM_HEADER_SIZE];
+	const uint8_t *old = p->blob_table;
+	uint8_t hdr[WIM_HEADER_SIZE];
 	struct new_table t = {0};
 	struct wim_reshdr boot = p->hdr.boot_metadata;
 	int rc = IH_OK;
 
-	if (!old) {
-		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	if (pread(pw->fd, old, obt->stored_size, (off_t)obt->offset) != (ssize_t)obt->stored_size) {
-		rc = ih_fail(err, IH_ERR_IO, "%s: cannot re-read the blob table", p->path);
-		goto out;
-	}
+	if (!old)
+		return ih_fail(err, IH_ERR_NONREPAIRABLE, "%s: the blob table was not readable", p->path);
 	/* Old entries in order, repaired ones rewritten where they were. */
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *raw = old + i * BLOB_ENTRY_SIZE;
@@ -176,7 +171,6 @@ write_failed:
 	rc = ih_fail(err, write_code(pw->wr.err), "%s: writing failed: %s; the image was left as it was",
 		     p->path, strerror(pw->wr.err ? pw->wr.err : EIO));
 out:
-	free(old);
 	free(t.v);
 	return rc;
 }

@@ -107,6 +107,7 @@ static int open_part(const char *path, struct wim_part *p, ih_error *err)
 			       "%s: not a WIM, ESD or SWM file (%s)", path,
 			       (size_t)n < sizeof buf ? "shorter than a WIM header"
 						       : "no MSWIM magic number");
+	memcpy(p->raw_header, buf, sizeof buf);
 	p->header_ok = wimfmt_parse_header(buf, sizeof buf, &p->hdr, why, sizeof why) == 0;
 	return IH_OK;
 }
@@ -360,7 +361,7 @@ static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_er
 			w->metadata[next_image - 1] = (size_t)(b - w->blobs);
 		}
 	}
-	free(buf);
+	p->blob_table = buf; /* kept: a restore rewrites it */
 	if (p->hdr.part_number == 1 && next_image < w->image_count)
 		wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
 			    "blob table lists %u metadata resources for %u images", next_image,
@@ -444,7 +445,6 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 	size_t cap = 0;
 	int rc;
 	char why[128];
-	uint8_t hb[WIM_HEADER_SIZE];
 
 	if (!w)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
@@ -461,9 +461,9 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 		wim_free(w);
 		return rc;
 	}
-	/* Re-parse to learn why the header is bad, if it is. */
-	if (wim_pread(w, 1, hb, sizeof hb, 0) == 0 &&
-	    wimfmt_parse_header(hb, sizeof hb, &w->hdr, why, sizeof why) != 0) {
+	/* Parsed again for the reason, if the header is bad. */
+	if (wimfmt_parse_header(w->parts[0].raw_header, WIM_HEADER_SIZE, &w->hdr, why,
+				sizeof why) != 0) {
 		wim_problem(w, IH_PROBLEM_HEADER, IH_NONREPAIRABLE, "WIM header is invalid: %s", why);
 		*out = w;
 		return IH_OK;
@@ -571,6 +571,7 @@ void wim_free(struct wim *w)
 			close(w->parts[k].fd);
 		free(w->parts[k].path);
 		free(w->parts[k].integrity);
+		free(w->parts[k].blob_table);
 	}
 	for (size_t k = 0; k < w->nsolids; k++) {
 		free(w->solids[k].chunk_offs);

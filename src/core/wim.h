@@ -17,6 +17,8 @@ struct wim_part {
 	uint64_t size;
 	int64_t mtime_ns;
 	struct wim_header hdr;
+	uint8_t raw_header[WIM_HEADER_SIZE]; /* as read: a writer starts from it */
+	uint8_t *blob_table;     /* the raw table as read, or NULL */
 	int header_ok;
 	uint8_t *integrity;      /* raw integrity table, or NULL */
 	size_t integrity_len;
