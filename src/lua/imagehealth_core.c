@@ -29,7 +29,6 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -657,19 +656,8 @@ static int session_restore_start(lua_State *L)
 	lj->no_policy = o.no_policy;
 	o.cancel = lj->cancel;
 
-	/* Writing past RLIMIT_FSIZE raises SIGXFSZ, which kills the process by
-	 * default; blocked in the job's thread (a new thread inherits the mask
-	 * of its creator), the write fails with EFBIG instead and the restore
-	 * reports disk_full and rolls back.  The mask of this thread is put
-	 * back at once. */
-	sigset_t xfsz, old;
-	sigemptyset(&xfsz);
-	sigaddset(&xfsz, SIGXFSZ);
-	int masked = pthread_sigmask(SIG_BLOCK, &xfsz, &old) == 0;
 	ih_error err = {0};
 	int rc = ih_restore_start(ls->s, &o, &lj->j, &err);
-	if (masked)
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != IH_OK) {
 		lj->j = NULL;
 		job_free(lj);
