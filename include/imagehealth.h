@@ -214,6 +214,8 @@ typedef struct ih_damage {
 	uint16_t part;          /* part number holding it, 0 if missing */
 	uint64_t offset;        /* resource offset in that part */
 	uint64_t stored_size;   /* resource size in that part */
+	ih_errcode code;        /* in a restore report: why it is left
+				 * (source_missing: no source had it), else IH_OK */
 	size_t n_images;
 	uint32_t *images;       /* images hit, sorted, unique */
 	size_t n_refs;
@@ -248,6 +250,12 @@ typedef enum ih_source_origin {
 	IH_ORIGIN_POLICY,     /* LocalSourcePath in the image's SOFTWARE hive */
 } ih_source_origin;
 
+typedef enum ih_source_status {
+	IH_SOURCE_USABLE = 1,   /* it opened: asked for every blob it may have */
+	IH_SOURCE_UNUSABLE,     /* it could not be opened or read: error says why */
+	IH_SOURCE_UNMAPPED,     /* a policy path that no path_map entry maps */
+} ih_source_status;
+
 /* One source as the restore saw it. */
 typedef struct ih_source_report {
 	char *spec;             /* as given ("wim:/x.wim:1", "/mnt/win", ...) */
@@ -255,7 +263,9 @@ typedef struct ih_source_report {
 	ih_source_origin origin;
 	char *path;             /* local path used */
 	uint32_t index;         /* wim INDEX, 0 if none */
-	int usable;             /* it opened */
+	int usable;             /* it opened (status == IH_SOURCE_USABLE) */
+	ih_source_status status;
+	ih_errcode error_code;  /* why not, as a code, or IH_OK */
 	char *error;            /* why not, or NULL */
 	uint64_t bytes_read;    /* blob bytes read from it */
 	uint64_t blobs_used;    /* blobs it supplied */
@@ -319,8 +329,10 @@ struct ih_report {
 				 * entries were removed, nothing needs them */
 	size_t n_sources;
 	ih_source_report *sources;
-	uint64_t bytes_written;
+	uint64_t bytes_written;  /* committed bytes; 0 when nothing was committed */
 	int rebuilt;
+	int limit_access;        /* the options as the restore ran */
+	int no_policy;
 	char *policy_local_source_path; /* as read from the hive, or NULL */
 	int policy_use_windows_update;  /* -1: not set */
 	char *policy_note;              /* why the policy could not be read, or NULL */

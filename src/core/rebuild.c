@@ -38,7 +38,7 @@ int rebuild_begin(const struct wim *w, struct rebuild *rb, ih_error *err)
 	fchmod(rb->fd, 0644);
 	if (writer_init(&rb->wr, rb->fd, rb->tmp, 0, w->ctype, w->chunk_size) ||
 	    writer_put(&rb->wr, zero, sizeof zero)) /* the header comes last */
-		return ih_fail(err, write_code(rb->wr.err ? rb->wr.err : ENOMEM),
+		return ih_fail(err, ih_errno_code(rb->wr.err ? rb->wr.err : ENOMEM),
 			       "%s: cannot write: %s", rb->tmp, strerror(rb->wr.err ? rb->wr.err : ENOMEM));
 	return IH_OK;
 }
@@ -151,7 +151,7 @@ int rebuild_commit(const struct wim *w, struct rebuild *rb, const struct target 
 	writer_crash_point("done");
 	goto out;
 write_failed:
-	rc = ih_fail(err, write_code(rb->wr.err), "%s: writing failed: %s; the image was left as it was",
+	rc = ih_fail(err, ih_errno_code(rb->wr.err), "%s: writing failed: %s; the image was left as it was",
 		     rb->tmp, strerror(rb->wr.err ? rb->wr.err : EIO));
 out:
 	free(t.v);

@@ -1,11 +1,19 @@
-/* restore.h - what the restore's pieces share: the damaged blobs being
- * repaired, and writing a WIM's tail (blob table, XML, integrity table,
- * header fields) for the in-place and the rebuild writers alike. */
+/* restore.h - the restore as stages over one context:
+ *
+ *   find damage -> plan -> fetch -> commit -> verify -> report
+ *
+ * plan decides what to repair (targets) and opens the sources; fetch asks
+ * the sources for each target, in order, through a sink that verifies every
+ * byte; commit makes the fetched bytes the image through a committer (in
+ * place, a transaction per part; or a rebuilt copy renamed over); verify
+ * reads the repairs back and swaps the session's view.  Each stage is its
+ * own function; a stage that fails leaves the context for the cleanup,
+ * which rolls back whatever was not committed. */
 #ifndef IH_RESTORE_H
 #define IH_RESTORE_H
 
 #include "session.h"
-#include "source.h"
+#include "source/source.h"
 #include "writer.h"
 
 /* One damaged blob and what became of it. */
@@ -13,10 +21,54 @@ struct target {
 	const ih_damage *dm;
 	const struct wim_blob *blob; /* its entry, or NULL when missing */
 	uint16_t part;
-	int source;                  /* -1: not repaired */
+	int source;                  /* index of the source that supplied it; -1: none */
 	int drop;                    /* no image uses it: remove its entry */
 	struct supplied sup;
 };
+
+struct committer;
+
+struct restore_ctx {
+	ih_session *s;
+	ih_job *j;
+	const ih_restore_options *opt;
+	ih_report *before;           /* the damage: a full scan, or a trusted record */
+	ih_report *r;                /* the report being built */
+	struct source *src;          /* in DISM's order: caller's, then policy's */
+	size_t nsrc;
+	struct target *ts;           /* sorted by SHA-1 */
+	size_t nt;
+	int tail_needs;              /* part 1's tail needs rewriting even without repairs */
+	struct committer *cm;
+	int committed;               /* a commit happened: the image changed */
+	int locked;                  /* the session's lock is exclusive */
+};
+
+/* The stages (restore_plan.c, restore_fetch.c, restore_commit.c). */
+int restore_plan(struct restore_ctx *x, ih_error *err);
+int restore_fetch(struct restore_ctx *x, ih_error *err);
+int restore_commit(struct restore_ctx *x, ih_error *err);
+
+/* Committers: where the fetched bytes go, and how they become the image. */
+struct committer_ops {
+	/* The writer that the bytes of a blob of `part` are appended with. */
+	int (*writer_for)(struct committer *c, uint16_t part, struct writer **wr, ih_error *err);
+	/* Makes the fetched repairs the image.  On failure everything not
+	 * committed is rolled back; c->committed says whether anything was. */
+	int (*commit)(struct committer *c, struct restore_ctx *x, ih_error *err);
+	/* Undoes whatever was not committed; frees. */
+	void (*close)(struct committer *c);
+};
+
+struct committer {
+	const struct committer_ops *ops;
+	uint64_t bytes_written;      /* counted only once committed */
+	int committed;
+	int rebuilt;
+};
+
+int inplace_committer_new(struct restore_ctx *x, struct committer **out, ih_error *err);
+int rebuild_committer_new(struct restore_ctx *x, struct committer **out, ih_error *err);
 
 /* The repaired (or dropped) target whose old entry is `entry` of `part`,
  * or NULL. */
@@ -39,13 +91,12 @@ int table_append_new(struct new_table *t, uint16_t part, const struct target *ts
 
 /* Writes the table, the part's XML (a minimal one if it was damaged) and,
  * if the part had one, a fresh integrity table read back through rfd;
- * fsyncs; fills hdr from old_header with the new resource headers and the
+ * drops anything past them (a rejected candidate's bytes); fsyncs; fills
+ * hdr from old_header with the new resource headers and the
  * write-in-progress flag cleared.  Returns 0 or -1 (wr->err). */
 int write_tail(struct writer *wr, int rfd, const struct wim *w, uint16_t part,
 	       const struct new_table *t, const uint8_t old_header[WIM_HEADER_SIZE],
 	       const struct wim_reshdr *boot, uint8_t hdr[WIM_HEADER_SIZE]);
-
-ih_errcode write_code(int e);
 
 /* Rebuild: a compacted copy with the repairs, renamed over the original. */
 struct rebuild {

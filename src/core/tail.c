@@ -10,12 +10,6 @@
 
 #define INTEGRITY_CHUNK (10u << 20)
 
-ih_errcode write_code(int e)
-{
-	return e == ENOSPC || e == EFBIG || e == EDQUOT ? IH_ERR_DISK_FULL
-							: e == ENOMEM ? IH_ERR_NOMEM : IH_ERR_IO;
-}
-
 const struct target *target_at(const struct target *ts, size_t nt, uint16_t part, size_t entry)
 {
 	for (size_t k = 0; k < nt; k++)
@@ -168,13 +162,15 @@ int write_tail(struct writer *wr, int rfd, const struct wim *w, uint16_t part,
 	uint8_t *xml;
 	int rc = -1;
 
-	writer_crash_point("resources");
+	if (writer_hook(wr, "resources"))
+		return -1;
 	bt = (struct wim_reshdr){.stored_size = t->n * BLOB_ENTRY_SIZE,
 				 .flags = p->hdr.blob_table.flags, .offset = wr->pos,
 				 .orig_size = t->n * BLOB_ENTRY_SIZE};
 	if (writer_put(wr, t->v, t->n * BLOB_ENTRY_SIZE))
 		return -1;
-	writer_crash_point("blob_table");
+	if (writer_hook(wr, "blob_table"))
+		return -1;
 	xml = part_xml(w, part, &xml_len);
 	if (!xml) {
 		wr->err = ENOMEM;
@@ -184,22 +180,30 @@ int write_tail(struct writer *wr, int rfd, const struct wim *w, uint16_t part,
 				 .offset = wr->pos, .orig_size = xml_len};
 	if (writer_put(wr, xml, xml_len))
 		goto out;
-	writer_crash_point("xml");
+	if (writer_hook(wr, "xml"))
+		goto out;
 	if ((p->hdr.integrity.offset || p->hdr.integrity.stored_size) &&
 	    write_integrity(wr, rfd, bt.offset + bt.stored_size, &ir))
 		goto out;
-	writer_crash_point("integrity");
-	if (fsync(wr->fd)) {
+	if (writer_hook(wr, "integrity"))
+		goto out;
+	/* A rejected candidate may have been longer than all that follows it. */
+	if (ftruncate(wr->fd, (off_t)wr->pos) || fsync(wr->fd)) {
 		wr->err = errno;
 		goto out;
 	}
-	writer_crash_point("fsync");
+	if (writer_hook(wr, "fsync"))
+		goto out;
+	/* The new header: the old one with the new tables' places and the
+	 * write-in-progress flag cleared. */
+	struct wim_header h = p->hdr;
+	h.flags &= ~(uint32_t)WIM_HDR_FLAG_WRITE_IN_PROGRESS;
+	h.blob_table = bt;
+	h.xml = xr;
+	h.boot_metadata = *boot;
+	h.integrity = ir;
 	memcpy(hdr, old_header, WIM_HEADER_SIZE);
-	put_le32(hdr + 0x10, get_le32(hdr + 0x10) & ~(uint32_t)WIM_HDR_FLAG_WRITE_IN_PROGRESS);
-	wimfmt_put_reshdr(hdr + 0x30, &bt);
-	wimfmt_put_reshdr(hdr + 0x48, &xr);
-	wimfmt_put_reshdr(hdr + 0x60, boot);
-	wimfmt_put_reshdr(hdr + 0x7C, &ir);
+	wimfmt_set_header(hdr, &h);
 	rc = 0;
 out:
 	free(xml);

@@ -594,3 +594,31 @@ void wim_free(struct wim *w)
 	ih_blobindex_free(&w->index);
 	free(w);
 }
+
+/* ---------------------------------------------------------- finding blobs */
+
+const struct wim_blob *wim_image_metadata(const struct wim *w, uint32_t image)
+{
+	if (image == 0 || image > w->image_count || w->metadata[image - 1] == SIZE_MAX)
+		return NULL;
+	return &w->blobs[w->metadata[image - 1]];
+}
+
+const struct wim_blob *wim_find_blob(const struct wim *w, const uint8_t sha1[20])
+{
+	size_t *v = ih_blobindex_get(&w->index, sha1);
+	if (v)
+		return &w->blobs[*v];
+	/* metadata resources are not in the index: one per image */
+	for (uint32_t i = 1; i <= w->image_count; i++) {
+		const struct wim_blob *m = wim_image_metadata(w, i);
+		if (m && !memcmp(m->sha1, sha1, 20))
+			return m;
+	}
+	return NULL;
+}
+
+const struct wim_blob *wim_boot_metadata(const struct wim *w)
+{
+	return wim_image_metadata(w, w->hdr.boot_index);
+}

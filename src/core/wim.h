@@ -89,6 +89,14 @@ int wim_open(const char *path, struct wim **out, ih_error *err);
 void wim_free(struct wim *w);
 const char *wim_ctype_name(int ctype);
 
+/* The blob with this SHA-1 (metadata resources included), or NULL: the one
+ * place a blob is looked up by hash. */
+const struct wim_blob *wim_find_blob(const struct wim *w, const uint8_t sha1[20]);
+/* The metadata resource of image (1-based), or NULL. */
+const struct wim_blob *wim_image_metadata(const struct wim *w, uint32_t image);
+/* The boot image's metadata resource (header boot_index), or NULL. */
+const struct wim_blob *wim_boot_metadata(const struct wim *w);
+
 /* Reads exactly len bytes at off of a part; returns 0, or -1 (errno set,
  * EIO-like short read gives errno = 0). */
 int wim_pread(const struct wim *w, uint16_t part, void *buf, size_t len, uint64_t off);

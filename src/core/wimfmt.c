@@ -111,6 +111,11 @@ int wimfmt_parse_header(const uint8_t *buf, size_t len, struct wim_header *h,
 void wimfmt_put_header(uint8_t buf[WIM_HEADER_SIZE], const struct wim_header *h)
 {
 	memset(buf, 0, WIM_HEADER_SIZE);
+	wimfmt_set_header(buf, h);
+}
+
+void wimfmt_set_header(uint8_t buf[WIM_HEADER_SIZE], const struct wim_header *h)
+{
 	memcpy(buf, WIM_MAGIC, 8);
 	put_le32(buf + 8, WIM_HEADER_SIZE);
 	put_le32(buf + 0xC, h->version);

@@ -79,7 +79,10 @@ void wimfmt_put_reshdr(uint8_t p[RESHDR_SIZE], const struct wim_reshdr *r);
  * field makes the file unusable (bad magic gives -2: not a WIM at all). */
 int wimfmt_parse_header(const uint8_t *buf, size_t len, struct wim_header *h,
 			char *why, size_t whylen);
+/* Writes every field the format defines: put_header into a zeroed buffer,
+ * set_header over an existing header (its reserved bytes kept). */
 void wimfmt_put_header(uint8_t buf[WIM_HEADER_SIZE], const struct wim_header *h);
+void wimfmt_set_header(uint8_t buf[WIM_HEADER_SIZE], const struct wim_header *h);
 
 void wimfmt_get_blob_entry(const uint8_t p[BLOB_ENTRY_SIZE], struct wim_blob_entry *e);
 void wimfmt_put_blob_entry(uint8_t p[BLOB_ENTRY_SIZE], const struct wim_blob_entry *e);

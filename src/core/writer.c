@@ -10,18 +10,26 @@
 
 #define COPY_WINDOW (1u << 20)
 
-static long long crash_after_bytes = -2; /* -2: not read yet; -1: off */
-static long long bytes_total;
-
-static void crash_hook_bytes(size_t n)
+static void crash_hook_bytes(struct writer *wr, size_t n)
 {
-	if (crash_after_bytes == -2) {
-		const char *e = getenv("IMAGEHEALTH_CRASH_AT");
-		crash_after_bytes = e && !strncmp(e, "bytes:", 6) ? atoll(e + 6) : -1;
-	}
-	bytes_total += (long long)n;
-	if (crash_after_bytes >= 0 && bytes_total >= crash_after_bytes)
+	wr->crash_count += (long long)n;
+	if (wr->crash_after >= 0 && wr->crash_count >= wr->crash_after)
 		abort();
+}
+
+static void read_hooks(struct writer *wr)
+{
+	const char *e = getenv("IMAGEHEALTH_CRASH_AT");
+	wr->crash_after = e && !strncmp(e, "bytes:", 6) ? atoll(e + 6) : -1;
+	if (e && !strncmp(e, "fail:", 5)) {
+		const char *colon = strrchr(e + 5, ':');
+		size_t n = colon ? (size_t)(colon - (e + 5)) : strlen(e + 5);
+		if (n < sizeof wr->fail_step) {
+			memcpy(wr->fail_step, e + 5, n);
+			wr->fail_step[n] = '\0';
+			wr->fail_part = colon ? atoi(colon + 1) : -1;
+		}
+	}
 }
 
 void writer_crash_point(const char *step)
@@ -31,12 +39,22 @@ void writer_crash_point(const char *step)
 		abort();
 }
 
+int writer_hook(struct writer *wr, const char *step)
+{
+	writer_crash_point(step);
+	if (wr->fail_step[0] && !strcmp(wr->fail_step, step) &&
+	    (wr->fail_part < 0 || wr->fail_part == wr->part)) {
+		wr->err = EIO;
+		return -1;
+	}
+	return 0;
+}
+
 int writer_init(struct writer *wr, int fd, const char *path, uint64_t start, int ctype,
 		uint32_t chunk_size)
 {
 	memset(wr, 0, sizeof *wr);
-	crash_after_bytes = -2; /* the hook's variable is read afresh per write */
-	bytes_total = 0;
+	read_hooks(wr);
 	wr->fd = fd;
 	wr->path = path;
 	wr->pos = start;
@@ -69,7 +87,7 @@ static int pwrite_all(struct writer *wr, const void *buf, size_t len, uint64_t o
 	const uint8_t *p = buf;
 	while (len) {
 		/* In small steps when the crash hook counts bytes. */
-		size_t step = crash_after_bytes >= 0 ? (len < 4096 ? len : 4096) : len;
+		size_t step = wr->crash_after >= 0 ? (len < 4096 ? len : 4096) : len;
 		ssize_t n = pwrite(wr->fd, p, step, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -77,7 +95,7 @@ static int pwrite_all(struct writer *wr, const void *buf, size_t len, uint64_t o
 			wr->err = errno;
 			return -1;
 		}
-		crash_hook_bytes((size_t)n);
+		crash_hook_bytes(wr, (size_t)n);
 		wr->bytes_written += (uint64_t)n;
 		p += n;
 		len -= (size_t)n;
@@ -88,8 +106,6 @@ static int pwrite_all(struct writer *wr, const void *buf, size_t len, uint64_t o
 
 int writer_put(struct writer *wr, const void *buf, size_t len)
 {
-	if (crash_after_bytes == -2)
-		crash_hook_bytes(0);
 	if (pwrite_all(wr, buf, len, wr->pos))
 		return -1;
 	wr->pos += len;

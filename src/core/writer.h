@@ -28,6 +28,13 @@ struct writer {
 	uint64_t data_start;
 	uint64_t bytes_written;
 	int err;                 /* errno of the first failed write */
+	uint16_t part;           /* the part written (test hooks name it); 0: a rebuild */
+	/* test hooks, read from the environment when the writer is set up,
+	 * so concurrent restores in one process do not share them */
+	long long crash_after;   /* "bytes:N": abort after N bytes; -1 off */
+	long long crash_count;
+	char fail_step[32];      /* "fail:STEP:PART": that step fails with EIO */
+	int fail_part;
 };
 
 int writer_init(struct writer *wr, int fd, const char *path, uint64_t start, int ctype,
@@ -49,8 +56,16 @@ void writer_rewind(struct writer *wr);
  * codec and chunk size match). */
 int writer_copy(struct writer *wr, int fd, uint64_t off, uint64_t len);
 
-/* The test hook: IMAGEHEALTH_CRASH_AT="step:NAME" aborts the process when
- * the writer reaches that step, "bytes:N" after N bytes were written. */
+/* The test hooks, from IMAGEHEALTH_CRASH_AT:
+ *   "step:NAME"        aborts the process when a writer reaches that step;
+ *   "bytes:N"          aborts after a writer wrote N bytes;
+ *   "fail:NAME:PART"   makes that step of the writer of that part fail
+ *                      with EIO (a failed commit without a crash).
+ * Steps: flag, resources, blob_table, xml, integrity, fsync,
+ * before_header, header, done. */
 void writer_crash_point(const char *step);
+/* writer_crash_point, and the fail hook of this writer: 0, or -1 with
+ * wr->err = EIO. */
+int writer_hook(struct writer *wr, const char *step);
 
 #endif

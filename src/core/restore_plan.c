@@ -1,0 +1,193 @@
+/* restore_plan.c - the plan stage: which damaged blobs become targets (or
+ * are dropped), and the sources to ask, in DISM's order: the caller's, then
+ * those of the image's servicing policy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "job.h"
+#include "policy.h"
+#include "restore.h"
+#include "util.h"
+
+/* The policy: from a hive file the caller names, or from the SOFTWARE
+ * hive inside the selected images. */
+static void read_policy(ih_session *s, const ih_restore_options *opt, struct policy *pol)
+{
+	uint32_t first = ih_session_first(s), last = ih_session_last(s);
+	struct image_meta *metas;
+	struct ih_reader rd;
+	size_t nm = 0;
+
+	if (opt->policy_hive) {
+		policy_read_hive_file(opt->policy_hive, pol);
+		return;
+	}
+	if (!s->w->image_count)
+		return;
+	metas = calloc(last - first + 2, sizeof *metas);
+	if (!metas)
+		return;
+	ih_reader_init(&rd, s->w);
+	for (uint32_t i = first; i <= last; i++) {
+		ih_error e2;
+		if (image_meta_read(s->w, &rd, i, &metas[nm], &e2) == IH_OK)
+			nm++;
+	}
+	policy_read(s->w, metas, nm, pol);
+	for (size_t i = 0; i < nm; i++)
+		image_meta_free(&metas[i]);
+	free(metas);
+	ih_reader_free(&rd);
+}
+
+/* Splits LocalSourcePath ("a;b; c") into specs.  Returns the count or -1. */
+static int split_policy_specs(const char *lsp, char ***out)
+{
+	char *copy = ih_strdup(lsp), *save = NULL;
+	char **v = NULL;
+	int n = 0;
+
+	if (!copy)
+		return -1;
+	for (char *tok = strtok_r(copy, ";", &save); tok; tok = strtok_r(NULL, ";", &save)) {
+		while (*tok == ' ')
+			tok++;
+		if (!*tok)
+			continue;
+		char **nv = realloc(v, (size_t)(n + 1) * sizeof *nv);
+		char *dup = ih_strdup(tok);
+		if (!nv || !dup) {
+			free(dup);
+			v = nv ? nv : v;
+			while (n > 0)
+				free(v[--n]);
+			free(v);
+			free(copy);
+			return -1;
+		}
+		v = nv;
+		v[n++] = dup;
+	}
+	free(copy);
+	*out = v;
+	return n;
+}
+
+static void free_specs(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int open_sources(struct restore_ctx *x, ih_error *err)
+{
+	const ih_restore_options *opt = x->opt;
+	ih_report *r = x->r;
+	struct policy pol = {.use_windows_update = -1};
+	char **pol_specs = NULL;
+	int npol = 0;
+
+	if (!opt->no_policy) {
+		read_policy(x->s, opt, &pol);
+		r->policy_use_windows_update = pol.use_windows_update;
+		r->policy_note = pol.note;
+		pol.note = NULL;
+		if (pol.local_source_path) {
+			r->policy_local_source_path = ih_strdup(pol.local_source_path);
+			npol = split_policy_specs(pol.local_source_path, &pol_specs);
+		}
+	}
+	policy_free(&pol);
+	if (npol < 0)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	size_t total = opt->n_sources + (size_t)npol;
+	x->src = calloc(total + 1, sizeof *x->src);
+	r->sources = calloc(total + 1, sizeof *r->sources);
+	if (!x->src || !r->sources) {
+		free_specs(pol_specs, npol);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	r->n_sources = x->nsrc = total;
+	for (size_t i = 0; i < total; i++) {
+		int policy = i >= opt->n_sources;
+		const char *spec = policy ? pol_specs[i - opt->n_sources] : opt->sources[i];
+		ih_source_origin origin = policy ? IH_ORIGIN_POLICY : IH_ORIGIN_CALLER;
+		struct source_spec sp;
+		char why[600];
+		int prc = policy ? source_spec_from_policy(spec, opt->path_map, opt->n_path_map, &sp,
+							   why, sizeof why)
+				 : source_spec_parse(spec, &sp);
+		if (prc < 0) {
+			free_specs(pol_specs, npol);
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		}
+		if (prc > 0)
+			source_unmapped(&x->src[i], &r->sources[i], spec, origin, why);
+		else
+			source_open(&x->src[i], &r->sources[i], spec, &sp, origin);
+		source_spec_free(&sp);
+	}
+	free_specs(pol_specs, npol);
+	return IH_OK;
+}
+
+static int cmp_target(const void *a, const void *b)
+{
+	const struct target *x = a, *y = b;
+	return memcmp(x->dm->sha1, y->dm->sha1, 20);
+}
+
+/* Whether a blob is used by no image can be told only when every image's
+ * directory tree could be read. */
+static int trees_known(const ih_session *s, const ih_report *before)
+{
+	int known = s->index == 0;
+	for (size_t k = 0; k < before->n_damage; k++)
+		known &= !before->damage[k].is_metadata;
+	for (size_t i = 0; i < before->n_problems; i++)
+		known &= before->problems[i].kind != IH_PROBLEM_METADATA;
+	return known;
+}
+
+static int plan_targets(struct restore_ctx *x, ih_error *err)
+{
+	const ih_report *before = x->before;
+	int known = trees_known(x->s, before);
+
+	x->nt = before->n_damage;
+	x->ts = calloc(x->nt + 1, sizeof *x->ts);
+	if (!x->ts)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	for (size_t k = 0; k < x->nt; k++) {
+		const ih_damage *dm = &before->damage[k];
+		struct target *t = &x->ts[k];
+		t->dm = dm;
+		t->source = -1;
+		t->blob = wim_find_blob(x->s->w, dm->sha1);
+		t->part = t->blob ? t->blob->part : 1;
+		/* A damaged blob no image uses (say, an entry whose SHA-1 was
+		 * damaged: the files now miss the real one) is not fetched: its
+		 * entry is removed. */
+		t->drop = known && t->blob && !dm->is_metadata && dm->n_images == 0;
+	}
+	qsort(x->ts, x->nt, sizeof *x->ts, cmp_target);
+	/* Part 1's tail is rewritten for its repairable problems (XML,
+	 * integrity table, the write-in-progress flag) even with no blob to
+	 * repair. */
+	for (size_t i = 0; i < before->n_problems; i++)
+		x->tail_needs |= before->problems[i].severity == IH_REPAIRABLE;
+	return IH_OK;
+}
+
+int restore_plan(struct restore_ctx *x, ih_error *err)
+{
+	int rc;
+	ih_job_set_phase(x->j, IH_PHASE_PLAN, 0, x->before->n_damage);
+	rc = open_sources(x, err);
+	if (rc == IH_OK)
+		rc = plan_targets(x, err);
+	if (rc == IH_OK)
+		rc = x->opt->rebuild ? rebuild_committer_new(x, &x->cm, err)
+				     : inplace_committer_new(x, &x->cm, err);
+	return rc;
+}

@@ -1,0 +1,93 @@
+/* source.h - where repair bytes come from.  Every kind of source (a WIM,
+ * ESD or split set; a directory holding an extracted or mounted image;
+ * later a web server or a Lua script) is one implementation of this
+ * interface.  Sources are untrusted: they only offer candidates and stream
+ * their bytes into a sink, which checks them against the SHA-1 the image
+ * wants before anything counts. */
+#ifndef IH_SOURCE_H
+#define IH_SOURCE_H
+
+#include "imagehealth.h"
+#include "sink.h"
+
+/* What the restore wants: a blob by SHA-1.  size is what the damaged
+ * image's entry claims (0: unknown); it may itself be damaged, so sources
+ * match by SHA-1 and say their own size. */
+struct want {
+	const uint8_t *sha1;
+	uint64_t size;
+	const ih_ref *refs;      /* paths that use it, for sources laid out as trees */
+	size_t n_refs;
+};
+
+/* A candidate a source offers. */
+struct candidate {
+	uint64_t size;           /* the size the source claims for it */
+	int raw;                 /* its stored bytes suit the writer as they are */
+	uint8_t raw_flags;       /* reshdr flags of those stored bytes */
+	const void *blob;        /* source-private: which blob */
+	char *path;              /* source-private: which file (malloc'd, freed by the fetch) */
+};
+
+struct source;
+
+struct source_ops {
+	/* The nth candidate (0, 1, ...) for w, considering a writer wr
+	 * (NULL: verify only) for whether raw copying suits.  1 with *c
+	 * filled, 0 when there are no more. */
+	int (*find)(struct source *src, const struct want *w, const struct writer *wr,
+		    size_t nth, struct candidate *c);
+	/* Streams the candidate's bytes into sk (begun by the caller).
+	 * Returns 1 when the whole candidate was read, 0 when reading failed
+	 * or was stopped by the sink. */
+	int (*read)(struct source *src, const struct candidate *c, struct sink *sk);
+	void (*close)(struct source *src);
+};
+
+/* A parsed source spec: "wim:PATH[:INDEX]", "esd:...", a .wim/.esd/.swm
+ * path, or a directory. */
+struct source_spec {
+	char *path;              /* local path (malloc'd) */
+	uint32_t index;          /* INDEX, or 0 */
+	int wim_prefix;          /* written wim:/esd: */
+};
+
+struct source {
+	const struct source_ops *ops; /* NULL while unusable */
+	ih_source_report *rep;
+	void *impl;
+};
+
+/* Parses spec.  0, or -1 when out of memory. */
+int source_spec_parse(const char *spec, struct source_spec *out);
+/* A policy's Windows spec ("wim:C:\src\install.wim:1", "D:\mount") made
+ * local through the caller's path map.  0; 1 when the spec names no local
+ * place (*why says why: no mapping, or a path leaving the mapped root);
+ * -1 when out of memory. */
+int source_spec_from_policy(const char *winspec, const char *const *path_map, size_t n_map,
+			    struct source_spec *out, char *why, size_t whylen);
+void source_spec_free(struct source_spec *sp);
+
+/* Opens a source of the spec, the report's fields filled.  Never fails: an
+ * unusable source is kept (ops NULL) with rep->status and rep->error
+ * saying why.  origin as in the report. */
+void source_open(struct source *src, ih_source_report *rep, const char *spec,
+		 const struct source_spec *sp, ih_source_origin origin);
+/* A source that could not even be named locally (a policy spec no path map
+ * entry covers): kept for the report. */
+void source_unmapped(struct source *src, ih_source_report *rep, const char *spec,
+		     ih_source_origin origin, const char *why);
+void source_close(struct source *src);
+/* Marks src unusable with a message (printf-style). */
+void source_fail(struct source *src, ih_errcode code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The implementations. */
+void wim_source_open(struct source *src);
+void dir_source_open(struct source *src);
+
+/* Asks for the tables of a WIM source spec to be read ahead (the kernel
+ * fetches them while the damage is being found). */
+void source_prefetch(const char *spec);
+
+#endif
