@@ -69,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	ih_session *s;
 	ih_error err;
-	ih_report *r = NULL, *after = NULL;
+	ih_restore_report *r = NULL;
+	ih_report *after = NULL;
 
 	if (write_file(target, damaged, damaged_len) || write_file(source, data, size))
 		return 0;
@@ -87,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (after->state != r->state || after->state == IH_NONREPAIRABLE)
 			abort();
 		ih_report_free(after);
-		ih_report_free(r);
+		ih_restore_report_free(r);
 	}
 	ih_session_close(s);
 	return 0;

@@ -168,8 +168,9 @@ int ih_job_done(ih_job *j);
 /* Waits up to timeout_ms (< 0: forever) for the job to finish or for an
  * event; returns 1 if done. */
 int ih_job_wait(ih_job *j, int timeout_ms);
-/* After done: the outcome.  Returns IH_OK and hands over the report (the
- * caller frees it), or the error. */
+/* After a check job is done: the outcome.  Returns IH_OK and hands over
+ * the report (the caller frees it), or the error.  A restore job's outcome
+ * is read with ih_job_restore_result. */
 int ih_job_result(ih_job *j, ih_report **report, ih_error *err);
 /* Cancels if running, joins the threads, frees. */
 void ih_job_free(ih_job *j);
@@ -299,11 +300,7 @@ typedef struct ih_restore_options {
 	const char *policy_hive;     /* test/override: read policy from this hive file */
 } ih_restore_options;
 
-int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
-		     ih_error *err);
-int ih_restore(ih_session *s, const ih_restore_options *opt, ih_report **report,
-	       ih_error *err);
-
+/* A check's report (DismCheckImageHealth). */
 struct ih_report {
 	ih_health state;
 	int scanned;            /* a full scan ran now */
@@ -317,28 +314,46 @@ struct ih_report {
 	ih_damage *damage;      /* sorted by sha1 */
 	size_t n_problems;
 	ih_problem *problems;
+};
 
-	/* restore only */
-	int restored;           /* this report comes from a restore */
-	ih_health state_before;
+/* A restore's report (DismRestoreImageHealth).  It embeds the check it
+ * started from: the state before, the damage found and how it was found. */
+typedef struct ih_restore_report {
+	ih_report *check;       /* never NULL */
+	ih_health state;        /* after the restore */
+	char *image_path;
+	uint32_t index;
+	double seconds;         /* the whole restore, the check included */
 	size_t n_repaired;
 	ih_repair *repaired;    /* sorted by sha1 */
-	/* damage is what is left: unrepaired blobs (code source_missing) */
+	size_t n_unrepaired;
+	ih_damage *unrepaired;  /* damage left, each with its code (why) */
 	size_t n_dropped;
 	ih_damage *dropped;     /* damaged blobs no image uses: their blob table
 				 * entries were removed, nothing needs them */
+	size_t n_problems;
+	ih_problem *problems;   /* problems left (those a rewrite cannot fix) */
 	size_t n_sources;
 	ih_source_report *sources;
-	uint64_t bytes_written;  /* committed bytes; 0 when nothing was committed */
+	uint64_t bytes_written; /* committed bytes; 0 when nothing was committed */
 	int rebuilt;
-	int limit_access;        /* the options as the restore ran */
+	int limit_access;       /* the options as the restore ran */
 	int no_policy;
 	char *policy_local_source_path; /* as read from the hive, or NULL */
 	int policy_use_windows_update;  /* -1: not set */
 	char *policy_note;              /* why the policy could not be read, or NULL */
-};
+} ih_restore_report;
+
+int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
+		     ih_error *err);
+/* Synchronous convenience: start + wait + result. */
+int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report **report,
+	       ih_error *err);
+/* After a restore job is done: its outcome (ih_job_result is for checks). */
+int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
 
 void ih_report_free(ih_report *r);
+void ih_restore_report_free(ih_restore_report *r);
 
 #ifdef __cplusplus
 }

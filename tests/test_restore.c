@@ -35,12 +35,12 @@ static int damage(const char *wim, const char *file)
 	return tdamage(w, f);
 }
 
-static ih_report *restore(const char *wim, const char **sources, size_t n, int *rc_out,
+static ih_restore_report *restore(const char *wim, const char **sources, size_t n, int *rc_out,
 			  ih_error *err)
 {
 	char p[600], sd[300];
 	ih_session *s;
-	ih_report *r = NULL;
+	ih_restore_report *r = NULL;
 	snprintf(p, sizeof p, "%s/%s", wd, wim);
 	snprintf(sd, sizeof sd, "%s/state", wd);
 	ih_open_options o = {.state_dir = sd};
@@ -80,16 +80,16 @@ static void test_kinds(void)
 		/* from the pristine WIM; a directory source for the even ones */
 		snprintf(pristine, sizeof pristine, "%s/%s", wd, kinds[k].name);
 		const char *src[] = {k % 2 ? pristine : dirsrc};
-		ih_report *r = restore(bad, src, 1, &rc, &err);
+		ih_restore_report *r = restore(bad, src, 1, &rc, &err);
 		CHECK_MSG(rc == IH_OK, err.message);
 		if (r) {
 			if (r->state != IH_HEALTHY || r->n_repaired < 1)
 				fprintf(stderr, "  %s: state %d repaired %zu left %zu\n", kinds[k].name,
-					r->state, r->n_repaired, r->n_damage);
-			CHECK(r->state == IH_HEALTHY && r->n_repaired >= 1 && r->n_damage == 0);
+					r->state, r->n_repaired, r->n_unrepaired);
+			CHECK(r->state == IH_HEALTHY && r->n_repaired >= 1 && r->n_unrepaired == 0);
 			CHECK(r->bytes_written > 0);
 		}
-		ih_report_free(r);
+		ih_restore_report_free(r);
 		CHECK_MSG(verify(bad) == 0, kinds[k].name);
 		tsh("rm -rf %s/x && mkdir %s/x", wd, wd);
 		CHECK_MSG(tsh("wimlib-imagex apply %s/%s 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
@@ -111,11 +111,11 @@ static void test_lying_and_partial(void)
 	/* partial: the liar lacks bin.dat's right bytes too?  no: it has it */
 	tsh("rm %s/liar/c/bin.dat", wd);
 	const char *src1[] = {liar};
-	ih_report *r = restore("p.wim", src1, 1, &rc, &err);
+	ih_restore_report *r = restore("p.wim", src1, 1, &rc, &err);
 	CHECK_MSG(rc == IH_OK, err.message);
-	CHECK(r && r->state == IH_REPAIRABLE && r->n_repaired == 0 && r->n_damage == 2);
+	CHECK(r && r->state == IH_REPAIRABLE && r->n_repaired == 0 && r->n_unrepaired == 2);
 	CHECK(r && r->n_sources == 1 && r->sources[0].blobs_rejected >= 1);
-	ih_report_free(r);
+	ih_restore_report_free(r);
 	CHECK(verify("p.wim") != 0);
 	/* liar first, then the good one: the good one wins */
 	snprintf(good, sizeof good, "wim:%s/lzx.wim:1", wd);
@@ -125,7 +125,7 @@ static void test_lying_and_partial(void)
 	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 2);
 	for (size_t i = 0; r && i < r->n_repaired; i++)
 		CHECK(r->repaired[i].source == 1);
-	ih_report_free(r);
+	ih_restore_report_free(r);
 	CHECK(verify("p.wim") == 0);
 	/* a quick check knows at once */
 	char p[600], sd[300];
@@ -154,7 +154,7 @@ static void test_cancel_and_disk_full(void)
 	{
 		char p[600], sd[300];
 		ih_session *s;
-		ih_report *r = NULL;
+		ih_restore_report *r = NULL;
 		snprintf(p, sizeof p, "%s/c.wim", wd);
 		snprintf(sd, sizeof sd, "%s/state", wd);
 		CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
@@ -182,8 +182,8 @@ static void test_cancel_and_disk_full(void)
 		rl.rlim_cur = rl.rlim_max = (rlim_t)st.st_size + 100;
 		setrlimit(RLIMIT_FSIZE, &rl);
 		const char *src[] = {good};
-		ih_report *r = restore("c.wim", src, 1, &rc, &err);
-		ih_report_free(r);
+		ih_restore_report *r = restore("c.wim", src, 1, &rc, &err);
+		ih_restore_report_free(r);
 		_exit(rc == IH_ERR_DISK_FULL ? 0 : 1);
 	}
 	int status;
@@ -199,7 +199,7 @@ static void test_rebuild(void)
 	for (size_t k = 0; k < IH_ARRAY_LEN(kinds); k++) {
 		ih_session *s;
 		ih_error err;
-		ih_report *r = NULL;
+		ih_restore_report *r = NULL;
 		snprintf(bad, sizeof bad, "rb-%s", kinds[k]);
 		tsh("cp %s/%s %s/%s", wd, kinds[k], wd, bad);
 		CHECK(damage(bad, "c/Apache-2.0") == 0);
@@ -214,12 +214,12 @@ static void test_rebuild(void)
 				    &r, &err);
 		CHECK_MSG(rc == IH_OK, err.message);
 		CHECK_MSG(r && r->rebuilt && r->state == IH_HEALTHY && r->n_repaired >= 2, kinds[k]);
-		ih_report_free(r);
+		ih_restore_report_free(r);
 		/* the session follows the new file */
-		r = NULL;
-		CHECK(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err) == IH_OK);
-		CHECK(r && r->state == IH_HEALTHY);
-		ih_report_free(r);
+		ih_report *c = NULL;
+		CHECK(ih_check(s, &(ih_check_options){.scan = 1}, &c, &err) == IH_OK);
+		CHECK(c && c->state == IH_HEALTHY);
+		ih_report_free(c);
 		ih_session_close(s);
 		CHECK_MSG(verify(bad) == 0, kinds[k]);
 		tsh("rm -rf %s/x && mkdir %s/x", wd, wd);
@@ -246,8 +246,8 @@ static void test_crash_points(void)
 			ih_error err;
 			const char *src[] = {good};
 			signal(SIGABRT, SIG_DFL);
-			ih_report *r = restore("k.wim", src, 1, &rc, &err);
-			ih_report_free(r);
+			ih_restore_report *r = restore("k.wim", src, 1, &rc, &err);
+			ih_restore_report_free(r);
 			_exit(3);
 		}
 		int status;
@@ -258,9 +258,9 @@ static void test_crash_points(void)
 		int rc;
 		ih_error err;
 		const char *src[] = {good};
-		ih_report *r = restore("k.wim", src, 1, &rc, &err);
+		ih_restore_report *r = restore("k.wim", src, 1, &rc, &err);
 		CHECK_MSG(rc == IH_OK && r && r->state == IH_HEALTHY, steps[i]);
-		ih_report_free(r);
+		ih_restore_report_free(r);
 		CHECK_MSG(verify("k.wim") == 0, steps[i]);
 	}
 }
@@ -271,7 +271,7 @@ static void test_policy(void)
 	char p[600], sd[300], map_local[300];
 	ih_session *s;
 	ih_error err;
-	ih_report *r = NULL;
+	ih_restore_report *r = NULL;
 	/* an image whose own SOFTWARE hive names a source by a Windows path */
 	tsh("rm -rf %s/ptree && cp -r %s/tree %s/ptree && mkdir -p %s/ptree/Windows/System32/config",
 	   wd, wd, wd, wd);
@@ -300,7 +300,7 @@ static void test_policy(void)
 		}
 		CHECK(r->n_repaired == 1 && r->repaired[0].source == 0);
 	}
-	ih_report_free(r);
+	ih_restore_report_free(r);
 	ih_session_close(s);
 	CHECK(verify("pol.wim") == 0);
 }
@@ -331,12 +331,12 @@ static void test_metadata_split_and_lying_wim(void)
 	/* a WIM source whose blobs carry the right SHA-1 and the wrong bytes */
 	tsh("cp %s/m.wim %s/liar.wim", wd, wd);
 	const char *src[] = {liar, good};
-	ih_report *r = restore("m.wim", src, 2, &rc, &err);
+	ih_restore_report *r = restore("m.wim", src, 2, &rc, &err);
 	CHECK_MSG(rc == IH_OK, err.message);
 	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 2);
 	CHECK(r && r->n_sources == 2 && r->sources[0].blobs_rejected >= 1 &&
 	      r->sources[0].blobs_used == 0 && r->sources[1].blobs_used == 2);
-	ih_report_free(r);
+	ih_restore_report_free(r);
 	CHECK(verify("m.wim") == 0);
 	tsh("rm -rf %s/x && mkdir %s/x", wd, wd);
 	CHECK(tsh("wimlib-imagex apply %s/m.wim 1 %s/x >/dev/null 2>&1 && diff -r %s/tree %s/x >/dev/null",
@@ -351,7 +351,7 @@ static void test_metadata_split_and_lying_wim(void)
 	r = restore("s.swm", (const char *[]){good}, 1, &rc, &err);
 	CHECK_MSG(rc == IH_OK, err.message);
 	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 1);
-	ih_report_free(r);
+	ih_restore_report_free(r);
 	CHECK(tsh("wimlib-imagex verify %s/s.swm --ref='%s/s*.swm' >/dev/null 2>&1", wd, wd) == 0);
 }
 
@@ -379,10 +379,10 @@ static void test_interrupted_write(void)
 	      r->problems[0].kind == IH_PROBLEM_HEADER);
 	ih_report_free(r);
 	r = NULL;
-	CHECK(ih_restore(s, &(ih_restore_options){.no_policy = 1}, &r, &err) == IH_OK);
-	CHECK(r && r->state == IH_HEALTHY && r->n_repaired == 0);
-	ih_report_free(r);
-	r = NULL;
+	ih_restore_report *rr = NULL;
+	CHECK(ih_restore(s, &(ih_restore_options){.no_policy = 1}, &rr, &err) == IH_OK);
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_repaired == 0 && rr->check->n_problems == 1);
+	ih_restore_report_free(rr);
 	CHECK(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err) == IH_OK);
 	CHECK(r && r->state == IH_HEALTHY && r->n_problems == 0);
 	ih_report_free(r);

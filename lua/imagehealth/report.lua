@@ -28,11 +28,15 @@
 --                           0x800F081F (no source had it), or code
 --                           "nonrepairable" when the image cannot be repaired
 --   report.sources          list of {spec, kind ("wim"|"dir"), origin
---                           ("caller"|"policy"), path, index, usable, error,
+--                           ("caller"|"policy"), path, index, usable,
+--                           status ("usable"|"unusable"|"unmapped": a policy
+--                           path no path_map entry maps), error, error_code,
 --                           bytes_read, blobs_used, blobs_rejected (candidates
 --                           whose bytes did not hash right)}, in the order
 --                           they were tried
---   report.bytes_written    bytes written to the image
+--   report.bytes_written    bytes committed to the image (0 when the restore
+--                           was rolled back)
+--   report.before           the check report the restore started from
 --   report.rebuilt          repaired into a compacted copy renamed over it
 --   report.policy           {local_source_path, use_windows_update (nil when
 --                           not set), note (why it could not be read)}

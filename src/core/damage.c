@@ -12,7 +12,7 @@ int damage_set_init(struct damage_set *d)
 	return ih_blobindex_init(&d->idx, 64);
 }
 
-static void free_damage(ih_damage *dm)
+void damage_free(ih_damage *dm)
 {
 	for (size_t k = 0; k < dm->n_refs; k++)
 		free(dm->refs[k].path);
@@ -23,7 +23,7 @@ static void free_damage(ih_damage *dm)
 void damage_set_free(struct damage_set *d)
 {
 	for (size_t i = 0; i < d->n; i++)
-		free_damage(&d->v[i]);
+		damage_free(&d->v[i]);
 	free(d->v);
 	ih_blobindex_free(&d->idx);
 	pthread_mutex_destroy(&d->mu);
@@ -192,27 +192,9 @@ void ih_report_free(ih_report *r)
 	if (!r)
 		return;
 	for (size_t i = 0; i < r->n_damage; i++)
-		free_damage(&r->damage[i]);
+		damage_free(&r->damage[i]);
 	free(r->damage);
 	free(r->problems);
 	free(r->image_path);
-	for (size_t i = 0; i < r->n_repaired; i++) {
-		for (size_t k = 0; k < r->repaired[i].n_refs; k++)
-			free(r->repaired[i].refs[k].path);
-		free(r->repaired[i].refs);
-		free(r->repaired[i].images);
-	}
-	free(r->repaired);
-	for (size_t i = 0; i < r->n_dropped; i++)
-		free_damage(&r->dropped[i]);
-	free(r->dropped);
-	for (size_t i = 0; i < r->n_sources; i++) {
-		free(r->sources[i].spec);
-		free(r->sources[i].path);
-		free(r->sources[i].error);
-	}
-	free(r->sources);
-	free(r->policy_local_source_path);
-	free(r->policy_note);
 	free(r);
 }

@@ -267,7 +267,9 @@ int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
 	if (rc == IH_OK) {
 		if (!j->report) {
 			pthread_mutex_unlock(&j->mu);
-			return ih_fail(err, IH_ERR_INVALID_ARG, "the job's report was already taken");
+			return ih_fail(err, IH_ERR_INVALID_ARG, j->restore_report
+								  ? "a restore job: use ih_job_restore_result"
+								  : "the job's report was already taken");
 		}
 		*report = j->report;
 		j->report = NULL;
@@ -289,6 +291,7 @@ void ih_job_free(ih_job *j)
 	if (j->free_arg)
 		j->free_arg(j->arg);
 	ih_report_free(j->report);
+	ih_restore_report_free(j->restore_report);
 	ih_cancel_unref(j->token);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
@@ -297,14 +300,42 @@ void ih_job_free(ih_job *j)
 	free(j);
 }
 
-int ih_job_finish(ih_job *j, ih_report **report, ih_error *err)
+void ih_job_wait_done(ih_job *j)
 {
-	int rc;
 	while (!ih_job_wait(j, -1)) {
 		ih_event evs[16];
 		ih_job_events(j, evs, 16); /* nobody listens: keep the queue short */
 	}
-	rc = ih_job_result(j, report, err);
+}
+
+int ih_job_finish(ih_job *j, ih_report **report, ih_error *err)
+{
+	ih_job_wait_done(j);
+	int rc = ih_job_result(j, report, err);
 	ih_job_free(j);
+	return rc;
+}
+
+int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err)
+{
+	int rc;
+	pthread_mutex_lock(&j->mu);
+	if (!j->done) {
+		pthread_mutex_unlock(&j->mu);
+		return ih_fail(err, IH_ERR_BUSY, "the job is still running");
+	}
+	rc = j->rc;
+	if (rc == IH_OK) {
+		if (!j->restore_report) {
+			pthread_mutex_unlock(&j->mu);
+			return ih_fail(err, IH_ERR_INVALID_ARG, j->report ? "not a restore job: use ih_job_result"
+								  : "the job's report was already taken");
+		}
+		*report = j->restore_report;
+		j->restore_report = NULL;
+	} else if (err) {
+		*err = j->err;
+	}
+	pthread_mutex_unlock(&j->mu);
 	return rc;
 }

@@ -28,7 +28,8 @@ struct ih_job {
 	int done;
 	int rc;
 	ih_error err;
-	ih_report *report;
+	ih_report *report;           /* a check's outcome */
+	ih_restore_report *restore_report; /* a restore's, set by its job function */
 	ih_job_fn fn;
 	void *arg;
 	void (*free_arg)(void *);
@@ -42,6 +43,8 @@ void ih_job_set_phase(ih_job *j, ih_phase p, uint64_t bytes_total, uint64_t blob
 void ih_job_tick(ih_job *j);
 /* Waits for the job, takes its outcome and frees it: the synchronous calls. */
 int ih_job_finish(ih_job *j, ih_report **report, ih_error *err);
+/* Waits for the job to end, draining events nobody reads. */
+void ih_job_wait_done(ih_job *j);
 void ih_job_post(ih_job *j, ih_event_type type, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -160,122 +160,6 @@ static int restore_verify(struct restore_ctx *x, ih_error *err)
 	return rc;
 }
 
-static int copy_images(uint32_t **out, size_t *nout, const ih_damage *dm)
-{
-	*nout = 0;
-	*out = calloc(dm->n_images + 1, sizeof **out);
-	if (!*out)
-		return -1;
-	for (size_t i = 0; i < dm->n_images; i++)
-		(*out)[(*nout)++] = dm->images[i];
-	return 0;
-}
-
-static int copy_refs(ih_ref **out, size_t *nout, const ih_damage *dm)
-{
-	*nout = 0;
-	*out = calloc(dm->n_refs + 1, sizeof **out);
-	if (!*out)
-		return -1;
-	for (size_t i = 0; i < dm->n_refs; i++) {
-		(*out)[i].image = dm->refs[i].image;
-		(*out)[i].path = ih_strdup(dm->refs[i].path);
-		if (!(*out)[i].path)
-			return -1;
-		(*nout)++;
-	}
-	return 0;
-}
-
-static int report_repair(ih_repair *rp, const struct target *t)
-{
-	memcpy(rp->sha1, t->dm->sha1, 20);
-	rp->size = t->sup.size;
-	rp->source = t->source;
-	rp->raw_copy = t->sup.raw_copy;
-	rp->is_metadata = t->dm->is_metadata;
-	return copy_images(&rp->images, &rp->n_images, t->dm) ||
-	       copy_refs(&rp->refs, &rp->n_refs, t->dm);
-}
-
-/* A damaged blob left as it is: dropped (no image uses it) or unrepaired. */
-static int report_left(ih_damage *dm, const struct target *t)
-{
-	*dm = *t->dm;
-	dm->refs = NULL;
-	dm->n_refs = 0;
-	dm->images = NULL;
-	dm->n_images = 0;
-	dm->code = t->drop ? IH_OK : IH_ERR_SOURCE_MISSING;
-	snprintf(dm->detail, sizeof dm->detail, "%s; %.110s",
-		 t->drop ? "no image uses it: its entry was removed" : "no source has it (0x800F081F)",
-		 t->dm->detail[0] ? t->dm->detail : ih_reason_name(t->dm->reason));
-	return copy_images(&dm->images, &dm->n_images, t->dm) ||
-	       copy_refs(&dm->refs, &dm->n_refs, t->dm);
-}
-
-/* The report: what was repaired and from where, what is left. */
-static int build_report(struct restore_ctx *x, ih_error *err)
-{
-	ih_report *r = x->r;
-	int bad = 0;
-
-	r->repaired = calloc(x->nt + 1, sizeof *r->repaired);
-	r->damage = calloc(x->nt + 1, sizeof *r->damage);
-	r->dropped = calloc(x->nt + 1, sizeof *r->dropped);
-	r->problems = calloc(x->before->n_problems + 1, sizeof *r->problems);
-	if (!r->repaired || !r->damage || !r->dropped || !r->problems)
-		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	for (size_t k = 0; k < x->nt && !bad; k++) {
-		const struct target *t = &x->ts[k];
-		if (t->source >= 0)
-			bad = report_repair(&r->repaired[r->n_repaired++], t);
-		else if (t->drop)
-			bad = report_left(&r->dropped[r->n_dropped++], t);
-		else
-			bad = report_left(&r->damage[r->n_damage++], t);
-	}
-	if (bad)
-		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	r->state = r->n_damage ? IH_REPAIRABLE : IH_HEALTHY;
-	/* Problems the rewrite could not fix stay. */
-	for (size_t i = 0; i < x->before->n_problems; i++)
-		if (x->before->problems[i].severity == IH_NONREPAIRABLE)
-			r->problems[r->n_problems++] = x->before->problems[i];
-	return IH_OK;
-}
-
-static void report_start(struct restore_ctx *x)
-{
-	ih_report *r = x->r, *b = x->before;
-	r->restored = 1;
-	r->state_before = b->state;
-	r->image_path = ih_strdup(x->s->w->path);
-	r->index = x->s->index;
-	r->scanned = b->scanned;
-	r->from_record = b->from_record;
-	r->recorded_at = b->recorded_at;
-	r->blobs_checked = b->blobs_checked;
-	r->bytes_checked = b->bytes_checked;
-	r->policy_use_windows_update = -1;
-	r->limit_access = x->opt->limit_access;
-	r->no_policy = x->opt->no_policy;
-}
-
-/* Nothing anyone can fix, or nothing to fix: the check's report, as a
- * restore's. */
-static ih_report *report_as_found(struct restore_ctx *x)
-{
-	ih_report *keep = x->before;
-	x->before = NULL;
-	keep->restored = 1;
-	keep->state_before = keep->state;
-	keep->policy_use_windows_update = -1;
-	keep->limit_access = x->opt->limit_access;
-	keep->no_policy = x->opt->no_policy;
-	return keep;
-}
-
 static void cleanup(struct restore_ctx *x)
 {
 	if (x->cm)
@@ -297,46 +181,44 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	double t0 = ih_now();
 	int rc;
 
-	x.r = calloc(1, sizeof *x.r);
-	rc = x.r ? take_lock(&x, err) : ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	(void)out; /* a restore's report is not a check's: see ih_job_restore_result */
+	rc = take_lock(&x, err);
 	if (rc == IH_OK)
 		rc = find_damage(&x, err);
-	if (rc == IH_OK && !ih_job_cancelled(j) &&
-	    (x.before->state == IH_NONREPAIRABLE || x.before->state == IH_HEALTHY)) {
-		ih_report_free(x.r);
-		x.r = report_as_found(&x);
-		goto done;
-	}
-	if (rc == IH_OK && !ih_job_cancelled(j)) {
-		report_start(&x);
+	if (rc == IH_OK && restore_report_start(&x))
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	/* Something to repair: plan, fetch, commit. */
+	int repair = rc == IH_OK && x.r->check->state == IH_REPAIRABLE;
+	if (repair && !ih_job_cancelled(j))
 		rc = restore_plan(&x, err);
-	}
-	if (rc == IH_OK && !ih_job_cancelled(j))
+	if (repair && rc == IH_OK && !ih_job_cancelled(j))
 		rc = restore_fetch(&x, err);
-	if (rc == IH_OK && !ih_job_cancelled(j))
+	if (repair && rc == IH_OK && !ih_job_cancelled(j))
 		rc = restore_commit(&x, err);
 	if (x.committed) {
 		int vrc = restore_verify(&x, err);
 		rc = rc ? rc : vrc;
 	}
-	if (rc == IH_OK && !ih_job_cancelled(j))
-		rc = build_report(&x, err);
-	if (rc == IH_OK && x.committed)
-		state_save_report(x.s, x.r); /* a quick check knows the new state at once */
-done:
-	if (rc == IH_OK && x.r)
+	if (rc == IH_OK && (x.committed || !ih_job_cancelled(j)))
+		rc = restore_report_finish(&x, err);
+	if (rc == IH_OK && x.committed) {
+		ih_report as_check; /* a quick check knows the new state at once */
+		restore_report_as_check(x.r, &as_check);
+		state_save_report(x.s, &as_check);
+	}
+	if (x.r)
 		x.r->seconds = ih_now() - t0;
 	cleanup(&x);
 	if (rc == IH_OK && !x.committed && ih_job_cancelled(j))
 		rc = ih_fail(err, IH_ERR_CANCELLED,
 			     "restore cancelled before anything was committed; the image is as it was");
 	if (rc) {
-		ih_report_free(x.r);
+		ih_restore_report_free(x.r);
 		return rc;
 	}
 	if (x.committed)
 		atomic_store(&j->cancel, 0); /* past the point of no return: it completed */
-	*out = x.r;
+	j->restore_report = x.r;
 	return IH_OK;
 }
 
@@ -394,10 +276,15 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 				    err);
 }
 
-int ih_restore(ih_session *s, const ih_restore_options *opt, ih_report **report,
+int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report **report,
 	       ih_error *err)
 {
 	ih_job *j;
 	int rc = ih_restore_start(s, opt, &j, err);
-	return rc ? rc : ih_job_finish(j, report, err);
+	if (rc)
+		return rc;
+	ih_job_wait_done(j);
+	rc = ih_job_restore_result(j, report, err);
+	ih_job_free(j);
+	return rc;
 }

@@ -33,7 +33,7 @@ struct restore_ctx {
 	ih_job *j;
 	const ih_restore_options *opt;
 	ih_report *before;           /* the damage: a full scan, or a trusted record */
-	ih_report *r;                /* the report being built */
+	ih_restore_report *r;        /* the report being built */
 	struct source *src;          /* in DISM's order: caller's, then policy's */
 	size_t nsrc;
 	struct target *ts;           /* sorted by SHA-1 */
@@ -48,6 +48,14 @@ struct restore_ctx {
 int restore_plan(struct restore_ctx *x, ih_error *err);
 int restore_fetch(struct restore_ctx *x, ih_error *err);
 int restore_commit(struct restore_ctx *x, ih_error *err);
+
+/* The report (restore_report.c): started once the damage is known (it
+ * takes over x->before), finished from the targets (or, with no targets,
+ * from the check as found). */
+int restore_report_start(struct restore_ctx *x);
+int restore_report_finish(struct restore_ctx *x, ih_error *err);
+/* The outcome seen as a check (borrowing r's arrays), for the state store. */
+int restore_report_as_check(const ih_restore_report *r, ih_report *out);
 
 /* Committers: where the fetched bytes go, and how they become the image. */
 struct committer_ops {

@@ -82,7 +82,7 @@ static void free_specs(char **v, int n)
 static int open_sources(struct restore_ctx *x, ih_error *err)
 {
 	const ih_restore_options *opt = x->opt;
-	ih_report *r = x->r;
+	ih_restore_report *r = x->r;
 	struct policy pol = {.use_windows_update = -1};
 	char **pol_specs = NULL;
 	int npol = 0;
@@ -151,7 +151,7 @@ static int trees_known(const ih_session *s, const ih_report *before)
 
 static int plan_targets(struct restore_ctx *x, ih_error *err)
 {
-	const ih_report *before = x->before;
+	const ih_report *before = x->r->check;
 	int known = trees_known(x->s, before);
 
 	x->nt = before->n_damage;
@@ -182,7 +182,7 @@ static int plan_targets(struct restore_ctx *x, ih_error *err)
 int restore_plan(struct restore_ctx *x, ih_error *err)
 {
 	int rc;
-	ih_job_set_phase(x->j, IH_PHASE_PLAN, 0, x->before->n_damage);
+	ih_job_set_phase(x->j, IH_PHASE_PLAN, 0, x->r->check->n_damage);
 	rc = open_sources(x, err);
 	if (rc == IH_OK)
 		rc = plan_targets(x, err);

@@ -64,8 +64,6 @@ typedef struct ljob {
 	ih_cancel *cancel;   /* our own reference to the job's token, or NULL */
 	int collected;       /* ih_job_result was called; result in the uservalues */
 	enum job_kind kind;
-	int limit_access;    /* restore: options echoed in the report */
-	int no_policy;
 } ljob;
 
 /* User values of a Job: 1 = its Session, 2 = result table, 3 = error. */
@@ -652,8 +650,6 @@ static int session_restore_start(lua_State *L)
 		tok = opt_token(L, 2);
 	}
 	ljob *lj = new_job(L, tok, JOB_RESTORE);
-	lj->limit_access = o.limit_access;
-	lj->no_policy = o.no_policy;
 	o.cancel = lj->cancel;
 
 	ih_error err = {0};
@@ -865,38 +861,65 @@ static void setfield_optstr(lua_State *L, const char *k, const char *v)
 	}
 }
 
-/* The restore half of a report (see lua/imagehealth/report.lua): state_before,
- * repaired, unrepaired (= damaged: what is left), sources, bytes_written,
- * rebuilt, policy, limit_access. */
-static void push_restore_fields(lua_State *L, const ih_report *r, const ljob *lj)
+static const char *source_status_name(ih_source_status st)
 {
-	int rep = lua_gettop(L);
-	setfield_bool(L, "restored", 1);
-	setfield_str(L, "state_before", ih_health_name(r->state_before));
-	setfield_int(L, "health_before", r->state_before);
-	setfield_u64(L, "bytes_written", r->bytes_written);
-	setfield_bool(L, "rebuilt", r->rebuilt);
-	setfield_bool(L, "limit_access", lj->limit_access);
-	setfield_bool(L, "no_policy", lj->no_policy);
+	return st == IH_SOURCE_USABLE ? "usable" : st == IH_SOURCE_UNMAPPED ? "unmapped" : "unusable";
+}
 
-	lua_createtable(L, (int)r->n_sources, 0);
-	for (size_t i = 0; i < r->n_sources; i++) {
-		const ih_source_report *sr = &r->sources[i];
-		lua_createtable(L, 0, 10);
-		setfield_str(L, "spec", sr->spec);
+static void push_problems(lua_State *L, const ih_problem *v, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		const ih_problem *p = &v[i];
+		lua_createtable(L, 0, 3);
+		setfield_str(L, "kind", problem_kind_name(p->kind));
+		setfield_str(L, "severity", ih_health_name(p->severity));
+		size_t mlen = strnlen(p->message, sizeof p->message);
+		lua_pushlstring(L, p->message, mlen);
+		lua_setfield(L, -2, "message");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+/* A list of damage entries; with codes, each says why it is left. */
+static void push_damage_list(lua_State *L, const ih_damage *v, size_t n, int with_code)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		push_damage(L, &v[i]);
+		if (with_code && v[i].code != IH_OK) {
+			setfield_str(L, "code", ih_errcode_name(v[i].code));
+			setfield_int(L, "hresult", (lua_Integer)ih_errcode_hresult(v[i].code));
+		}
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+static void push_sources(lua_State *L, const ih_source_report *v, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		const ih_source_report *sr = &v[i];
+		lua_createtable(L, 0, 12);
+		setfield_str(L, "spec", sr->spec ? sr->spec : "");
 		setfield_str(L, "kind", source_kind_name(sr->kind));
 		setfield_str(L, "origin", source_origin_name(sr->origin));
 		setfield_optstr(L, "path", sr->path);
 		setfield_int(L, "index", sr->index);
-		setfield_bool(L, "usable", sr->usable);
+		setfield_bool(L, "usable", sr->status == IH_SOURCE_USABLE);
+		setfield_str(L, "status", source_status_name(sr->status));
 		setfield_optstr(L, "error", sr->error);
+		if (sr->error_code != IH_OK)
+			setfield_str(L, "error_code", ih_errcode_name(sr->error_code));
 		setfield_u64(L, "bytes_read", sr->bytes_read);
 		setfield_u64(L, "blobs_used", sr->blobs_used);
 		setfield_u64(L, "blobs_rejected", sr->blobs_rejected);
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
-	lua_setfield(L, rep, "sources");
+}
 
+static void push_repaired(lua_State *L, const ih_restore_report *r)
+{
 	lua_createtable(L, (int)r->n_repaired, 0);
 	for (size_t i = 0; i < r->n_repaired; i++) {
 		const ih_repair *rp = &r->repaired[i];
@@ -919,39 +942,10 @@ static void push_restore_fields(lua_State *L, const ih_report *r, const ljob *lj
 		lua_setfield(L, -2, "images");
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
-	lua_setfield(L, rep, "repaired");
-
-	/* unrepaired: the damage left, the same tables as damaged, each with
-	 * why it is left: no source had it (0x800F081F), or the image cannot
-	 * be repaired at all. */
-	ih_errcode why = r->state == IH_NONREPAIRABLE ? IH_ERR_NONREPAIRABLE : IH_ERR_SOURCE_MISSING;
-	lua_getfield(L, rep, "damaged");
-	lua_Integer n = (lua_Integer)luaL_len(L, -1);
-	for (lua_Integer i = 1; i <= n; i++) {
-		lua_rawgeti(L, -1, i);
-		setfield_str(L, "code", ih_errcode_name(why));
-		setfield_int(L, "hresult", (lua_Integer)ih_errcode_hresult(why));
-		lua_pop(L, 1);
-	}
-	lua_setfield(L, rep, "unrepaired");
-
-	/* dropped: damaged blobs no image used; their entries were removed */
-	lua_createtable(L, (int)r->n_dropped, 0);
-	for (size_t i = 0; i < r->n_dropped; i++) {
-		push_damage(L, &r->dropped[i]);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
-	lua_setfield(L, rep, "dropped");
-
-	lua_createtable(L, 0, 3);
-	setfield_optstr(L, "local_source_path", r->policy_local_source_path);
-	if (r->policy_use_windows_update != -1)
-		setfield_int(L, "use_windows_update", r->policy_use_windows_update);
-	setfield_optstr(L, "note", r->policy_note);
-	lua_setfield(L, rep, "policy");
 }
 
-static void push_report(lua_State *L, const ih_report *r, const ljob *lj)
+/* A check's report (see lua/imagehealth/report.lua). */
+static void push_report(lua_State *L, const ih_report *r)
 {
 	lua_createtable(L, 0, 16);
 	setfield_str(L, "state", ih_health_name(r->state));
@@ -965,26 +959,81 @@ static void push_report(lua_State *L, const ih_report *r, const ljob *lj)
 	setfield_u64(L, "blobs_checked", r->blobs_checked);
 	setfield_u64(L, "bytes_checked", r->bytes_checked);
 	setfield_num(L, "seconds", r->seconds);
-	lua_createtable(L, (int)r->n_damage, 0);
-	for (size_t i = 0; i < r->n_damage; i++) {
-		push_damage(L, &r->damage[i]);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
+	push_damage_list(L, r->damage, r->n_damage, 0);
 	lua_setfield(L, -2, "damaged");
-	lua_createtable(L, (int)r->n_problems, 0);
-	for (size_t i = 0; i < r->n_problems; i++) {
-		const ih_problem *p = &r->problems[i];
-		lua_createtable(L, 0, 3);
-		setfield_str(L, "kind", problem_kind_name(p->kind));
-		setfield_str(L, "severity", ih_health_name(p->severity));
-		size_t mlen = strnlen(p->message, sizeof p->message);
-		lua_pushlstring(L, p->message, mlen);
-		lua_setfield(L, -2, "message");
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
+	push_problems(L, r->problems, r->n_problems);
 	lua_setfield(L, -2, "problems");
-	if (r->restored)
-		push_restore_fields(L, r, lj);
+}
+
+/* A restore's report: the state after, what was repaired and what is
+ * left (damaged = unrepaired, each with its code), the sources, and the
+ * check it started from as `before` (its scan figures repeated at the top
+ * level, as a check report has them). */
+static void push_restore_report(lua_State *L, const ih_restore_report *r)
+{
+	const ih_report *c = r->check;
+	lua_createtable(L, 0, 24);
+	setfield_str(L, "state", ih_health_name(r->state));
+	setfield_int(L, "health", r->state);
+	setfield_bool(L, "scanned", c->scanned);
+	setfield_bool(L, "from_record", c->from_record);
+	if (c->recorded_at > 0)
+		setfield_num(L, "recorded_at", c->recorded_at);
+	setfield_str(L, "image", r->image_path);
+	setfield_int(L, "index", r->index);
+	setfield_u64(L, "blobs_checked", c->blobs_checked);
+	setfield_u64(L, "bytes_checked", c->bytes_checked);
+	setfield_num(L, "seconds", r->seconds);
+	setfield_bool(L, "restored", 1);
+	setfield_str(L, "state_before", ih_health_name(c->state));
+	setfield_int(L, "health_before", c->state);
+	setfield_u64(L, "bytes_written", r->bytes_written);
+	setfield_bool(L, "rebuilt", r->rebuilt);
+	setfield_bool(L, "limit_access", r->limit_access);
+	setfield_bool(L, "no_policy", r->no_policy);
+	push_report(L, c);
+	lua_setfield(L, -2, "before");
+	push_damage_list(L, r->unrepaired, r->n_unrepaired, 1);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, -3, "damaged");
+	lua_setfield(L, -2, "unrepaired");
+	push_problems(L, r->problems, r->n_problems);
+	lua_setfield(L, -2, "problems");
+	push_sources(L, r->sources, r->n_sources);
+	lua_setfield(L, -2, "sources");
+	push_repaired(L, r);
+	lua_setfield(L, -2, "repaired");
+	push_damage_list(L, r->dropped, r->n_dropped, 0);
+	lua_setfield(L, -2, "dropped");
+	lua_createtable(L, 0, 3);
+	setfield_optstr(L, "local_source_path", r->policy_local_source_path);
+	if (r->policy_use_windows_update != -1)
+		setfield_int(L, "use_windows_update", r->policy_use_windows_update);
+	setfield_optstr(L, "note", r->policy_note);
+	lua_setfield(L, -2, "policy");
+}
+
+/* Takes the finished job's outcome: pushes the report table and returns
+ * IH_OK, or returns the error. */
+static int collect_result(lua_State *L, ljob *lj, ih_error *err)
+{
+	int rc;
+	if (lj->kind == JOB_RESTORE) {
+		ih_restore_report *rr = NULL;
+		rc = ih_job_restore_result(lj->j, &rr, err);
+		if (rc == IH_OK) {
+			push_restore_report(L, rr);
+			ih_restore_report_free(rr);
+		}
+	} else {
+		ih_report *rep = NULL;
+		rc = ih_job_result(lj->j, &rep, err);
+		if (rc == IH_OK) {
+			push_report(L, rep);
+			ih_report_free(rep);
+		}
+	}
+	return rc;
 }
 
 /* job:result() -> report table | nil, err.  Raises if the job is still
@@ -999,20 +1048,12 @@ static int job_result(lua_State *L)
 		if (!ih_job_done(lj->j))
 			return luaL_error(L, "imagehealth.Job: result() called while the job "
 					     "is still running (call wait() first)");
-		ih_report *rep = NULL;
 		ih_error err = {0};
-		int rc = ih_job_result(lj->j, &rep, &err);
+		int rc = collect_result(L, lj, &err);
 		lj->collected = 1;
-		if (rc == IH_OK && rep) {
-			push_report(L, rep, lj);
-			ih_report_free(rep);
+		if (rc == IH_OK) {
 			lua_setiuservalue(L, 1, JOB_UV_RESULT);
 		} else {
-			if (rc == IH_OK) { /* no report and no error: a core bug */
-				err.code = IH_ERR_INTERNAL;
-				err.hresult = ih_errcode_hresult(IH_ERR_INTERNAL);
-				snprintf(err.message, sizeof err.message, "job gave no report");
-			}
 			push_fail(L, &err);
 			lua_setiuservalue(L, 1, JOB_UV_ERROR);
 			lua_pop(L, 1);
