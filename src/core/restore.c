@@ -94,7 +94,7 @@ static int reverify(const struct wim *nw, const struct target *ts, size_t nt, ih
 		ih_reason reason;
 		char detail[160], hex[41];
 		uint8_t hash[20];
-		if (ts[k].source < 0)
+		if (ts[k].source < 0 || !ts[k].kept)
 			continue;
 		ih_sha1_init(md);
 		int ok = b && ih_read_any_blob(&rd, b, hash_data, md, NULL, &reason, detail,
@@ -196,7 +196,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	if (repair && rc == IH_OK && !ih_job_cancelled(j))
 		rc = restore_commit(&x, err);
 	if (x.committed) {
-		int vrc = restore_verify(&x, err);
+		ih_error verr = {0};
+		int vrc = restore_verify(&x, rc ? &verr : err);
 		rc = rc ? rc : vrc;
 	}
 	if (rc == IH_OK && (x.committed || !ih_job_cancelled(j)))

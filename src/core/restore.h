@@ -23,6 +23,7 @@ struct target {
 	uint16_t part;
 	int source;                  /* index of the source that supplied it; -1: none */
 	int drop;                    /* no image uses it: remove its entry */
+	int kept;                    /* its repair (or drop) was committed */
 	struct supplied sup;
 };
 

@@ -212,6 +212,9 @@ static int inplace_commit(struct committer *c, struct restore_ctx *x, ih_error *
 		c->committed |= ip->txn[p - 1].committed;
 		atomic_fetch_add(&x->j->blobs_done, 1);
 	}
+	for (size_t k = 0; k < x->nt; k++)
+		x->ts[k].kept = ip->txn[x->ts[k].part - 1].committed &&
+				(x->ts[k].source >= 0 || x->ts[k].drop);
 	for (uint16_t p = 1; p <= ip->w->nparts; p++) {
 		struct part_txn *t = &ip->txn[p - 1];
 		if (t->committed)
@@ -288,6 +291,8 @@ static int rebuild_do_commit(struct committer *c, struct restore_ctx *x, ih_erro
 		return IH_ERR_CANCELLED;
 	int rc = rebuild_commit(rb->w, &rb->rb, x->ts, x->nt, err);
 	c->committed = c->rebuilt = rb->rb.renamed;
+	for (size_t k = 0; k < x->nt; k++)
+		x->ts[k].kept = c->committed && (x->ts[k].source >= 0 || x->ts[k].drop);
 	if (c->committed)
 		c->bytes_written = rb->rb.wr.bytes_written;
 	return rc;
