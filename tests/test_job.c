@@ -95,14 +95,12 @@ struct got {
 };
 
 /* Asks for one blob and reads the whole answer. */
-static int ask_and_read(ih_job *j, const ih_request *req, struct got *g, uint64_t *id_out)
+static int ask_and_read(ih_job *j, const ih_request *req, struct got *g, int slow)
 {
 	uint64_t id;
 	int rc = ih_job_ask(j, req, &id, NULL);
 	if (rc)
 		return rc;
-	if (id_out)
-		*id_out = id;
 	ih_sha1_ctx *c = ih_sha1_new();
 	ih_sha1_init(c);
 	for (;;) {
@@ -111,6 +109,8 @@ static int ask_and_read(ih_job *j, const ih_request *req, struct got *g, uint64_
 		const char *reason;
 		ih_answer a = ih_job_answer_next(j, id, &data, &len, &reason);
 		if (a == IH_ANSWER_DATA) {
+			if (slow)
+				sleep_ms(5);
 			ih_sha1_update(c, data, len);
 			g->bytes += len;
 			g->pieces++;
@@ -134,7 +134,7 @@ static int ask_and_read(ih_job *j, const ih_request *req, struct got *g, uint64_
 
 #define RT_THREADS 3
 #define RT_BLOBS 6
-static const size_t rt_sizes[RT_BLOBS] = {0, 1, 4097, 300000, 9 * MiB + 11, 2 * MiB + 3};
+static const size_t rt_sizes[RT_BLOBS] = {0, 1, 4097, 300000, 20 * MiB + 11, 2 * MiB + 3};
 
 struct rt_blob {
 	unsigned char *data;
@@ -167,7 +167,8 @@ static void *rt_worker(void *arg)
 		ih_request req = {.source = th->t, .size = bl->size, .n_refs = 2, .refs = refs,
 				  .n_images = 2, .images = images};
 		memcpy(req.sha1, bl->sha1, 20);
-		ask_and_read(th->j, &req, &rt->got[th->t][b], NULL);
+		/* one thread reads slowly: the caller meets back-pressure */
+		ask_and_read(th->j, &req, &rt->got[th->t][b], th->t == 2);
 	}
 	return NULL;
 }
@@ -327,9 +328,9 @@ static void test_roundtrip(void)
 	}
 	CHECK_EQ_INT(found, RT_THREADS * 4);
 	CHECK_EQ_INT(not_found, RT_THREADS * 2);
-	/* the 9 MiB blobs came in many pieces */
+	/* the 20 MiB blobs came in many pieces */
 	CHECK(rt->got[1][4].pieces > 5);
-	fprintf(stderr, "ctest: job roundtrip: %d busy replies\n", busy);
+	CHECK(busy > 0);
 	for (int t = 0; t < RT_THREADS; t++)
 		for (int b = 0; b < RT_BLOBS; b++)
 			free(rt->b[t][b].data);
@@ -376,6 +377,13 @@ static int bp_job(ih_job *j, void *arg, ih_report **report, ih_error *err)
 	return ok_report(report);
 }
 
+static void *open_gate_later(void *gate)
+{
+	sleep_ms(200);
+	atomic_store((atomic_int *)gate, 1);
+	return NULL;
+}
+
 static int fd_readable(int fd, int ms)
 {
 	struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -403,12 +411,19 @@ static void test_backpressure(void)
 	CHECK_EQ_INT(ih_job_reply_data(j, id, bp.data + off, 1), IH_ERR_BUSY);
 	ih_job_events(j, evs, 16);
 	CHECK(!fd_readable(ih_job_fd(j), 0));
-	/* the worker reads: the fd says there is room */
-	atomic_store(&bp.gate, 1);
-	CHECK(fd_readable(ih_job_fd(j), 2000));
+	/* the worker reads (from 200 ms on): ih_job_wait returns and the fd is
+	 * readable though no event came */
+	pthread_t opener;
+	pthread_create(&opener, NULL, open_gate_later, &bp.gate);
+	double t0 = ih_now();
+	CHECK_EQ_INT(ih_job_wait(j, 3000), 0);
+	double waited = ih_now() - t0;
+	CHECK_MSG(waited > 0.1 && waited < 1.5, "ih_job_wait woken by room");
+	CHECK(fd_readable(ih_job_fd(j), 0));
+	pthread_join(opener, NULL);
 
 	int busy = 0, retried_ok = 0;
-	double t0 = ih_now();
+	t0 = ih_now();
 	while (off < bp.size && ih_now() - t0 < 30) {
 		size_t piece = bp.size - off < MiB ? bp.size - off : MiB;
 		int rc = ih_job_reply_data(j, id, bp.data + off, piece);
