@@ -159,7 +159,8 @@ typedef struct ih_event {
 typedef struct ih_job ih_job;
 typedef struct ih_report ih_report;
 
-/* Readable (POLLIN) when events are queued or the job finished. */
+/* Readable (POLLIN) when events are queued, the job finished, or a reply
+ * refused with IH_ERR_BUSY may be retried. */
 int ih_job_fd(const ih_job *j);
 /* Copies up to max queued events out; returns how many.  Also resets the
  * fd's readiness when the queue is drained. */
@@ -167,8 +168,8 @@ size_t ih_job_events(ih_job *j, ih_event *out, size_t max);
 void ih_job_progress(ih_job *j, ih_progress *out);
 void ih_job_cancel(ih_job *j);
 int ih_job_done(ih_job *j);
-/* Waits up to timeout_ms (< 0: forever) for the job to finish or for an
- * event; returns 1 if done. */
+/* Waits up to timeout_ms (< 0: forever) for the job to finish, for an
+ * event, or for room for a refused reply; returns 1 if done. */
 int ih_job_wait(ih_job *j, int timeout_ms);
 /* After done: the outcome.  Returns IH_OK and hands over the report (the
  * caller frees it), or the error. */
