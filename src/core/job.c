@@ -1,6 +1,6 @@
 /* job.c - jobs: one runner thread per operation; the caller polls an
  * eventfd, drains events and reads progress.  Nothing here calls back into
- * the caller. */
+ * the caller.  Requests a worker makes of the caller: jobreply.c. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
