@@ -203,7 +203,8 @@ int ih_job_request(ih_job *j, uint64_t id, ih_request *out);
  * piece was NOT taken; wait until the job fd is readable (or ih_job_wait),
  * drain the events and retry.  IH_ERR_CANCELLED when the worker no longer
  * wants it (job cancelled or request abandoned); IH_ERR_INVALID_ARG for an
- * unknown or already-ended id. */
+ * unknown or already-ended id (or data NULL with len > 0); IH_ERR_NOMEM
+ * when the piece cannot be copied. */
 int ih_job_reply_data(ih_job *j, uint64_t id, const void *data, size_t len);
 /* Ends the answer: found = 1 (the pieces given are the blob) or 0 (this
  * source does not have it; reason may be NULL, copied; pieces not yet read
