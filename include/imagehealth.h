@@ -146,18 +146,21 @@ typedef enum ih_event_type {
 	IH_EVENT_DAMAGE,     /* a damaged blob was found; text has details */
 	IH_EVENT_MESSAGE,
 	IH_EVENT_DONE,
+	IH_EVENT_REQUEST,    /* a worker asks for a blob: see ih_job_request */
 } ih_event_type;
 
 typedef struct ih_event {
 	ih_event_type type;
 	ih_progress progress;
 	char text[256];
+	uint64_t request_id; /* IH_EVENT_REQUEST: the request's id */
 } ih_event;
 
 typedef struct ih_job ih_job;
 typedef struct ih_report ih_report;
 
-/* Readable (POLLIN) when events are queued or the job finished. */
+/* Readable (POLLIN) when events are queued, the job finished, or a reply
+ * refused with IH_ERR_BUSY may be retried. */
 int ih_job_fd(const ih_job *j);
 /* Copies up to max queued events out; returns how many.  Also resets the
  * fd's readiness when the queue is drained. */
@@ -165,8 +168,8 @@ size_t ih_job_events(ih_job *j, ih_event *out, size_t max);
 void ih_job_progress(ih_job *j, ih_progress *out);
 void ih_job_cancel(ih_job *j);
 int ih_job_done(ih_job *j);
-/* Waits up to timeout_ms (< 0: forever) for the job to finish or for an
- * event; returns 1 if done. */
+/* Waits up to timeout_ms (< 0: forever) for the job to finish, for an
+ * event, or for room for a refused reply; returns 1 if done. */
 int ih_job_wait(ih_job *j, int timeout_ms);
 /* After a check job is done: the outcome.  Returns IH_OK and hands over
  * the report (the caller frees it), or the error.  A restore job's outcome
@@ -174,6 +177,44 @@ int ih_job_wait(ih_job *j, int timeout_ms);
 int ih_job_result(ih_job *j, ih_report **report, ih_error *err);
 /* Cancels if running, joins the threads, frees. */
 void ih_job_free(ih_job *j);
+
+/* Requests: a worker of the job (for example the restore's fetch stage,
+ * asking a scripted source for a blob) posts an IH_EVENT_REQUEST event and
+ * waits; the caller answers from its own thread with the calls below.  The
+ * core never calls its caller.  Each request the caller saw should be ended
+ * with ih_job_reply_end, even after a call returned IH_ERR_CANCELLED: that
+ * releases it (otherwise it is released when the job is freed). */
+typedef struct ih_request {
+	uint64_t id;
+	int source;                 /* index of the asking source in the restore's sources */
+	uint8_t sha1[20];
+	uint64_t size;              /* expected size, 0 when unknown */
+	size_t n_refs;
+	const struct ih_ref *refs;  /* paths that use it (ih_ref below) */
+	uint32_t n_images;
+	const uint32_t *images;     /* images (1-based) that use it */
+} ih_request;
+/* Details of a request; refs and images stay valid until the caller's
+ * ih_job_reply_end for it or ih_job_free.  IH_OK; IH_ERR_CANCELLED when the
+ * worker no longer wants it; IH_ERR_INVALID_ARG when there is none with
+ * that id (unknown or already ended). */
+int ih_job_request(ih_job *j, uint64_t id, ih_request *out);
+/* Appends a piece of the answer (copied).  Never blocks.  IH_OK;
+ * IH_ERR_BUSY when too much is queued already (IH_JOB_REPLY_QUEUE_MAX): the
+ * piece was NOT taken; wait until the job fd is readable (or ih_job_wait),
+ * drain the events and retry.  IH_ERR_CANCELLED when the worker no longer
+ * wants it (job cancelled or request abandoned); IH_ERR_INVALID_ARG for an
+ * unknown or already-ended id (or data NULL with len > 0); IH_ERR_NOMEM
+ * when the piece cannot be copied. */
+int ih_job_reply_data(ih_job *j, uint64_t id, const void *data, size_t len);
+/* Ends the answer: found = 1 (the pieces given are the blob) or 0 (this
+ * source does not have it; reason may be NULL, copied; pieces not yet read
+ * are dropped).  IH_OK, IH_ERR_CANCELLED (the request is released all the
+ * same) or IH_ERR_INVALID_ARG as for ih_job_reply_data. */
+int ih_job_reply_end(ih_job *j, uint64_t id, int found, const char *reason);
+/* Bytes queued per request beyond which ih_job_reply_data says IH_ERR_BUSY
+ * (a larger single piece is taken when nothing is queued). */
+#define IH_JOB_REPLY_QUEUE_MAX ((size_t)8 << 20)
 
 /* ---------------------------------------------------------------- check */
 

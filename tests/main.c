@@ -11,6 +11,7 @@ void test_xmlinfo(void);
 void test_wimfmt(void);
 void test_restore(void);
 void test_pipeline(void);
+void test_job(void);
 
 static const struct {
 	const char *name;
@@ -22,6 +23,7 @@ static const struct {
 	{"check", test_check},
 	{"restore", test_restore},
 	{"pipeline", test_pipeline},
+	{"job", test_job},
 };
 
 int main(int argc, char **argv)

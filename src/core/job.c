@@ -1,6 +1,6 @@
 /* job.c - jobs: one runner thread per operation; the caller polls an
  * eventfd, drains events and reads progress.  Nothing here calls back into
- * the caller. */
+ * the caller.  Requests a worker makes of the caller: jobreply.c. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -12,7 +12,8 @@
 #include "job.h"
 #include "util.h"
 
-#define QUEUE_MAX 1024
+#define QUEUE_MAX 1024 /* events beyond this are dropped, but for REQUEST and DONE */
+#define QUEUE_GROW 64
 #define PROGRESS_INTERVAL 0.1
 
 struct ih_cancel {
@@ -74,15 +75,45 @@ static void signal_fd(ih_job *j)
 	(void)n; /* EAGAIN only if the counter is saturated: still readable */
 }
 
+/* A worker waits on a REQUEST's answer and the caller on DONE: losing
+ * either would hang one of them. */
+static int essential(ih_event_type t)
+{
+	return t == IH_EVENT_REQUEST || t == IH_EVENT_DONE;
+}
+
+/* Caller holds mu.  Room for one more essential event past QUEUE_MAX: a
+ * bigger queue (there are only as many REQUESTs as waiting workers), or if
+ * memory is short, the newest event that may be dropped. */
+static int room_for_essential_locked(ih_job *j)
+{
+	if (j->qlen < j->qcap)
+		return 1;
+	ih_event *q = realloc(j->queue, (j->qcap + QUEUE_GROW) * sizeof *q);
+	if (q) {
+		j->queue = q;
+		j->qcap += QUEUE_GROW;
+		return 1;
+	}
+	for (size_t i = j->qlen; i-- > 0;) {
+		if (!essential(j->queue[i].type)) {
+			memmove(j->queue + i, j->queue + i + 1, (j->qlen - i - 1) * sizeof *q);
+			j->qlen--;
+			j->dropped++;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* Caller holds mu. */
 static void push_locked(ih_job *j, const ih_event *ev)
 {
 	if (ev->type == IH_EVENT_PROGRESS && j->qlen &&
 	    j->queue[j->qlen - 1].type == IH_EVENT_PROGRESS) {
 		j->queue[j->qlen - 1] = *ev; /* coalesce: only the newest matters */
-	} else if (j->qlen < QUEUE_MAX || ev->type == IH_EVENT_DONE) {
-		if (j->qlen == QUEUE_MAX) /* make room for DONE */
-			j->qlen--;
+	} else if (j->qlen < QUEUE_MAX ||
+		   (essential(ev->type) && room_for_essential_locked(j))) {
 		j->queue[j->qlen++] = *ev;
 	} else {
 		j->dropped++;
@@ -92,17 +123,29 @@ static void push_locked(ih_job *j, const ih_event *ev)
 	pthread_cond_broadcast(&j->cv);
 }
 
+void ih_job_wake_caller_locked(ih_job *j)
+{
+	j->wake_gen++;
+	signal_fd(j);
+	pthread_cond_broadcast(&j->cv);
+}
+
+void ih_job_post_event(ih_job *j, ih_event *ev)
+{
+	fill_progress(j, &ev->progress);
+	pthread_mutex_lock(&j->mu);
+	push_locked(j, ev);
+	pthread_mutex_unlock(&j->mu);
+}
+
 void ih_job_post(ih_job *j, ih_event_type type, const char *fmt, ...)
 {
 	ih_event ev = {.type = type};
 	va_list ap;
-	fill_progress(j, &ev.progress);
 	va_start(ap, fmt);
 	vsnprintf(ev.text, sizeof ev.text, fmt, ap);
 	va_end(ap);
-	pthread_mutex_lock(&j->mu);
-	push_locked(j, &ev);
-	pthread_mutex_unlock(&j->mu);
+	ih_job_post_event(j, &ev);
 }
 
 void ih_job_set_phase(ih_job *j, ih_phase p, uint64_t bytes_total, uint64_t blobs_total)
@@ -144,6 +187,7 @@ static void *runner(void *arg)
 	j->err = err;
 	j->report = report;
 	j->done = 1;
+	ih_job_requests_abandon_locked(j); /* replies from now on: cancelled */
 	{
 		ih_event ev = {.type = IH_EVENT_DONE};
 		fill_progress(j, &ev.progress);
@@ -160,7 +204,8 @@ int ih_job_start(ih_job_fn fn, void *arg, void (*free_arg)(void *), ih_cancel *t
 	ih_job *j = calloc(1, sizeof *j);
 	if (!j)
 		goto nomem;
-	j->queue = malloc(QUEUE_MAX * sizeof *j->queue);
+	j->qcap = QUEUE_MAX;
+	j->queue = malloc(j->qcap * sizeof *j->queue);
 	j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (!j->queue || j->efd < 0) {
 		if (j->efd >= 0)
@@ -171,6 +216,15 @@ int ih_job_start(ih_job_fn fn, void *arg, void (*free_arg)(void *), ih_cancel *t
 	}
 	pthread_mutex_init(&j->mu, NULL);
 	pthread_cond_init(&j->cv, NULL);
+	{
+		/* a worker's timed waits must not jump with the wall clock */
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&j->reply_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	j->next_req_id = 1;
 	j->fn = fn;
 	j->arg = arg;
 	j->free_arg = free_arg;
@@ -219,6 +273,11 @@ void ih_job_progress(ih_job *j, ih_progress *out)
 void ih_job_cancel(ih_job *j)
 {
 	atomic_store(&j->cancel, 1);
+	/* wake a worker waiting for an answer now rather than at its next
+	 * timed check */
+	pthread_mutex_lock(&j->mu);
+	pthread_cond_broadcast(&j->reply_cv);
+	pthread_mutex_unlock(&j->mu);
 }
 
 int ih_job_done(ih_job *j)
@@ -233,6 +292,7 @@ int ih_job_done(ih_job *j)
 int ih_job_wait(ih_job *j, int timeout_ms)
 {
 	int d;
+	unsigned long gen;
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (timeout_ms >= 0) {
@@ -244,7 +304,8 @@ int ih_job_wait(ih_job *j, int timeout_ms)
 		}
 	}
 	pthread_mutex_lock(&j->mu);
-	while (!j->done && j->qlen == 0) {
+	gen = j->wake_gen;
+	while (!j->done && j->qlen == 0 && j->wake_gen == gen) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&j->cv, &j->mu);
 		else if (pthread_cond_timedwait(&j->cv, &j->mu, &ts) == ETIMEDOUT)
@@ -285,9 +346,10 @@ void ih_job_free(ih_job *j)
 	if (!j)
 		return;
 	if (j->started) {
-		atomic_store(&j->cancel, 1);
+		ih_job_cancel(j); /* also wakes a worker waiting for an answer */
 		pthread_join(j->thread, NULL);
 	}
+	ih_job_requests_free(j);
 	if (j->free_arg)
 		j->free_arg(j->arg);
 	ih_report_free(j->report);
@@ -295,6 +357,7 @@ void ih_job_free(ih_job *j)
 	ih_cancel_unref(j->token);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
+	pthread_cond_destroy(&j->reply_cv);
 	close(j->efd);
 	free(j->queue);
 	free(j);
@@ -304,7 +367,13 @@ void ih_job_wait_done(ih_job *j)
 {
 	while (!ih_job_wait(j, -1)) {
 		ih_event evs[16];
-		ih_job_events(j, evs, 16); /* nobody listens: keep the queue short */
+		/* nobody listens: keep the queue short, and tell a worker
+		 * asking for something that nobody will answer */
+		size_t n = ih_job_events(j, evs, 16);
+		for (size_t i = 0; i < n; i++)
+			if (evs[i].type == IH_EVENT_REQUEST)
+				ih_job_reply_end(j, evs[i].request_id, 0,
+						 "no caller answers requests in a synchronous call");
 	}
 }
 

@@ -237,6 +237,7 @@ static const char *event_type_name(ih_event_type t)
 	case IH_EVENT_DAMAGE: return "damage";
 	case IH_EVENT_MESSAGE: return "message";
 	case IH_EVENT_DONE: return "done";
+	case IH_EVENT_REQUEST: return "request"; /* not shown: see job_drain */
 	}
 	return "unknown";
 }
@@ -762,6 +763,14 @@ static int job_drain(lua_State *L)
 		size_t got = ih_job_events(lj->j, buf, want);
 		for (size_t i = 0; i < got; i++) {
 			const ih_event *e = &buf[i];
+			if (e->type == IH_EVENT_REQUEST) {
+				/* Lua cannot answer requests yet: decline, so
+				 * that the worker asking does not wait forever,
+				 * and keep it from the progress callbacks. */
+				ih_job_reply_end(lj->j, e->request_id, 0,
+						 "the Lua binding does not answer requests");
+				continue;
+			}
 			lua_createtable(L, 0, 10);
 			setfield_str(L, "type", event_type_name(e->type));
 			push_progress_fields(L, &e->progress);
