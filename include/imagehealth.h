@@ -16,6 +16,17 @@
 extern "C" {
 #endif
 
+/* Every declaration of the public API is exported; the library is built
+ * with -fvisibility=hidden, so nothing else is. */
+#if defined(__GNUC__)
+#define IH_API __attribute__((visibility("default")))
+#else
+#define IH_API
+#endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define IH_VERSION_STRING "0.2.0"
 
 /* DismImageHealthState */
@@ -395,6 +406,10 @@ int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
 
 void ih_report_free(ih_report *r);
 void ih_restore_report_free(ih_restore_report *r);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1160,7 +1160,7 @@ static int l_isatty(lua_State *L)
 	return 1;
 }
 
-int luaopen_imagehealth_core(lua_State *L);
+IH_API int luaopen_imagehealth_core(lua_State *L);
 
 int luaopen_imagehealth_core(lua_State *L)
 {
