@@ -402,14 +402,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	/* The session's shared lock becomes exclusive: no other session, in
 	 * this process or another, has the image open meanwhile. */
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		rc = errno == EWOULDBLOCK
-			     ? ih_fail(err, IH_ERR_BUSY,
-				       "%s is in use by another session or restore; close it and retry",
-				       s->w->path)
-			     : ih_fail(err, IH_ERR_IO, "%s: lock: %s", s->w->path, strerror(errno));
+	if ((rc = ih_session_lock_exclusive(s, err)))
 		goto out;
-	}
 	locked = 1;
 
 	/* The sources' blob tables are read first thing when they open: have
@@ -420,8 +414,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	/* The damage: what the last full scan of this exact file recorded,
 	 * or a full scan now. */
 	ih_check_options co = {.scan = 1, .threads = opt->threads};
-	rc = check_from_records(s, &before);
-	if (rc == 1)
+	rc = opt->use_record ? check_from_records(s, &before) : CHECK_NO_RECORD;
+	if (rc == CHECK_NO_RECORD)
 		rc = check_run(s, j, &co, &before, err);
 	else if (rc)
 		rc = ih_fail(err, rc, "out of memory");
@@ -660,7 +654,7 @@ out:
 	free(pws);
 	ih_report_free(before);
 	if (locked)
-		flock(s->lock_fd, LOCK_SH);
+		ih_session_lock_shared(s);
 	ih_session_end_job(s, 1);
 	if (rc == IH_OK && ih_job_cancelled(j) && !any_commit) {
 		ih_report_free(r);
