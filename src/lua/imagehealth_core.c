@@ -647,6 +647,7 @@ static int session_restore_start(lua_State *L)
 		o.limit_access = opt_boolean(L, 2, "limit_access");
 		o.no_policy = opt_boolean(L, 2, "no_policy");
 		o.rebuild = opt_boolean(L, 2, "rebuild");
+		o.use_record = opt_boolean(L, 2, "use_record");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		o.policy_hive = opt_string(L, 2, "policy_hive");
 		tok = opt_token(L, 2);
@@ -960,6 +961,8 @@ static void push_report(lua_State *L, const ih_report *r, const ljob *lj)
 	setfield_bool(L, "from_record", r->from_record);
 	if (r->recorded_at > 0)
 		setfield_num(L, "recorded_at", r->recorded_at);
+	if (r->record_note)
+		setfield_str(L, "record_note", r->record_note);
 	setfield_str(L, "image", r->image_path);
 	setfield_int(L, "index", r->index);
 	setfield_u64(L, "blobs_checked", r->blobs_checked);
