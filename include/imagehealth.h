@@ -350,6 +350,8 @@ typedef struct ih_restore_options {
 	int threads;
 	ih_cancel *cancel;
 	const char *policy_hive;     /* test/override: read policy from this hive file */
+	int use_record;              /* trust the last full scan's state record
+				      * instead of scanning (DISM scans) */
 } ih_restore_options;
 
 /* A check's report (DismCheckImageHealth). */
@@ -358,6 +360,9 @@ struct ih_report {
 	int scanned;            /* a full scan ran now */
 	int from_record;        /* damage recalled from the state store */
 	double recorded_at;     /* unix time of the recalled scan, or 0 */
+	const char *record_note; /* static text: why no state record was read or
+				  * kept (no safe state directory, a record
+				  * refused), or NULL */
 	char *image_path;
 	uint32_t index;         /* 0: all images */
 	uint64_t blobs_checked, bytes_checked;

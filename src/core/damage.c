@@ -153,8 +153,9 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 		char why[128];
 		if (!metas[i].ok)
 			continue;
-		ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why);
-		if (c.oom)
+		if (ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why) ==
+			    IH_META_NOMEM ||
+		    c.oom)
 			return IH_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < d->n; i++) {

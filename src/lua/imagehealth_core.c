@@ -646,6 +646,7 @@ static int session_restore_start(lua_State *L)
 		o.limit_access = opt_boolean(L, 2, "limit_access");
 		o.no_policy = opt_boolean(L, 2, "no_policy");
 		o.rebuild = opt_boolean(L, 2, "rebuild");
+		o.use_record = opt_boolean(L, 2, "use_record");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		o.policy_hive = opt_string(L, 2, "policy_hive");
 		tok = opt_token(L, 2);
@@ -963,6 +964,8 @@ static void push_report(lua_State *L, const ih_report *r)
 	setfield_bool(L, "from_record", r->from_record);
 	if (r->recorded_at > 0)
 		setfield_num(L, "recorded_at", r->recorded_at);
+	if (r->record_note)
+		setfield_str(L, "record_note", r->record_note);
 	setfield_str(L, "image", r->image_path);
 	setfield_int(L, "index", r->index);
 	setfield_u64(L, "blobs_checked", r->blobs_checked);
@@ -1000,6 +1003,8 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	setfield_bool(L, "rebuilt", r->rebuilt);
 	setfield_bool(L, "limit_access", r->limit_access);
 	setfield_bool(L, "no_policy", r->no_policy);
+	if (c->record_note)
+		setfield_str(L, "record_note", c->record_note);
 	push_report(L, c);
 	lua_setfield(L, -2, "before");
 	push_damage_list(L, r->unrepaired, r->n_unrepaired, 1);
