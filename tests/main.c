@@ -10,6 +10,7 @@ void test_metadata(void);
 void test_xmlinfo(void);
 void test_wimfmt(void);
 void test_restore(void);
+void test_bounds(void);
 
 static const struct {
 	const char *name;
@@ -20,6 +21,7 @@ static const struct {
 	{"xmlinfo", test_xmlinfo},
 	{"check", test_check},
 	{"restore", test_restore},
+	{"bounds", test_bounds},
 };
 
 int main(int argc, char **argv)

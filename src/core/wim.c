@@ -44,12 +44,17 @@ void problem_add(struct problem_list *l, ih_problem_kind kind, ih_health sev, co
 		snprintf(p->message, sizeof p->message, "... and %zu more problems", l->omitted);
 		return;
 	}
-	p = realloc(l->v, (l->n + 1) * sizeof *p);
-	if (!p) {
-		l->oom = 1;
-		return;
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 8;
+		p = realloc(l->v, ncap * sizeof *p);
+		if (!p) {
+			l->oom = 1;
+			return;
+		}
+		l->v = p;
+		l->cap = ncap;
 	}
-	l->v = p;
+	p = l->v;
 	p += l->n++;
 	p->kind = kind;
 	p->severity = sev;

@@ -61,7 +61,7 @@ struct wim_solid {
 #define PROBLEMS_MAX 1000
 struct problem_list {
 	ih_problem *v;
-	size_t n;
+	size_t n, cap;
 	int nonrepairable;
 	size_t omitted;          /* problems counted in the last entry only */
 	int oom;                 /* a problem was lost for want of memory */
