@@ -274,6 +274,9 @@ typedef struct ih_damage {
 	size_t n_refs;
 	ih_ref *refs;           /* files hit, sorted by (image, path) */
 	char detail[160];       /* e.g. "chunk 3 of 7 failed to decompress" */
+	size_t n_refs_omitted;  /* further files hit whose paths were not kept
+				 * (at most 1000 per blob and 16 MiB of paths
+				 * per report); their images are in images */
 } ih_damage;
 
 typedef enum ih_problem_kind {

@@ -13,6 +13,7 @@ void test_restore(void);
 void test_pipeline(void);
 void test_job(void);
 void test_state(void);
+void test_bounds(void);
 
 static const struct {
 	const char *name;
@@ -26,6 +27,7 @@ static const struct {
 	{"pipeline", test_pipeline},
 	{"job", test_job},
 	{"state", test_state},
+	{"bounds", test_bounds},
 };
 
 int main(int argc, char **argv)

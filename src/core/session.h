@@ -73,6 +73,8 @@ struct damage_set {
 	size_t n, cap;
 	struct ih_blobindex idx;
 	size_t walked;           /* entries [0, walked) have their refs already */
+	size_t ref_bytes;        /* paths kept, with their overhead */
+	int oom;                 /* something was lost: damage_to_report fails */
 };
 
 int damage_set_init(struct damage_set *d);

@@ -845,6 +845,7 @@ static void push_damage(lua_State *L, const ih_damage *d)
 	 * them (sorted, unique; for metadata damage, the image whose directory
 	 * tree it is). */
 	push_refs(L, d->refs, d->n_refs);
+	setfield_u64(L, "refs_omitted", d->n_refs_omitted); /* paths beyond the core's cap */
 	lua_createtable(L, (int)d->n_images, 0);
 	for (size_t i = 0; i < d->n_images; i++) {
 		lua_pushinteger(L, d->images[i]);
