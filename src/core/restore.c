@@ -411,6 +411,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		goto out;
 	}
 	locked = 1;
+	rebuild_sweep(s->w->path);
 
 	/* The sources' blob tables are read first thing when they open: have
 	 * the kernel fetch them while the check below runs. */
