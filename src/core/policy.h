@@ -16,8 +16,11 @@ struct policy {
 int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 		struct policy *p);
 int policy_read_hive_file(const char *file, struct policy *p);
-/* Maps a Windows path by the caller's prefix map; NULL when no prefix fits. */
+/* Maps a Windows path by the caller's prefix map; NULL when no prefix fits
+ * or the path has a ".." component (why says which). */
 char *policy_map_path(const char *winpath, const char *const *map, size_t n_map);
+char *policy_map_path_why(const char *winpath, const char *const *map, size_t n_map,
+			  char *why, size_t whylen);
 void policy_free(struct policy *p);
 
 #endif

@@ -249,15 +249,15 @@ static int open_sources(ih_session *s, const ih_restore_options *opt, ih_report 
 		}
 		char *winpath = ih_strdup(spec);
 		uint32_t idx = winpath ? source_split_index(winpath) : 0;
-		char *local = winpath ? policy_map_path(winpath, opt->path_map, opt->n_path_map) : NULL;
+		char msg[600] = "out of memory";
+		char *local = winpath ? policy_map_path_why(winpath, opt->path_map, opt->n_path_map,
+							    msg, sizeof msg) : NULL;
 		ih_source_report *rep = &r->sources[opt->n_sources + i];
 		if (!local) {
 			src[opt->n_sources + i].rep = rep; /* kept, unusable, for the report */
 			rep->spec = ih_strdup(pol_specs[i]);
 			rep->origin = IH_ORIGIN_POLICY;
 			rep->kind = prefix[0] ? IH_SOURCE_WIM : IH_SOURCE_DIR;
-			char msg[600];
-			snprintf(msg, sizeof msg, "no path_map entry maps the Windows path %s", winpath ? winpath : "");
 			rep->error = ih_strdup(msg);
 		} else {
 			char full[4200];
