@@ -282,7 +282,7 @@ describe("Session", function()
     assert.is_true(own_fds() >= before + 20) -- they hold descriptors...
     collectgarbage()
     collectgarbage()
-    assert.equal(before, own_fds())           -- ...which __gc closed
+    assert.is_true(own_fds() <= before)       -- ...which __gc closed
   end)
 
   it("has the type names and metatables the convention asks for", function()
@@ -455,11 +455,10 @@ end)
 -- Waits until job has read some bytes and asserts it is still running:
 -- a cancel after this is a cancel of a running job.
 local function running(j)
-  for _ = 1, 2000 do
-    if j:progress().bytes_done > 0 then
-      break
-    end
-    j:wait_raw(1)
+  local deadline = os.time() + 30 -- a loaded machine may be slow to start it
+  while j:progress().bytes_done == 0 and not j:done() and os.time() < deadline do
+    j:wait_raw(5)
+    j:drain() -- else the fd stays readable and wait_raw returns at once
   end
   assert.is_true(j:progress().bytes_done > 0)
   assert.is_false(j:done(), "the job ended before it could be cancelled")
@@ -760,7 +759,9 @@ describe("Job", function()
     collectgarbage()
     collectgarbage()
     -- the jobs were stopped and their threads joined, the session closed
-    assert.equal(threads, own_threads())
-    assert.equal(fds, own_fds())
+    -- (at most as many as before: a thread of an earlier test may have
+    -- ended meanwhile)
+    assert.is_true(own_threads() <= threads, own_threads() .. " threads, " .. threads .. " before")
+    assert.is_true(own_fds() <= fds, own_fds() .. " fds, " .. fds .. " before")
   end)
 end)

@@ -184,8 +184,8 @@ char *policy_map_path_why(const char *winpath, const char *const *map, size_t n_
 {
 	if (has_dotdot(winpath)) {
 		snprintf(why, whylen,
-			 "the Windows path %s has a \"..\" component: refused, it could leave the "
-			 "path_map directory", winpath);
+			 "the Windows path %s has a \"..\" component: refused, it could lead "
+			 "outside the mapped directory", winpath);
 		return NULL;
 	}
 	snprintf(why, whylen, "no path_map entry maps the Windows path %s", winpath);
