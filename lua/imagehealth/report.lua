@@ -198,8 +198,9 @@ local function what_checked(self)
       M.format_bytes(self.bytes_checked), M.format_seconds(self.seconds), how)
   end
   if self.scan_kind == "quick_record" and self.recorded_at then
-    return string.format("quick check (structure; blob table and metadata unchanged since "
-      .. "the full scan of %s, whose findings these are)", M.format_recorded(self.recorded_at))
+    return string.format("quick check (structure, and recorded damage from the full scan of "
+      .. "%s; its record vouches for the blob table and metadata as they are, so nothing "
+      .. "was decoded)", M.format_recorded(self.recorded_at))
   end
   if self.from_record and self.recorded_at then
     if self.restored then

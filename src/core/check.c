@@ -395,7 +395,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 			goto out;
 		}
 		if ((so.mode == IH_SCAN_FINGERPRINT || keep) &&
-		    fp_set_alloc(&fps, w, so.mode == IH_SCAN_FINGERPRINT ? rec.fps.chunk : FP_CHUNK)) {
+		    fp_set_alloc(&fps, w, so.mode == IH_SCAN_FINGERPRINT ? rec.fps.chunk
+				 : ih_test_fp_chunk ? ih_test_fp_chunk : FP_CHUNK)) {
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 			goto out;
 		}

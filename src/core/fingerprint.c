@@ -7,6 +7,7 @@
 #include "fingerprint.h"
 #include "util.h"
 
+uint32_t ih_test_fp_chunk;
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 

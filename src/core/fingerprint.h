@@ -13,6 +13,9 @@
 
 #define FP_CHUNK (4u << 20)
 #define FP_LEN 32
+/* Test hook: when set, new fingerprints use chunks of this many bytes (so
+ * that a small test image has many of them). */
+extern uint32_t ih_test_fp_chunk;
 
 struct evp_md_ctx_st;
 

@@ -389,15 +389,20 @@ static int parse_record(const ih_session *s, uint32_t image, struct cur c, int a
 						b = &w->blobs[w->metadata[i]];
 				snprintf(detail, sizeof detail, "recorded by the full scan of %s: %.90s",
 					 when, text);
-				size_t before = d->n;
 				cur = damage_add(d, w, sha1, b, (ih_reason)u, detail);
+				if (!cur && !d->oom) {
+					/* known already (another image's record, or the
+					 * scan): this record's refs are this image's */
+					size_t *v = ih_blobindex_get(&d->idx, sha1);
+					cur = v ? &d->v[*v] : NULL;
+				} else if (cur && !b) {
+					cur->size = size;
+				}
 				if (!cur) {
 					free(text);
 					return REC_NOMEM;
 				}
-				if (!b)
-					cur->size = size;
-				if (d->n == before || !with_refs) /* known: refs come only once */
+				if (!with_refs)
 					cur = NULL;
 			}
 		} else if (!strcmp(tag, "meta")) {
