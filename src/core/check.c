@@ -224,9 +224,13 @@ static int integrity_usable(const struct wim *w)
 }
 
 /* How this full scan runs: from the fingerprint record, from the integrity
- * table, or deep.  Loads rec when it is used. */
+ * table, or deep.  Loads rec when it is used.  The integrity table does not
+ * cover the header, whose compression type and chunk size every non-solid
+ * blob is decoded with: it stands for fingerprints only when the metadata
+ * (decoded with them, like those blobs) was read whole and matched its
+ * SHA-1 (meta_ok). */
 static int choose_scan(ih_session *s, const ih_check_options *opt, struct fp_record *rec,
-		       struct scan_opts *so, ih_report *r)
+		       struct scan_opts *so, ih_report *r, int meta_ok)
 {
 	const char *note = NULL;
 	so->mode = IH_SCAN_DEEP;
@@ -247,10 +251,13 @@ static int choose_scan(ih_session *s, const ih_check_options *opt, struct fp_rec
 			return IH_OK;
 		}
 	}
-	if (integrity_usable(s->w)) {
+	if (integrity_usable(s->w) && meta_ok) {
 		so->mode = IH_SCAN_INTEGRITY;
 		return IH_OK;
 	}
+	if (integrity_usable(s->w) && !note)
+		note = "the metadata did not verify, so the integrity table (which does not cover "
+		       "the header) cannot prove the rest unchanged: every blob was read";
 	r->scan_note = note ? note
 			    : "no fingerprint record of this file and no integrity table: every "
 			      "blob was read";
@@ -390,7 +397,10 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	int keep = opt->scan && !opt->no_record && s->state_dir && !s->index;
 	if (opt->scan && !w->nonrepairable) {
 		int threads = opt->threads > 0 ? opt->threads : s->threads;
-		if (choose_scan(s, opt, &rec, &so, r)) {
+		int meta_ok = nmetas > 0;
+		for (size_t i = 0; i < nmetas; i++)
+			meta_ok &= metas[i].ok;
+		if (choose_scan(s, opt, &rec, &so, r, meta_ok)) {
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory reading the fingerprint record");
 			goto out;
 		}

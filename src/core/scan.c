@@ -696,6 +696,14 @@ static int build_maps(struct scan *sc)
 			free(bad);
 			if (rc)
 				return -1;
+			/* A changed blob table: any entry may now name other bytes or
+			 * another SHA-1 than the writer's, so nothing in this part is
+			 * proven by the integrity table. */
+			if (range_changed(&sc->maps[p], pt->hdr.blob_table.offset,
+					  pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size)) {
+				free(sc->maps[p].pre);
+				sc->maps[p].pre = NULL;
+			}
 		} /* else: no map, nothing in this part is proven */
 	}
 	return 0;

@@ -732,7 +732,7 @@ static int parse_fp_record(const ih_session *s, struct cur c, struct fp_record *
 	if (*e || !(rec->scanned_at >= 0 && rec->scanned_at < 1e12))
 		return REC_BAD;
 	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "chunk") || get_sep(&c, ' ') ||
-	    get_u64(&c, &u) || u < 4096 || u > (1u << 30) || line_end(&c))
+	    get_u64(&c, &u) || u < (64u << 10) || u > (1u << 30) || line_end(&c))
 		return REC_BAD;
 	if (fp_set_alloc(&rec->fps, w, (uint32_t)u))
 		return REC_NOMEM;
