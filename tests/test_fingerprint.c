@@ -446,6 +446,23 @@ static void test_quick(void)
 	ih_report_free(full);
 }
 
+/* A file that is mostly a hole nothing names: no fingerprints (hashing the
+ * hole would cost more than the deep scan reads), and no time lost on it. */
+static void test_sparse(void)
+{
+	char rec[800];
+	tsh("rm -rf %s/sp && cp %s/lzx.wim %s/sparse.wim && truncate -s +4G %s/sparse.wim", wd, wd,
+	    wd, wd);
+	double t0 = ih_now();
+	ih_report *r = scan("sparse.wim", "sp", 1, 0, 0);
+	CHECK(r && r->scan_kind == IH_SCAN_DEEP && r->scan_note && r->bytes_fingerprinted == 0);
+	CHECK(ih_now() - t0 < 20);
+	ih_report_free(r);
+	record_path("sp", ".fingerprints", rec, sizeof rec);
+	CHECK(rec[0] == '\0');
+	tsh("rm -f %s/sparse.wim", wd);
+}
+
 void test_fingerprint(void)
 {
 	snprintf(wd, sizeof wd, "/tmp/ih-fp-XXXXXX");
@@ -467,6 +484,7 @@ void test_fingerprint(void)
 	test_altered_record();
 	test_changed_file();
 	test_quick();
+	test_sparse();
 	ih_test_fp_chunk = 0;
 	tsh("rm -rf %s", wd);
 }

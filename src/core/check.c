@@ -214,6 +214,26 @@ static int run_check(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	return rc;
 }
 
+/* Fingerprints hash every byte of the file; a deep scan reads only what
+ * the structures name.  A file mostly made of bytes nothing names (a
+ * sparse hole of a terabyte) would make hashing it cost more than the deep
+ * scan: no fingerprints then. */
+static int fingerprints_worth(const struct wim *w)
+{
+	uint64_t named = (uint64_t)64 << 20, size = 0;
+	for (size_t i = 0; i < w->nblobs; i++)
+		if (w->blobs[i].solid < 0 && !w->blobs[i].bad && !w->blobs[i].dup)
+			named += w->blobs[i].stored_size;
+	for (size_t k = 0; k < w->nsolids; k++)
+		named += w->solids[k].stored_size;
+	for (unsigned k = 0; k < w->nparts; k++) {
+		const struct wim_part *p = &w->parts[k];
+		named += p->hdr.blob_table.stored_size + p->hdr.xml.stored_size + p->integrity_len;
+		size += p->size;
+	}
+	return size / 2 <= named;
+}
+
 /* Is there an integrity table that can stand for fingerprints? */
 static int integrity_usable(const struct wim *w)
 {
@@ -236,6 +256,11 @@ static int choose_scan(ih_session *s, const ih_check_options *opt, struct fp_rec
 	so->mode = IH_SCAN_DEEP;
 	if (opt->deep)
 		return IH_OK;
+	if (!fingerprints_worth(s->w)) {
+		r->scan_note = "most of the file is bytes no structure names: hashing them all would "
+			       "cost more than reading what is named, every blob was read";
+		return IH_OK;
+	}
 	int rc = state_fp_load(s, rec, &note);
 	if (rc == IH_ERR_NOMEM)
 		return rc;
@@ -394,7 +419,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	if (!w->nonrepairable && s->index)
 		structural_damage(s, used, &d);
 
-	int keep = opt->scan && !opt->no_record && s->state_dir && !s->index;
+	int keep = opt->scan && !opt->no_record && s->state_dir && !s->index &&
+		   !w->nonrepairable && fingerprints_worth(w);
 	if (opt->scan && !w->nonrepairable) {
 		int threads = opt->threads > 0 ? opt->threads : s->threads;
 		int meta_ok = nmetas > 0;
