@@ -243,6 +243,8 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 			goto out;
 		}
 	}
+	if (c->scan && ih_is_zero_hash(e->sha1))
+		goto out; /* empty in the reference, and empty here: nothing to read */
 	if (c->scan) {
 		if (push_job(c, idx))
 			c->nomem = 1;
