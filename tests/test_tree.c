@@ -109,11 +109,10 @@ static void build(void)
 	put_file("src/swap/inside.txt", "a file in a directory that becomes a file\n");
 	put_file("src/becomes_dir", "a file that becomes a directory\n");
 	put_file("src/empty", "");
-	tsh("head -c 3000000 /dev/urandom > %s/src/Windows/big.bin", wd);
+	tsh("head -c 16000000 /dev/urandom > %s/src/Windows/big.bin", wd);
 	for (int i = 0; i < 40; i++)
 		tsh("head -c %d /dev/urandom > %s/src/Users/Public/f%02d.dat", 20000 + 997 * i, wd, i);
 	tsh("wimlib-imagex capture %s/src %s/ref.wim --compress=none >/dev/null 2>&1", wd, wd);
-	tsh("wimlib-imagex capture %s/src %s/lzx.wim --compress=lzx >/dev/null 2>&1", wd, wd);
 }
 
 static void apply(const char *dir)
@@ -383,20 +382,47 @@ static void test_kill(void)
 	apply("t5");
 	tsh("cd %s/t5/Users/Public && for f in f*.dat; do head -c $(stat -c %%s $f) /dev/zero > $f; done",
 	    wd);
-	tsh("head -c 3000000 /dev/zero > %s/t5/Windows/big.bin", wd);
+	tsh("head -c 16000000 /dev/zero > %s/t5/Windows/big.bin", wd);
+	/* How long a whole restore of this damage takes, to kill within it. */
+	tsh("rm -rf %s/t6 && cp -a %s/t5 %s/t6", wd, wd, wd);
+	struct timespec a0, a1;
+	clock_gettime(CLOCK_MONOTONIC, &a0);
+	ih_session *s6 = open_tree("t6", "wim:ref.wim:1", &err);
+	ih_restore_report *r6 = NULL;
+	if (s6)
+		ih_restore(s6, &(ih_restore_options){.threads = 1}, &r6, &err);
+	clock_gettime(CLOCK_MONOTONIC, &a1);
+	ih_restore_report_free(r6);
+	ih_session_close(s6);
+	long us = (a1.tv_sec - a0.tv_sec) * 1000000L + (a1.tv_nsec - a0.tv_nsec) / 1000;
+	if (us < 1000)
+		us = 1000;
 	srand((unsigned)time(NULL));
 	int partial = 0;
-	for (int round = 0; round < 6; round++) {
+	long long total = 16000000; /* the bytes a whole restore fetches (and commits) */
+	for (int i = 0; i < 40; i++)
+		total += 20000 + 997 * i;
+	for (int round = 0; round < 8; round++) {
 		pid_t pid = fork();
 		if (pid == 0) {
+			/* Half the rounds crash at a chosen byte of the commit
+			 * (past the spool's bytes), the others at a random time. */
+			if (round < 4) {
+				char hook[64];
+				snprintf(hook, sizeof hook, "bytes:%lld",
+					 total + total * (2 * round + 1) / 8);
+				setenv("IMAGEHEALTH_CRASH_AT", hook, 1);
+			}
 			ih_session *s = open_tree("t5", "wim:ref.wim:1", &err);
 			ih_restore_report *rr = NULL;
 			if (s)
 				ih_restore(s, &(ih_restore_options){.threads = 1}, &rr, &err);
 			_exit(0);
 		}
-		usleep((useconds_t)(2000 + rand() % 40000));
-		kill(pid, SIGKILL);
+		if (round >= 4) {
+			usleep((useconds_t)(us / 4 + rand() % us)); /* the commit is the last part */
+			kill(pid, SIGKILL);
+		}
 		waitpid(pid, NULL, 0);
 		/* each file: all zeros (old) or the reference's bytes (new) */
 		int bad = 0, newer = 0;
@@ -420,11 +446,11 @@ static void test_kill(void)
 		}
 		CHECK_EQ_INT(bad, 0);
 		partial += newer > 0 && newer < 41;
-		if (round == 2) /* the files a kill restored go back to old for the next rounds */
+		if (round % 2 == 1) /* the files a kill restored go back to old for the next rounds */
 			tsh("cd %s/t5/Users/Public && for f in f*.dat; do head -c $(stat -c %%s $f) "
 			    "/dev/zero > $f; done", wd);
 	}
-	fprintf(stderr, "test_tree: %d of 6 kills landed mid-restore\n", partial);
+	fprintf(stderr, "test_tree: %d of 8 kills landed mid-restore\n", partial);
 	ih_session *s = open_tree("t5", "wim:ref.wim:1", &err);
 	ih_restore_report *rr = NULL;
 	CHECK_EQ_INT(s ? ih_restore(s, &(ih_restore_options){0}, &rr, &err) : -1, IH_OK);

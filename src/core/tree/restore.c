@@ -156,6 +156,11 @@ static int write_temp(struct tctx *c, int pfd, char *tmp, size_t tmplen,
 				e_no = errno;
 			else if (k > 0)
 				w += k;
+			/* The writers' test hook (IMAGEHEALTH_CRASH_AT=bytes:N)
+			 * counts these bytes too: a crash in the middle of a file. */
+			if (k > 0 && tc->wr.crash_after >= 0 &&
+			    (tc->wr.crash_count += k) >= tc->wr.crash_after)
+				abort();
 		}
 		off += (uint64_t)got;
 		left_b -= (uint64_t)got;
