@@ -34,6 +34,7 @@ void tree_free(struct tree *t)
 	manifest_free(&t->m);
 	free(t->root);
 	free(t->ref_source);
+	free(t->shown);
 	free(t);
 }
 
@@ -86,6 +87,11 @@ static int open_reference(ih_session *s, const ih_open_options *opt, ih_error *e
 				       e2.message);
 		t->have_manifest = 1;
 		s->index = t->m.index;
+		size_t n = strlen(t->m.reference) + (ref ? strlen(ref) : 4) + 64;
+		if (!(t->shown = malloc(n)))
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		snprintf(t->shown, n, "%s (sealed from %s)", ref && ref[4] == ':' ? ref : "the state store's seal",
+			 t->m.reference);
 		return IH_OK;
 	}
 	struct source_spec sp;

@@ -327,7 +327,8 @@ static int copy_images(uint32_t **out, size_t *n, const ih_damage *dm)
 	*out = calloc(dm->n_images + 1, sizeof **out);
 	if (!*out)
 		return -1;
-	memcpy(*out, dm->images, dm->n_images * sizeof **out);
+	if (dm->n_images)
+		memcpy(*out, dm->images, dm->n_images * sizeof **out);
 	*n = dm->n_images;
 	return 0;
 }
@@ -366,7 +367,8 @@ static int finish_report(struct restore_ctx *x, const struct outcome *oc, int ra
 		if (copy_refs(&u->refs, &u->n_refs, dm) || copy_images(&u->images, &u->n_images, dm))
 			return -1;
 	}
-	memcpy(r->problems, b->problems, b->n_problems * sizeof *b->problems);
+	if (b->n_problems)
+		memcpy(r->problems, b->problems, b->n_problems * sizeof *b->problems);
 	r->n_problems = b->n_problems;
 	r->state = r->n_problems ? IH_NONREPAIRABLE : r->n_unrepaired ? IH_REPAIRABLE : IH_HEALTHY;
 	return 0;

@@ -445,9 +445,11 @@ static int make_report(struct scanctx *c, ih_report *r)
 	const struct manifest *m = c->m;
 	pthread_mutex_lock(&mu);
 	cmp_m = m;
-	qsort(c->f, c->nf, sizeof *c->f, cmp_finding);
+	if (c->nf)
+		qsort(c->f, c->nf, sizeof *c->f, cmp_finding);
 	pthread_mutex_unlock(&mu);
-	qsort(c->extra, c->nextra, sizeof *c->extra, cmp_str);
+	if (c->nextra)
+		qsort(c->extra, c->nextra, sizeof *c->extra, cmp_str);
 	r->damage = calloc(c->nf + 1, sizeof *r->damage);
 	if (!r->damage)
 		return -1;
@@ -506,7 +508,7 @@ int tree_scan_run(ih_session *s, ih_job *j, int scan, int threads, ih_report **o
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	r->tree = 1;
 	r->image_path = ih_strdup(t->root);
-	r->reference = ih_strdup(t->m.reference ? t->m.reference : "");
+	r->reference = ih_strdup(t->shown ? t->shown : t->m.reference ? t->m.reference : "");
 	r->index = t->m.index;
 	if (!r->image_path || !r->reference) {
 		ih_report_free(r);

@@ -49,6 +49,7 @@ struct tree {
 	int have_manifest;       /* 0: the reference could not be read (why) */
 	char why[400];
 	char *ref_source;        /* spec of the reference image as a source, or NULL (sealed) */
+	char *shown;             /* the reference as reports name it */
 	int ci;
 };
 
