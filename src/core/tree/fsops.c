@@ -79,11 +79,11 @@ int tree_open_dir(int rootfd, const char *rel)
 	return open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY);
 }
 
-int tree_open_file(int rootfd, const char *rel)
+int tree_open_file(int rootfd, const char *rel, struct stat *stp)
 {
 	int fd = open_beneath(rootfd, rel, O_RDONLY | O_NONBLOCK);
-	struct stat st;
-	if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
+	struct stat own, *st = stp ? stp : &own;
+	if (fd >= 0 && (fstat(fd, st) || !S_ISREG(st->st_mode))) {
 		close(fd);
 		errno = EINVAL;
 		return -1;

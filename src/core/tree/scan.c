@@ -21,7 +21,7 @@
 #define HASH_BUF (256u << 10)
 #define EXTRA_MAX 10000
 
-enum { HR_OK = 0, HR_MODIFIED, HR_UNREADABLE };
+enum { HR_OK = 0, HR_MODIFIED, HR_UNREADABLE, HR_SIZE };
 
 struct finding {
 	size_t idx;
@@ -47,6 +47,7 @@ struct scanctx {
 	uint8_t *result;
 	int *errs;
 	uint8_t (*got)[20];
+	uint64_t *sizes;
 	uint64_t files_checked, links_ok;
 	int nomem;
 };
@@ -232,7 +233,7 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 		goto out;
 	}
 	c->files_checked++;
-	if (!c->scan || e->size != UINT64_MAX) {
+	if (!c->scan) { /* a full scan learns the size when it opens the file */
 		if (!have_st && fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
 			goto out;
 		if (e->size != UINT64_MAX && (uint64_t)st.st_size != e->size) {
@@ -321,13 +322,22 @@ static void hash_one(struct scanctx *c, size_t k, ih_sha1_ctx *md, uint8_t *buf)
 {
 	size_t idx = c->jobs[k];
 	const struct tree_entry *e = &c->m->v[idx];
-	int fd = tree_open_file(c->t->rootfd, rel_of(c, idx));
+	struct stat st;
+	int fd = tree_open_file(c->t->rootfd, rel_of(c, idx), &st);
 	if (fd < 0) {
 		c->result[k] = HR_UNREADABLE;
 		c->errs[k] = errno;
 		return;
 	}
-	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	if (e->size != UINT64_MAX && (uint64_t)st.st_size != e->size) {
+		c->result[k] = HR_SIZE; /* no need to read it */
+		c->errs[k] = 0;
+		c->sizes[k] = (uint64_t)st.st_size;
+		close(fd);
+		return;
+	}
+	if (e->size > HASH_BUF)
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	ih_sha1_init(md);
 	uint64_t got = 0;
 	for (;;) {
@@ -380,7 +390,8 @@ static int hash_all(struct scanctx *c, int threads, ih_error *err)
 	c->result = calloc(c->njobs + 1, 1);
 	c->errs = calloc(c->njobs + 1, sizeof *c->errs);
 	c->got = calloc(c->njobs + 1, sizeof *c->got);
-	if (!c->result || !c->errs || !c->got)
+	c->sizes = calloc(c->njobs + 1, sizeof *c->sizes);
+	if (!c->result || !c->errs || !c->got || !c->sizes)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	if (threads < 1)
 		threads = 1;
@@ -421,6 +432,10 @@ static int hash_all(struct scanctx *c, int threads, ih_error *err)
 		ih_sha1_hex(c->got[k], hex);
 		if (c->result[k] == HR_UNREADABLE)
 			snprintf(f->detail, sizeof f->detail, "cannot be read: %s", strerror(c->errs[k]));
+		else if (c->result[k] == HR_SIZE)
+			snprintf(f->detail, sizeof f->detail, "%llu bytes, the reference's %llu",
+				 (unsigned long long)c->sizes[k],
+				 (unsigned long long)c->m->v[c->jobs[k]].size);
 		else
 			snprintf(f->detail, sizeof f->detail, "content differs: SHA-1 %s", hex);
 	}
@@ -577,6 +592,7 @@ out:
 	free(c.result);
 	free(c.errs);
 	free(c.got);
+	free(c.sizes);
 	if (rc) {
 		ih_report_free(r);
 		tree_scan_free(ts, n);

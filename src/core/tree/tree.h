@@ -12,6 +12,7 @@
 #ifndef IH_TREE_H
 #define IH_TREE_H
 
+#include <sys/stat.h>
 #include "session.h"
 
 /* Prefix of every name the restore creates (temporary files): a name with
@@ -94,8 +95,9 @@ void tree_scan_free(struct tree_scan *ts, size_t n);
 /* Path helpers (fsops.c): rel is "/a/b" below the root. */
 /* A descriptor of the directory rel, reached without following a link. */
 int tree_open_dir(int rootfd, const char *rel);
-/* The regular file rel, read-only, non-blocking, never through a link. */
-int tree_open_file(int rootfd, const char *rel);
+/* The regular file rel, read-only, non-blocking, never through a link;
+ * its fstat in *st (may be NULL). */
+int tree_open_file(int rootfd, const char *rel, struct stat *st);
 /* Removes the directory name in dirfd with everything below it, never
  * following a link.  0 or -1. */
 int tree_remove_all(int dirfd, const char *name);
