@@ -374,6 +374,84 @@ static void test_links_out(void)
 	CHECK_EQ_INT(tsh("test -L %s/t4/Windows/System32 && test -L %s/t4/Windows/notepad.exe", wd, wd), 0);
 }
 
+/* Progress and cancel through the job: a cancelled scan says so, a restore
+ * cancelled before its commit leaves the tree as it was. */
+static void test_cancel(void)
+{
+	ih_error err;
+	apply("t8");
+	tsh("cd %s/t8 && echo changed >> Windows/notepad.exe", wd);
+	ih_session *s = open_tree("t8", "wim:ref.wim:1", &err);
+	CHECK_MSG(s != NULL, err.message);
+	if (!s)
+		return;
+	ih_job *j = NULL;
+	CHECK_EQ_INT(ih_check_start(s, &(ih_check_options){.scan = 1}, &j, &err), IH_OK);
+	ih_progress p = {0};
+	while (j && !ih_job_wait(j, 5)) {
+		ih_job_progress(j, &p);
+		if (p.phase == IH_PHASE_SCAN && p.bytes_done > 0)
+			ih_job_cancel(j);
+	}
+	ih_report *r = NULL;
+	int rc = j ? ih_job_result(j, &r, &err) : -1;
+	/* cancelled, unless the whole scan ended between two looks */
+	CHECK(rc == IH_ERR_CANCELLED || (rc == IH_OK && p.bytes_total > 0));
+	ih_report_free(r);
+	ih_job_free(j);
+
+	ih_cancel *c = ih_cancel_new();
+	ih_cancel_trigger(c);
+	ih_restore_report *rr = NULL;
+	CHECK_EQ_INT(ih_restore(s, &(ih_restore_options){.cancel = c}, &rr, &err), IH_ERR_CANCELLED);
+	ih_cancel_unref(c);
+	ih_restore_report_free(rr);
+	ih_session_close(s);
+	CHECK(tsh("cmp -s %s/src/Windows/notepad.exe %s/t8/Windows/notepad.exe", wd, wd) != 0);
+}
+
+/* Names compared case-insensitively when asked (as on an ntfs-3g mount). */
+static void test_case(void)
+{
+	ih_error err;
+	ih_report *r = NULL;
+	apply("t7");
+	tsh("cd %s/t7 && mv Windows windows && mv Users/Public/desktop.ini Users/Public/DESKTOP.INI && "
+	    "echo changed >> windows/notepad.exe", wd);
+	ih_session *s = open_tree("t7", "wim:ref.wim:1", &err);
+	CHECK_MSG(s != NULL, err.message);
+	if (s) { /* case-sensitive: the renamed ones are missing, and extra */
+		CHECK_EQ_INT(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err), IH_OK);
+		CHECK(r && r->n_extra == 2 && r->n_damage > 2);
+		ih_report_free(r);
+		r = NULL;
+		ih_session_close(s);
+	}
+	char t[400], ref[400], sd[400];
+	snprintf(t, sizeof t, "%s/t7", wd);
+	snprintf(ref, sizeof ref, "wim:%s/ref.wim:1", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	s = NULL;
+	CHECK_EQ_INT(ih_session_open(t, &(ih_open_options){.reference = ref, .state_dir = sd,
+							  .case_insensitive = 1}, &s, &err), IH_OK);
+	if (!s)
+		return;
+	CHECK_EQ_INT(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err), IH_OK);
+	char got[512];
+	findings(r, got, sizeof got);
+	CHECK_STR(got, "modified /Windows/notepad.exe\n");
+	CHECK_EQ_INT(r ? r->n_extra : 99, 0);
+	ih_report_free(r);
+	ih_restore_report *rr = NULL;
+	CHECK_EQ_INT(ih_restore(s, &(ih_restore_options){0}, &rr, &err), IH_OK);
+	CHECK_EQ_INT(rr ? (int)rr->state : -1, IH_HEALTHY);
+	ih_restore_report_free(rr);
+	ih_session_close(s);
+	/* written where the tree has it, under its own name */
+	CHECK_EQ_INT(tsh("cmp -s %s/src/Windows/notepad.exe %s/t7/windows/notepad.exe && "
+			 "test ! -e %s/t7/Windows", wd, wd, wd), 0);
+}
+
 /* A restore killed at random moments: every file old or new, never a mix,
  * and the next restore finishes. */
 static void test_kill(void)
@@ -474,6 +552,8 @@ void test_tree(void)
 	test_seal();
 	test_hostile_reference();
 	test_links_out();
+	test_case();
+	test_cancel();
 	test_kill();
 	if (t_fail == 0)
 		tsh("rm -rf %s", wd);
