@@ -181,7 +181,9 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 	}
 	manifest_key(mpath, m->ci, key);
 	size_t idx = manifest_find(m, key);
-	if (idx == SIZE_MAX || m->v[idx].parent != didx) {
+	/* Not the reference's, or a second name for one already met (names
+	 * equal but for case, in a case-insensitive comparison): extra. */
+	if (idx == SIZE_MAX || m->v[idx].parent != didx || c->ts->found[idx]) {
 		if (c->nextra < EXTRA_MAX) {
 			if (push_str(&c->extra, &c->nextra, &c->capextra, apath))
 				c->nomem = 1;
