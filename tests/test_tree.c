@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <openssl/sha.h>
 #include "imagehealth.h"
 #include "sha1.h"
 #include "testutil.h"
@@ -211,6 +212,8 @@ static void test_check_and_restore(void)
 	CHECK(tsh("find %s/t1 -name '.imagehealth-tmp*' | grep -q .", wd) != 0);
 }
 
+static int patch_bytes(const char *path, const void *from, const void *to, size_t n);
+
 static void test_seal(void)
 {
 	ih_error err;
@@ -269,6 +272,27 @@ static void test_seal(void)
 	s = open_tree("t2", "seal:bad.seal", &err);
 	CHECK(s == NULL);
 	CHECK(s == NULL && strstr(err.message, "checksum"));
+	ih_session_close(s);
+	/* A seal whose checksum is right but whose names leave the tree:
+	 * "/Windows" made "/../tmpx", the SHA-256 made right again. */
+	char hostile[400];
+	snprintf(hostile, sizeof hostile, "%s/hostile.seal", wd);
+	tsh("cp %s/t2.seal %s", wd, hostile);
+	CHECK(patch_bytes(hostile, "/Windows", "/../tmpx", 8) > 1);
+	size_t len;
+	uint8_t *b = (uint8_t *)slurp("hostile.seal", &len);
+	if (b && len > 32) {
+		SHA256(b, len - 32, b + len - 32);
+		FILE *f = fopen(hostile, "wb");
+		if (f) {
+			fwrite(b, 1, len, f);
+			fclose(f);
+		}
+	}
+	free(b);
+	s = open_tree("t2", "seal:hostile.seal", &err);
+	CHECK(s == NULL);
+	CHECK_MSG(s == NULL && strstr(err.message, "no tree may hold"), err.message);
 	ih_session_close(s);
 	tsh("mv %s/ref.away %s/ref.wim", wd, wd);
 }
