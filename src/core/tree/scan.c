@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "sha1.h"
 #include "tree.h"
@@ -41,16 +42,27 @@ struct scanctx {
 	size_t nf, capf;
 	char **extra;
 	size_t nextra, capextra, extra_omitted;
-	size_t *jobs;
-	size_t njobs, capjobs;
-	atomic_size_t next;
-	uint8_t *result;
-	int *errs;
-	uint8_t (*got)[20];
-	uint64_t *sizes;
+	/* Files to hash: queued by the walk, taken by the hashing threads
+	 * while it goes on.  Blocks never move, so a taken job stays put. */
+	struct hjob **blocks;
+	size_t nblocks, njobs, next;
+	pthread_mutex_t qmu;
+	pthread_cond_t qcv;
+	int walk_done;
+	atomic_int stop;
+	atomic_int worker_nomem;
 	uint64_t files_checked, links_ok;
 	int nomem;
 };
+
+struct hjob {
+	size_t idx;
+	int err;
+	uint8_t result;
+	uint8_t got[20];
+	uint64_t size;
+};
+#define JOB_BLOCK 4096
 
 static const char *rel_of(const struct scanctx *c, size_t idx)
 {
@@ -98,16 +110,69 @@ static int push_str(char ***v, size_t *n, size_t *cap, char *s)
 
 static int push_job(struct scanctx *c, size_t idx)
 {
-	if (c->njobs == c->capjobs) {
-		size_t n = c->capjobs ? 2 * c->capjobs : 1024;
-		size_t *nv = realloc(c->jobs, n * sizeof *nv);
-		if (!nv)
-			return -1;
-		c->jobs = nv;
-		c->capjobs = n;
+	int rc = 0;
+	pthread_mutex_lock(&c->qmu);
+	if (c->njobs == c->nblocks * JOB_BLOCK) {
+		struct hjob **nb = realloc(c->blocks, (c->nblocks + 1) * sizeof *nb);
+		struct hjob *b = calloc(JOB_BLOCK, sizeof *b);
+		if (nb)
+			c->blocks = nb;
+		if (!nb || !b) {
+			free(b);
+			rc = -1;
+			goto out;
+		}
+		c->blocks[c->nblocks++] = b;
 	}
-	c->jobs[c->njobs++] = idx;
-	return 0;
+	c->blocks[c->njobs / JOB_BLOCK][c->njobs % JOB_BLOCK].idx = idx;
+	c->njobs++;
+	atomic_fetch_add(&c->j->bytes_total, c->m->v[idx].size);
+	atomic_fetch_add(&c->j->blobs_total, 1);
+	pthread_cond_signal(&c->qcv);
+out:
+	pthread_mutex_unlock(&c->qmu);
+	return rc;
+}
+
+static struct hjob *job_at(struct scanctx *c, size_t k)
+{
+	return &c->blocks[k / JOB_BLOCK][k % JOB_BLOCK];
+}
+
+/* The next job, waiting for the walk to queue one; NULL when there are no
+ * more (or the scan stops). */
+static struct hjob *take_job(struct scanctx *c)
+{
+	struct hjob *h = NULL;
+	pthread_mutex_lock(&c->qmu);
+	for (;;) {
+		if (atomic_load(&c->stop) || ih_job_cancelled(c->j))
+			break;
+		if (c->next < c->njobs) {
+			h = job_at(c, c->next++);
+			break;
+		}
+		if (c->walk_done)
+			break;
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 20 * 1000000L; /* notice a cancel */
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&c->qcv, &c->qmu, &until);
+	}
+	pthread_mutex_unlock(&c->qmu);
+	return h;
+}
+
+static void walk_finished(struct scanctx *c)
+{
+	pthread_mutex_lock(&c->qmu);
+	c->walk_done = 1;
+	pthread_cond_broadcast(&c->qcv);
+	pthread_mutex_unlock(&c->qmu);
 }
 
 static ih_tree_type type_of(mode_t m)
@@ -310,7 +375,9 @@ static int walk_tree(struct scanctx *c, ih_error *err)
 			meet(c, dfd, depth, didx, de, &work, &nwork, &capwork);
 		}
 		closedir(d);
-		atomic_fetch_add(&c->j->blobs_done, 1);
+		if (!c->scan)
+			atomic_fetch_add(&c->j->blobs_done, 1);
+		ih_job_tick(c->j);
 		if (ih_job_cancelled(c->j))
 			rc = IH_ERR_CANCELLED;
 	}
@@ -320,21 +387,19 @@ static int walk_tree(struct scanctx *c, ih_error *err)
 	return rc == IH_ERR_CANCELLED ? ih_fail(err, rc, "check cancelled") : rc;
 }
 
-static void hash_one(struct scanctx *c, size_t k, ih_sha1_ctx *md, uint8_t *buf)
+static void hash_one(struct scanctx *c, struct hjob *h, ih_sha1_ctx *md, uint8_t *buf)
 {
-	size_t idx = c->jobs[k];
-	const struct tree_entry *e = &c->m->v[idx];
+	const struct tree_entry *e = &c->m->v[h->idx];
 	struct stat st;
-	int fd = tree_open_file(c->t->rootfd, rel_of(c, idx), &st);
+	int fd = tree_open_file(c->t->rootfd, rel_of(c, h->idx), &st);
 	if (fd < 0) {
-		c->result[k] = HR_UNREADABLE;
-		c->errs[k] = errno;
+		h->result = HR_UNREADABLE;
+		h->err = errno;
 		return;
 	}
 	if (e->size != UINT64_MAX && (uint64_t)st.st_size != e->size) {
-		c->result[k] = HR_SIZE; /* no need to read it */
-		c->errs[k] = 0;
-		c->sizes[k] = (uint64_t)st.st_size;
+		h->result = HR_SIZE; /* no need to read it */
+		h->size = (uint64_t)st.st_size;
 		close(fd);
 		return;
 	}
@@ -347,8 +412,8 @@ static void hash_one(struct scanctx *c, size_t k, ih_sha1_ctx *md, uint8_t *buf)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			c->result[k] = HR_UNREADABLE;
-			c->errs[k] = errno;
+			h->result = HR_UNREADABLE;
+			h->err = errno;
 			close(fd);
 			return;
 		}
@@ -361,83 +426,61 @@ static void hash_one(struct scanctx *c, size_t k, ih_sha1_ctx *md, uint8_t *buf)
 			break;
 	}
 	close(fd);
-	ih_sha1_final(md, c->got[k]);
+	ih_sha1_final(md, h->got);
 	atomic_fetch_add_explicit(&c->j->blobs_done, 1, memory_order_relaxed);
-	if ((e->size != UINT64_MAX && got != e->size) || memcmp(c->got[k], e->sha1, 20))
-		c->result[k] = HR_MODIFIED;
+	if ((e->size != UINT64_MAX && got != e->size) || memcmp(h->got, e->sha1, 20))
+		h->result = HR_MODIFIED;
+}
+
+/* Hashes jobs until there are no more; the calling thread (tick = 1) also
+ * posts progress. */
+static void hash_jobs(struct scanctx *c, int tick)
+{
+	uint8_t *buf = malloc(HASH_BUF);
+	ih_sha1_ctx *md = ih_sha1_new();
+	struct hjob *h;
+	if (buf && md) {
+		while ((h = take_job(c))) {
+			hash_one(c, h, md, buf);
+			if (tick)
+				ih_job_tick(c->j);
+		}
+	} else {
+		atomic_store(&c->worker_nomem, 1);
+		atomic_store(&c->stop, 1);
+	}
+	ih_sha1_free(md);
+	free(buf);
 }
 
 static void *hash_worker(void *arg)
 {
-	struct scanctx *c = arg;
-	uint8_t *buf = malloc(HASH_BUF);
-	ih_sha1_ctx *md = ih_sha1_new();
-	if (buf && md)
-		for (size_t k; (k = atomic_fetch_add(&c->next, 1)) < c->njobs && !ih_job_cancelled(c->j);)
-			hash_one(c, k, md, buf);
-	else
-		c->nomem = 1;
-	ih_sha1_free(md);
-	free(buf);
+	hash_jobs(arg, 0);
 	return NULL;
 }
 
-/* The calling thread hashes too, and alone posts progress. */
-static int hash_all(struct scanctx *c, int threads, ih_error *err)
+/* After the walk: the findings of the hashing. */
+static int hash_findings(struct scanctx *c, ih_error *err)
 {
-	uint64_t total = 0;
-	for (size_t k = 0; k < c->njobs; k++)
-		total += c->m->v[c->jobs[k]].size;
-	ih_job_set_phase(c->j, IH_PHASE_SCAN, total, c->njobs);
-	c->result = calloc(c->njobs + 1, 1);
-	c->errs = calloc(c->njobs + 1, sizeof *c->errs);
-	c->got = calloc(c->njobs + 1, sizeof *c->got);
-	c->sizes = calloc(c->njobs + 1, sizeof *c->sizes);
-	if (!c->result || !c->errs || !c->got || !c->sizes)
-		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	if (threads < 1)
-		threads = 1;
-	if ((size_t)threads > c->njobs)
-		threads = c->njobs ? (int)c->njobs : 1;
-	pthread_t *tid = calloc((size_t)threads, sizeof *tid);
-	int started = 0;
-	for (int i = 1; tid && i < threads; i++)
-		if (pthread_create(&tid[started], NULL, hash_worker, c) == 0)
-			started++;
-	uint8_t *buf = malloc(HASH_BUF);
-	ih_sha1_ctx *md = ih_sha1_new();
-	if (buf && md) {
-		for (size_t k; (k = atomic_fetch_add(&c->next, 1)) < c->njobs && !ih_job_cancelled(c->j);) {
-			hash_one(c, k, md, buf);
-			ih_job_tick(c->j);
-		}
-	} else {
-		c->nomem = 1;
-	}
-	ih_sha1_free(md);
-	free(buf);
-	for (int i = 0; i < started; i++)
-		pthread_join(tid[i], NULL);
-	free(tid);
-	if (c->nomem)
+	if (atomic_load(&c->worker_nomem))
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	if (ih_job_cancelled(c->j))
 		return ih_fail(err, IH_ERR_CANCELLED, "check cancelled");
 	for (size_t k = 0; k < c->njobs; k++) {
+		const struct hjob *h = job_at(c, k);
 		struct finding *f;
 		char hex[41];
-		if (c->result[k] == HR_OK)
+		if (h->result == HR_OK)
 			continue;
-		f = add_finding(c, c->jobs[k], IH_REASON_MODIFIED, IH_TREE_FILE);
+		f = add_finding(c, h->idx, IH_REASON_MODIFIED, IH_TREE_FILE);
 		if (!f)
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		ih_sha1_hex(c->got[k], hex);
-		if (c->result[k] == HR_UNREADABLE)
-			snprintf(f->detail, sizeof f->detail, "cannot be read: %s", strerror(c->errs[k]));
-		else if (c->result[k] == HR_SIZE)
+		ih_sha1_hex(h->got, hex);
+		if (h->result == HR_UNREADABLE)
+			snprintf(f->detail, sizeof f->detail, "cannot be read: %s", strerror(h->err));
+		else if (h->result == HR_SIZE)
 			snprintf(f->detail, sizeof f->detail, "%llu bytes, the reference's %llu",
-				 (unsigned long long)c->sizes[k],
-				 (unsigned long long)c->m->v[c->jobs[k]].size);
+				 (unsigned long long)h->size, (unsigned long long)c->m->v[h->idx].size);
 		else
 			snprintf(f->detail, sizeof f->detail, "content differs: SHA-1 %s", hex);
 	}
@@ -554,8 +597,26 @@ int tree_scan_run(ih_session *s, ih_job *j, int scan, int threads, ih_report **o
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	ih_job_set_phase(j, IH_PHASE_QUICK, 0, 0);
+	/* A full scan hashes on the other threads while the walk goes on,
+	 * then on this one too. */
+	pthread_t tid[64];
+	int started = 0;
+	pthread_mutex_init(&c.qmu, NULL);
+	pthread_cond_init(&c.qcv, NULL);
+	ih_job_set_phase(j, scan ? IH_PHASE_SCAN : IH_PHASE_QUICK, 0, 0);
+	for (int i = 1; scan && i < threads && i < 64; i++)
+		if (pthread_create(&tid[started], NULL, hash_worker, &c) == 0)
+			started++;
 	rc = walk_tree(&c, err);
+	if (rc)
+		atomic_store(&c.stop, 1);
+	walk_finished(&c);
+	if (rc == IH_OK && scan)
+		hash_jobs(&c, 1);
+	for (int i = 0; i < started; i++)
+		pthread_join(tid[i], NULL);
+	pthread_cond_destroy(&c.qcv);
+	pthread_mutex_destroy(&c.qmu);
 	if (rc == IH_OK) {
 		for (size_t i = 1; i < n; i++) {
 			const struct tree_entry *e = &t->m.v[i];
@@ -570,7 +631,7 @@ int tree_scan_run(ih_session *s, ih_job *j, int scan, int threads, ih_report **o
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	if (rc == IH_OK && scan) {
-		rc = hash_all(&c, threads, err);
+		rc = hash_findings(&c, err);
 		r->scanned = 1;
 		r->bytes_checked = atomic_load(&j->bytes_done);
 	}
@@ -590,11 +651,9 @@ out:
 	for (size_t i = 0; i < c.nextra; i++)
 		free(c.extra[i]);
 	free(c.extra);
-	free(c.jobs);
-	free(c.result);
-	free(c.errs);
-	free(c.got);
-	free(c.sizes);
+	for (size_t i = 0; i < c.nblocks; i++)
+		free(c.blocks[i]);
+	free(c.blocks);
 	if (rc) {
 		ih_report_free(r);
 		tree_scan_free(ts, n);
