@@ -87,6 +87,10 @@ static int open_reference(ih_session *s, const ih_open_options *opt, ih_error *e
 				       e2.message);
 		t->have_manifest = 1;
 		s->index = t->m.index;
+		/* The image it was sealed from stays the first source of a restore
+		 * (reported unusable when it is gone: the caller's come next). */
+		if (t->m.reference[0] && !(t->ref_source = ih_strdup(t->m.reference)))
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		size_t n = strlen(t->m.reference) + (ref ? strlen(ref) : 4) + 64;
 		if (!(t->shown = malloc(n)))
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
