@@ -78,6 +78,14 @@ typedef struct ih_open_options {
 	uint32_t index;        /* 0: all images; else 1-based image index */
 	const char *state_dir; /* NULL: $XDG_STATE_HOME/imagehealth */
 	int threads;           /* <= 0: number of online CPUs */
+	/* An applied image tree: path is a directory checked against this
+	 * reference: "wim:PATH:INDEX" (or PATH.wim / .esd with index below),
+	 * "seal:FILE" (a manifest written by ih_tree_seal), or "seal" (this
+	 * tree's seal in the state store).  NULL with a directory path: the
+	 * state store's seal. */
+	const char *reference;
+	int case_insensitive;  /* tree: names compare case-insensitively (also
+				* automatic on an ntfs-3g / FUSE or FAT mount) */
 } ih_open_options;
 
 typedef struct ih_image_info {
@@ -252,8 +260,22 @@ typedef enum ih_reason {
 	IH_REASON_TRUNCATED,   /* resource extends past the end of its file */
 	IH_REASON_MISSING,     /* referenced but not in the blob table */
 	IH_REASON_BAD_ENTRY,   /* its blob table entry is inconsistent */
+	/* An applied tree (IH_REASON_MISSING: the path is not there): */
+	IH_REASON_MODIFIED,    /* the file's content is not the reference's */
+	IH_REASON_WRONG_TYPE,  /* a file where a directory belongs, the reverse, or a link */
+	IH_REASON_SUSPECT,     /* quick check: its mtime differs; not read */
 } ih_reason;
 const char *ih_reason_name(ih_reason r); /* "hash_mismatch", ... */
+
+/* Entries of an applied tree. */
+typedef enum ih_tree_type {
+	IH_TREE_NONE = 0,
+	IH_TREE_FILE,
+	IH_TREE_DIR,
+	IH_TREE_LINK,       /* a symbolic link (a reparse point in the reference) */
+	IH_TREE_OTHER,      /* a FIFO, device or socket */
+} ih_tree_type;
+const char *ih_tree_type_name(ih_tree_type t); /* "none", "file", "directory", ... */
 
 typedef struct ih_ref {
 	uint32_t image;     /* 1-based */
@@ -279,6 +301,10 @@ typedef struct ih_damage {
 	size_t n_refs_omitted;  /* further files hit whose paths were not kept
 				 * (at most 1000 per blob and 16 MiB of paths
 				 * per report); their images are in images */
+	/* An applied tree: one entry per path (refs[0]), sha1/size those the
+	 * reference wants (zero for a directory or an empty file). */
+	ih_tree_type want_type; /* what the reference has there; 0: not a tree */
+	ih_tree_type found_type;/* what the tree has there (IH_TREE_NONE: nothing) */
 } ih_damage;
 
 typedef enum ih_problem_kind {
@@ -336,6 +362,9 @@ typedef struct ih_repair {
 	int source;             /* index into report sources */
 	int raw_copy;           /* compressed bytes copied as they were */
 	int is_metadata;        /* the directory tree of images[0] */
+	const char *action;     /* an applied tree: what was done to refs[0]
+				 * ("rewritten", "created", "replaced a directory",
+				 * ...); static text, else NULL */
 	size_t n_images;
 	uint32_t *images;       /* images it serves, sorted */
 	size_t n_refs;
@@ -357,6 +386,8 @@ typedef struct ih_restore_options {
 	const char *policy_hive;     /* test/override: read policy from this hive file */
 	int use_record;              /* trust the last full scan's state record
 				      * instead of scanning (DISM scans) */
+	int no_reference_source;     /* an applied tree: do not ask the reference
+				      * image first (only the sources above) */
 } ih_restore_options;
 
 /* How a check looked at the image (ih_report.scan_kind). */
@@ -398,6 +429,16 @@ struct ih_report {
 				       * (record or integrity table) */
 	const char *scan_note;      /* static text: why a full scan ran deep rather
 				     * than from fingerprints, or NULL */
+	/* An applied tree (image_path is the directory): */
+	int tree;
+	char *reference;        /* the reference as used */
+	uint64_t files_checked;
+	size_t n_extra;
+	char **extra;           /* paths the reference does not have: listed,
+				 * never touched (sorted; at most 10000 kept) */
+	size_t n_extra_omitted;
+	uint64_t named_streams_skipped; /* named data streams the tree has no place for */
+	uint64_t links_unverified;      /* reparse points: checked as links only */
 };
 
 /* A restore's report (DismRestoreImageHealth).  It embeds the check it
@@ -435,6 +476,12 @@ int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report *
 	       ih_error *err);
 /* After a restore job is done: its outcome (ih_job_result is for checks). */
 int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
+
+/* Records the reference manifest of a tree session, so that later checks
+ * need no image: in the file `file` (written atomically, tamper-evident: a
+ * SHA-256 over the record), or with file NULL in the state store.  *where
+ * (may be NULL) gets the path written (the caller frees it). */
+int ih_tree_seal(ih_session *s, const char *file, char **where, ih_error *err);
 
 void ih_report_free(ih_report *r);
 void ih_restore_report_free(ih_restore_report *r);

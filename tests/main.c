@@ -15,6 +15,7 @@ void test_job(void);
 void test_state(void);
 void test_bounds(void);
 void test_fingerprint(void);
+void test_tree(void);
 
 static const struct {
 	const char *name;
@@ -30,6 +31,7 @@ static const struct {
 	{"state", test_state},
 	{"bounds", test_bounds},
 	{"fingerprint", test_fingerprint},
+	{"tree", test_tree},
 };
 
 int main(int argc, char **argv)

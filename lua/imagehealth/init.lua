@@ -75,7 +75,12 @@ end
 M.format_bytes = report.format_bytes
 M.Report = report.Report
 
--- ih.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err
+-- ih.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=}])
+--   -> Session | nil, err
+-- With a directory, the session is on an applied image tree, checked file
+-- by file against reference ("wim:PATH:INDEX", "seal:FILE", or "seal" or
+-- nil for the tree's seal in the state store); s:seal([file]) records the
+-- reference's manifest so that later checks need no image.
 function M.open(path, opts)
   if type(path) ~= "string" then
     error("bad argument #1 to 'open' (string expected, got " .. type(path) .. ")", 2)
@@ -263,6 +268,7 @@ local function start_restore(s, opts, fname)
     path_map = path_map_list(opts.path_map, fname),
     limit_access = opts.limit_access, no_policy = opts.no_policy, rebuild = opts.rebuild,
     use_record = opts.use_record, threads = opts.threads, cancel = opts.cancel, policy_hive = opts.policy_hive,
+    no_reference_source = opts.no_reference_source,
   }
 end
 

@@ -218,6 +218,9 @@ M.what_checked = what_checked
 local restore_summary, restore_lines
 
 function Report:summary()
+  if self.tree or (self.before and self.before.tree) then -- an applied tree
+    return require("imagehealth.tree_report").summary(self)
+  end
   if self.restored then
     return restore_summary(self)
   end
@@ -304,6 +307,9 @@ end
 
 -- The detailed text, as a list of lines (without a hint of what to do).
 function Report:lines()
+  if self.tree or (self.before and self.before.tree) then
+    return require("imagehealth.tree_report").lines(self)
+  end
   if self.restored then
     return restore_lines(self)
   end

@@ -15,6 +15,7 @@
 #include "restore.h"
 #include "session.h"
 #include "sha1.h"
+#include "tree/tree.h"
 #include "util.h"
 
 struct restore_arg {
@@ -178,6 +179,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	int rc;
 
 	(void)out; /* a restore's report is not a check's: see ih_job_restore_result */
+	if (a->s->tree)
+		return tree_restore_job(j, a->s, &a->opt, err);
 	rc = take_lock(&x, err);
 	if (rc == IH_OK)
 		rc = find_damage(&x, err);

@@ -353,7 +353,8 @@ static int opt_boolean(lua_State *L, int t, const char *k)
 	return v;
 }
 
-/* core.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err */
+/* core.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=}])
+ * -> Session | nil, err */
 static int l_open(lua_State *L)
 {
 	size_t plen;
@@ -366,6 +367,8 @@ static int l_open(lua_State *L)
 		o.index = (uint32_t)opt_integer(L, 2, "index", 0, 0, UINT32_MAX);
 		o.state_dir = opt_string(L, 2, "state_dir");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
+		o.reference = opt_string(L, 2, "reference");
+		o.case_insensitive = opt_boolean(L, 2, "case_insensitive");
 	}
 	lsession *ls = lua_newuserdatauv(L, sizeof *ls, SESSION_NUV);
 	ls->s = NULL;
@@ -452,6 +455,21 @@ static void push_image_info(lua_State *L, const ih_image_info *im)
 }
 
 /* session:info() -> table | nil, err */
+/* session:seal([file]) -> path | nil, err: records an applied tree's
+ * reference manifest (file nil: in the state store). */
+static int session_seal(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	const char *file = luaL_optstring(L, 2, NULL);
+	char *where = NULL;
+	ih_error err = {0};
+	if (ih_tree_seal(ls->s, file, &where, &err) != IH_OK)
+		return push_fail(L, &err);
+	lua_pushstring(L, where ? where : "");
+	free(where);
+	return 1;
+}
+
 static int session_info(lua_State *L)
 {
 	lsession *ls = check_session(L, 1);
@@ -670,6 +688,7 @@ static int session_restore_start(lua_State *L)
 		o.no_policy = opt_boolean(L, 2, "no_policy");
 		o.rebuild = opt_boolean(L, 2, "rebuild");
 		o.use_record = opt_boolean(L, 2, "use_record");
+		o.no_reference_source = opt_boolean(L, 2, "no_reference_source");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		o.policy_hive = opt_string(L, 2, "policy_hive");
 		tok = opt_token(L, 2);
@@ -875,6 +894,12 @@ static void push_damage(lua_State *L, const ih_damage *d)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, -2, "images");
+	if (d->want_type) { /* an applied tree: one entry per path */
+		setfield_str(L, "want_type", ih_tree_type_name(d->want_type));
+		setfield_str(L, "found_type", ih_tree_type_name(d->found_type));
+		if (d->n_refs)
+			setfield_str(L, "path", d->refs[0].path);
+	}
 }
 
 static const char *source_kind_name(ih_source_kind k)
@@ -968,6 +993,9 @@ static void push_repaired(lua_State *L, const ih_restore_report *r)
 		setfield_bool(L, "raw_copy", rp->raw_copy);
 		push_refs(L, rp->refs, rp->n_refs);
 		setfield_bool(L, "is_metadata", rp->is_metadata);
+		setfield_optstr(L, "action", rp->action);
+		if (rp->action && rp->n_refs)
+			setfield_str(L, "path", rp->refs[0].path);
 		lua_createtable(L, (int)rp->n_images, 0);
 		for (size_t k = 0; k < rp->n_images; k++) {
 			lua_pushinteger(L, rp->images[k]);
@@ -976,6 +1004,25 @@ static void push_repaired(lua_State *L, const ih_restore_report *r)
 		lua_setfield(L, -2, "images");
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
+}
+
+/* An applied tree's fields of a check report (into the table on top). */
+static void push_tree_fields(lua_State *L, const ih_report *r)
+{
+	if (!r->tree)
+		return;
+	setfield_bool(L, "tree", 1);
+	setfield_optstr(L, "reference", r->reference);
+	setfield_u64(L, "files_checked", r->files_checked);
+	lua_createtable(L, (int)r->n_extra, 0);
+	for (size_t i = 0; i < r->n_extra; i++) {
+		lua_pushstring(L, r->extra[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "extra");
+	setfield_u64(L, "extra_omitted", r->n_extra_omitted);
+	setfield_u64(L, "named_streams_skipped", r->named_streams_skipped);
+	setfield_u64(L, "links_unverified", r->links_unverified);
 }
 
 /* A check's report (see lua/imagehealth/report.lua). */
@@ -1004,6 +1051,7 @@ static void push_report(lua_State *L, const ih_report *r)
 	lua_setfield(L, -2, "damaged");
 	push_problems(L, r->problems, r->n_problems);
 	lua_setfield(L, -2, "problems");
+	push_tree_fields(L, r);
 }
 
 /* A restore's report: the state after, what was repaired and what is
@@ -1037,6 +1085,7 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	setfield_bool(L, "no_policy", r->no_policy);
 	if (c->record_note)
 		setfield_str(L, "record_note", c->record_note);
+	push_tree_fields(L, c);
 	push_report(L, c);
 	lua_setfield(L, -2, "before");
 	push_damage_list(L, r->unrepaired, r->n_unrepaired, 1);
@@ -1203,6 +1252,7 @@ int luaopen_imagehealth_core(lua_State *L)
 {
 	static const luaL_Reg session_methods[] = {
 		{"info", session_info},
+		{"seal", session_seal},
 		{"check_start", session_check_start},
 		{"restore_start", session_restore_start},
 		{"path", session_path},
