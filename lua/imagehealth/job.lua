@@ -97,9 +97,9 @@ end
 core.interpose("imagehealth.Job", "result", result)
 
 -- Remembers the callback and token a job was started with.
-function M.attach(job, opts)
+function M.attach(job, opts, hooks)
   jobdata[job] = {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
-                  poll_forget = opts.poll_forget}
+                  poll_forget = opts.poll_forget, hooks = hooks}
   return job
 end
 
@@ -112,6 +112,29 @@ local function check_callback(f, name)
   end
 end
 M.check_callback = check_callback
+
+M.WAIT_KEYS = {"progress", "poll", "poll_forget"}
+
+-- Refuses keys of opts not in the list known (misspelt options must not be
+-- ignored): the error names the key and the known ones, at `level`.
+function M.check_keys(opts, fname, known, level)
+  local set = {}
+  for _, k in ipairs(known) do
+    set[k] = true
+  end
+  for k in pairs(opts) do
+    if not set[k] then
+      local names = {}
+      for _, n in ipairs(known) do
+        names[#names + 1] = n
+      end
+      table.sort(names)
+      error(string.format("bad argument #1 to '%s' (unknown option %s; known: %s)", fname,
+        type(k) == "string" and ("'" .. k .. "'") or ("[" .. tostring(k) .. "]"),
+        table.concat(names, ", ")), level + 1)
+    end
+  end
+end
 
 -- Drives job to its end; see the header.  Returns state, report | nil, err.
 -- If the callback raises, the job is cancelled and the error propagates.
@@ -131,9 +154,19 @@ local function forgetter(poll, poll_forget)
   end
 end
 
-function M.drive(job, progress, token, poll, poll_forget)
+-- hooks (a restore's scripted functions, see init.lua), optional:
+--   hooks.answer(job, ev, wait_room) answers a request event (ev.type ==
+--     "request"); called here, in the caller's coroutine, so it may yield;
+--     wait_room() waits until a reply refused as "busy" may be retried.
+--   hooks.finish(state, report) -> state, report | nil, err: after the job.
+--   hooks.describe: set by answer to what it is calling, for the error.
+-- Request events never reach the progress callback.  If answer raises, the
+-- job is cancelled (before any commit, so the image is as it was), driven
+-- to its end, and the operation's error carries the Lua traceback.
+function M.drive(job, progress, token, poll, poll_forget, hooks)
   local wait_ms = progress and M.WAIT_MS_CALLBACK or M.WAIT_MS_PLAIN
   local forget = forgetter(poll, poll_forget)
+  local answer = hooks and hooks.answer
   local _ <close> = setmetatable({}, {__close = function(_, err)
     if not job:closed() then
       if err ~= nil then
@@ -144,6 +177,52 @@ function M.drive(job, progress, token, poll, poll_forget)
       end
     end
   end})
+  local pending, head = {}, 1
+  local function pump()
+    local evs = drain(job)
+    for i = 1, #evs do
+      pending[#pending + 1] = evs[i]
+    end
+  end
+  -- a reply was refused for lack of room: wait for the job to make some
+  local function wait_room()
+    if poll then
+      poll(job)
+    else
+      job:wait_raw(M.WAIT_MS_CALLBACK)
+    end
+    pump()
+  end
+  local script_err
+  local function handle(ev)
+    if ev.type ~= "request" then
+      if progress then
+        progress(ev) -- may yield: we are in Lua, in the caller's coroutine
+      end
+      return
+    end
+    if script_err or not answer then
+      job:reply_end(ev.id, false, script_err and "cancelled" or "nothing answers requests")
+      return
+    end
+    local ok, e = xpcall(answer, debug.traceback, job, ev, wait_room)
+    if not ok then
+      local what = hooks.describe or "a scripted function"
+      hooks.describe = nil
+      job:reply_end(ev.id, false, "raised an error")
+      job:cancel()
+      local msg, first = tostring(e), nil
+      if getmetatable(e) == M.Raised then
+        first = tostring(e.message)
+      else
+        first = msg:match("^[^\n]*")
+      end
+      script_err = core.error("cancelled", string.format("%s raised an error: %s; the restore was "
+        .. "cancelled before anything was written: the image is as it was", what, first))
+      script_err.traceback = msg
+      script_err.raised = true
+    end
+  end
   while true do
     local done
     if poll then
@@ -154,19 +233,31 @@ function M.drive(job, progress, token, poll, poll_forget)
     else
       done = job:wait_raw(wait_ms)
     end
-    local evs = drain(job)
-    if progress then
-      for i = 1, #evs do
-        progress(evs[i]) -- may yield: we are in Lua, in the caller's coroutine
-      end
+    pump()
+    local had = head <= #pending
+    while head <= #pending do
+      local ev = pending[head]
+      pending[head] = nil
+      head = head + 1
+      handle(ev)
     end
     -- (the core watches the token too; this only makes it prompt)
     if token and not token:closed() and token:cancelled() and not job:done() then
       job:cancel()
     end
-    if done and #evs == 0 then
+    if done and not had then
       break
     end
+  end
+  if script_err then
+    return nil, script_err
+  end
+  if hooks and hooks.finish then
+    local state, r = result(job)
+    if not state then
+      return nil, r
+    end
+    return hooks.finish(state, r)
   end
   return result(job)
 end
@@ -175,6 +266,9 @@ end
 core.interpose("imagehealth.Job", "wait", function(job, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  if opts ~= nil then
+    M.check_keys(opts, "wait", M.WAIT_KEYS, 3)
   end
   local data = jobdata[job] or {}
   local progress = opts and opts.progress or data.progress
@@ -187,7 +281,7 @@ core.interpose("imagehealth.Job", "wait", function(job, opts)
     -- a closed job can still give the result it collected
     return result(job)
   end
-  return M.drive(job, progress, data.cancel, poll, forget)
+  return M.drive(job, progress, data.cancel, poll, forget, data.hooks)
 end)
 
 return M
