@@ -47,9 +47,11 @@ local served = 0
 -- The server: a coroutine accepting connections, one coroutine each.
 local listener = socket.listen{host = "127.0.0.1", port = 0}
 local _, host, port = listener:localname()
+local serving = true
 cq:wrap(function()
-  for con in listener:clients() do
-    cq:wrap(function()
+  while serving do
+    local con = listener:accept(0.05)  -- yields; a timeout to see `serving`
+    if con then cq:wrap(function()
       con:setmode("b", "b")
       for line in con:lines("*l") do
         local sha1 = line:match("^GET (%x+)$")
@@ -65,8 +67,9 @@ cq:wrap(function()
         con:flush()
       end
       con:close()
-    end)
+    end) end
   end
+  listener:close()
 end)
 
 -- The scripted source: one connection, reused for every lookup.
@@ -117,7 +120,7 @@ cq:wrap(function()
   if con then
     con:close()
   end
-  listener:close()
+  serving = false
 end)
 
 local ok, err = cq:loop()

@@ -196,8 +196,9 @@ end
 
 local function start(s, opts)
   -- the C side checks the option types
-  return c_start(s.check_start, s, {scan = opts.scan, threads = opts.threads, cancel = opts.cancel,
-                                    no_record = opts.no_record})
+  local j, err = c_start(s.check_start, s, {scan = opts.scan, threads = opts.threads,
+                                            cancel = opts.cancel, no_record = opts.no_record})
+  return j, err -- (not a tail call: c_start counts this frame)
 end
 
 -- Each long operation is two methods: NAME{...} drives the job to its end

@@ -177,11 +177,12 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
       end
     end
   end})
-  local pending, head = {}, 1
+  local pending, head, tail = {}, 1, 0
   local function pump()
     local evs = drain(job)
     for i = 1, #evs do
-      pending[#pending + 1] = evs[i]
+      tail = tail + 1
+      pending[tail] = evs[i]
     end
   end
   -- a reply was refused for lack of room: wait for the job to make some
@@ -234,8 +235,8 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
       done = job:wait_raw(wait_ms)
     end
     pump()
-    local had = head <= #pending
-    while head <= #pending do
+    local had = head <= tail
+    while head <= tail do
       local ev = pending[head]
       pending[head] = nil
       head = head + 1
@@ -268,7 +269,7 @@ core.interpose("imagehealth.Job", "wait", function(job, opts)
     error("bad argument #1 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
   end
   if opts ~= nil then
-    M.check_keys(opts, "wait", M.WAIT_KEYS, 3)
+    M.check_keys(opts, "wait", M.WAIT_KEYS, 2)
   end
   local data = jobdata[job] or {}
   local progress = opts and opts.progress or data.progress

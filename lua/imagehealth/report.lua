@@ -464,7 +464,7 @@ function restore_summary(self)
   -- blobs the caller's accept policy skipped are not "missing"
   local skipped, missing = {}, {}
   for _, d in ipairs(left) do
-    if d.code == "policy" then
+    if d.code == "policy_disallowed" then
       skipped[#skipped + 1] = d
     else
       missing[#missing + 1] = d
@@ -603,8 +603,8 @@ function restore_lines(self)
       codes[d.code or "?"] = true
     end
     local why = left[1].code == "nonrepairable" and "the image cannot be repaired in place"
-      or (codes.policy and not codes.source_missing) and "skipped by policy (0x800F0907)"
-      or codes.policy and "no source has them (0x800F081F source missing), or skipped by policy "
+      or (codes.policy_disallowed and not codes.source_missing) and "skipped by policy (0x800F0907)"
+      or codes.policy_disallowed and "no source has them (0x800F081F source missing), or skipped by policy "
         .. "(0x800F0907)"
       or "no source has them (0x800F081F source missing)"
     add_damage(self, add, left, "Not repaired (%d): " .. why, "Files not repaired (%d):")
