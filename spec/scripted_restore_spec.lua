@@ -525,4 +525,35 @@ describe("examples", function()
     assert.matches("served %d+ blob", out)
     assert_pristine(img, "cqueues example")
   end)
+
+  it("nightly.lua repairs with its ordering policy and its scripted blob cache", function()
+    local lib, mirror, blobs = F.tmpdir("lib"), F.tmpdir("mirror"), F.tmpdir("blobs")
+    local img = F.copy(F.image("LZX"), lib .. "/install.wim")
+    -- a small file (the cache first) and a big one (the mirror first, and
+    -- the mirror has no copy: the cache after it)
+    local small
+    local paths = F.keys(tree.files)
+    table.sort(paths)
+    for _, p in ipairs(paths) do
+      local sz = tree.files[p].size
+      if sz > 1000 and sz < 60000 and p ~= tree.text then
+        small = p
+        break
+      end
+    end
+    F.damage_file_data(img, small)
+    F.damage_file_data(img, tree.text)
+    for _, p in ipairs{small, tree.text} do
+      F.sh("cp " .. q(tree.dir .. p) .. " " .. q(blobs .. "/" .. F.sha1_file(tree.dir .. p)))
+    end
+    local cmd = string.format("cd %s && lua5.4 examples/nightly.lua %s %s %s %s 2>&1", q(F.root()),
+      q(lib), q(mirror), q(F.tmpdir("state")), q(blobs))
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    assert.matches("healthy %(was repairable%): repaired 2 damaged blobs", out)
+    assert.matches("2 from script:blob%-cache", out)
+    assert_pristine(img, "nightly")
+  end)
 end)

@@ -93,7 +93,8 @@ function M.open(path, opts)
   end
   local ok, s, err = pcall(core.open, path, opts)
   if not ok then
-    error(s, 2) -- a bad option: at the caller's line
+    -- a bad option: at the caller's line, named as the caller knows it
+    error((tostring(s):gsub("'imagehealth%.core%.open'", "'open'")), 2)
   end
   return s, err
 end
