@@ -210,8 +210,10 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
     if not ok then
       local what = hooks.describe or "a scripted function"
       hooks.describe = nil
-      job:reply_end(ev.id, false, "raised an error")
+      -- cancel first: the worker waiting for this answer must see the
+      -- cancel, not a "not found" it would go on from (to the commit)
       job:cancel()
+      job:reply_end(ev.id, false, "raised an error")
       local msg, first = tostring(e), nil
       if getmetatable(e) == M.Raised then
         first = tostring(e.message)
@@ -251,6 +253,12 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
     end
   end
   if script_err then
+    local state, r = result(job)
+    if state then -- (cannot happen: requests come before the commit)
+      script_err.message = script_err.message:gsub("; the restore was cancelled.*$",
+        "; the restore had completed already")
+      script_err.report = r
+    end
     return nil, script_err
   end
   if hooks and hooks.finish then
