@@ -275,16 +275,9 @@ local function path_map_list(pm, fname)
   return list
 end
 
--- A scripted source: {name = "mirror", lookup = function(blob) ... end}.
-local SCRIPT_KEYS = {name = true, lookup = true}
-
+-- A scripted source: {name = "mirror", lookup = function(blob) ... end}
+-- (other fields are the script's own: a URL, a connection, ...).
 local function check_script(src, i, fname)
-  for k in pairs(src) do
-    if not SCRIPT_KEYS[k] then
-      error(string.format("bad option 'sources' to '%s' (item %d: unknown key %s in a scripted "
-        .. "source; known: lookup, name)", fname, i, tostring(k)), 5)
-    end
-  end
   local f = src.lookup
   local mt = getmetatable(f)
   if type(f) ~= "function" and not (mt and mt.__call) then
