@@ -307,6 +307,48 @@ describe("a scripted source", function()
   end)
 end)
 
+describe("a restore_health_job", function()
+  -- what an event loop does: poll the job's fd, drain, and at the end take
+  -- the result; the requests are answered inside drain()
+  local function drive_by_drain(j)
+    while not j:done() do
+      j:wait_raw(20) -- (stands in for the loop's poll of j:pollfd())
+      for _, ev in ipairs(j:drain()) do
+        assert.are_not.equal("request", ev.type)
+      end
+    end
+    j:drain()
+    return j:result()
+  end
+
+  it("driven by pollfd/drain/result answers its scripted source", function()
+    local img = fresh("LZX")
+    F.damage_file_data(img, tree.text)
+    local s <close> = open(img)
+    local j <close> = assert(s:restore_health_job{sources = {tree_source("tree")}})
+    local state, r = drive_by_drain(j)
+    assert.equal("healthy", state, tostring(r))
+    assert.equal(1, r.sources[1].blobs_used)
+    assert_pristine(img, "drain")
+  end)
+
+  it("whose scripted source raises gives the error with its traceback from result()", function()
+    local img = fresh("LZX")
+    F.damage_file_data(img, tree.text)
+    local same = snapshot(img)
+    local s <close> = open(img)
+    local j <close> = assert(s:restore_health_job{sources = {{name = "boom", lookup = function()
+      error("no network")
+    end}}})
+    local state, err = drive_by_drain(j)
+    assert.is_nil(state)
+    assert.equal("cancelled", err.code)
+    assert.matches("scripted source 'boom' raised an error: .*no network", err.message)
+    assert.matches("stack traceback:", err.traceback)
+    assert.is_true(same())
+  end)
+end)
+
 ------------------------------------------------------------------ policies
 
 describe("restore policies", function()

@@ -73,9 +73,75 @@ local function drain(job, max)
   end
   return evs
 end
+-- Answers one request event with the job's hooks (a restore's scripted
+-- functions, see M.drive), or "not found" when there are none.  If a
+-- scripted function raises, the job is cancelled and hooks.script_err set
+-- (the operation's error, with the traceback).
+local function answer_one(job, ev, hooks, wait_room)
+  local answer = hooks and hooks.answer
+  if not answer or hooks.script_err then
+    job:reply_end(ev.id, false, answer and "cancelled" or "nothing answers requests")
+    return
+  end
+  local ok, e = xpcall(answer, debug.traceback, job, ev, wait_room)
+  if ok then
+    return
+  end
+  local what = hooks.describe or "a scripted function"
+  hooks.describe = nil
+  -- cancel first: the worker waiting for this answer must see the cancel,
+  -- not a "not found" it would go on from (to the commit)
+  job:cancel()
+  job:reply_end(ev.id, false, "raised an error")
+  local msg, first = tostring(e), nil
+  if getmetatable(e) == M.Raised then
+    first = tostring(e.message)
+  else
+    first = msg:match("^[^\n]*")
+  end
+  local err = core.error("cancelled", string.format("%s raised an error: %s; the restore was "
+    .. "cancelled before anything was written: the image is as it was", what, first))
+  err.traceback = msg
+  err.raised = true
+  hooks.script_err = err
+end
+
+-- job:drain([max]): the queued events but requests, which are answered
+-- here with the scripted functions the job was started with (so a caller
+-- polling the job's fd and draining it needs nothing more; they may yield).
 core.interpose("imagehealth.Job", "drain", function(job, max)
   check_open(job)
-  return drain(job, max)
+  local evs = drain(job, max)
+  local out, reqs = {}, {}
+  local function sort(list)
+    for i = 1, #list do
+      local ev = list[i]
+      if ev.type == "request" then
+        reqs[#reqs + 1] = ev
+      else
+        out[#out + 1] = ev
+      end
+    end
+  end
+  sort(evs)
+  if #reqs == 0 then
+    return evs
+  end
+  local data = jobdata[job] or {}
+  local function wait_room()
+    if data.poll then
+      data.poll(job)
+    else
+      job:wait_raw(M.WAIT_MS_CALLBACK)
+    end
+    sort(drain(job))
+  end
+  local i = 1
+  while i <= #reqs do
+    answer_one(job, reqs[i], data.hooks, wait_room)
+    i = i + 1
+  end
+  return out
 end)
 
 core.interpose("imagehealth.Job", "progress", function(job)
@@ -85,6 +151,10 @@ end)
 
 -- job:result() -> state, report | nil, err
 local function result(job)
+  local data = jobdata[job]
+  if data and data.hooks and data.hooks.script_err then
+    return nil, data.hooks.script_err
+  end
   local r, err = c_result(job)
   if not r then
     return nil, err
@@ -166,7 +236,6 @@ end
 function M.drive(job, progress, token, poll, poll_forget, hooks)
   local wait_ms = progress and M.WAIT_MS_CALLBACK or M.WAIT_MS_PLAIN
   local forget = forgetter(poll, poll_forget)
-  local answer = hooks and hooks.answer
   local _ <close> = setmetatable({}, {__close = function(_, err)
     if not job:closed() then
       if err ~= nil then
@@ -194,7 +263,6 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
     end
     pump()
   end
-  local script_err
   local function handle(ev)
     if ev.type ~= "request" then
       if progress then
@@ -202,29 +270,7 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
       end
       return
     end
-    if script_err or not answer then
-      job:reply_end(ev.id, false, script_err and "cancelled" or "nothing answers requests")
-      return
-    end
-    local ok, e = xpcall(answer, debug.traceback, job, ev, wait_room)
-    if not ok then
-      local what = hooks.describe or "a scripted function"
-      hooks.describe = nil
-      -- cancel first: the worker waiting for this answer must see the
-      -- cancel, not a "not found" it would go on from (to the commit)
-      job:cancel()
-      job:reply_end(ev.id, false, "raised an error")
-      local msg, first = tostring(e), nil
-      if getmetatable(e) == M.Raised then
-        first = tostring(e.message)
-      else
-        first = msg:match("^[^\n]*")
-      end
-      script_err = core.error("cancelled", string.format("%s raised an error: %s; the restore was "
-        .. "cancelled before anything was written: the image is as it was", what, first))
-      script_err.traceback = msg
-      script_err.raised = true
-    end
+    answer_one(job, ev, hooks, wait_room)
   end
   while true do
     local done
@@ -252,11 +298,15 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
       break
     end
   end
+  local script_err = hooks and hooks.script_err
   if script_err then
-    local state, r = result(job)
-    if state then -- (cannot happen: requests come before the commit)
+    local r = c_result(job)
+    if r then -- (cannot happen: requests come before the commit)
       script_err.message = script_err.message:gsub("; the restore was cancelled.*$",
         "; the restore had completed already")
+      if not report.is_report(r) then
+        report.new(r)
+      end
       script_err.report = r
     end
     return nil, script_err
