@@ -162,7 +162,7 @@ typedef struct ih_progress {
 
 typedef enum ih_event_type {
 	IH_EVENT_PROGRESS = 1,
-	IH_EVENT_DAMAGE,     /* a damaged blob was found; text has details */
+	IH_EVENT_DAMAGE,     /* a damaged blob was found: sha1, size, reason; text has details */
 	IH_EVENT_MESSAGE,
 	IH_EVENT_DONE,
 	IH_EVENT_REQUEST,    /* a worker asks for a blob: see ih_job_request */
@@ -173,6 +173,11 @@ typedef struct ih_event {
 	ih_progress progress;
 	char text[256];
 	uint64_t request_id; /* IH_EVENT_REQUEST: the request's id */
+	/* IH_EVENT_DAMAGE: the blob (its paths are in the report) */
+	uint8_t sha1[20];
+	uint64_t size;       /* uncompressed size the image claims */
+	int reason;          /* ih_reason */
+	int is_metadata;
 } ih_event;
 
 typedef struct ih_job ih_job;
@@ -203,15 +208,33 @@ void ih_job_free(ih_job *j);
  * core never calls its caller.  Each request the caller saw should be ended
  * with ih_job_reply_end, even after a call returned IH_ERR_CANCELLED: that
  * releases it (otherwise it is released when the job is freed). */
+typedef enum ih_request_kind {
+	IH_REQUEST_BLOB = 0,  /* a scripted source ("script:NAME") is asked for the blob: answer
+			       * its bytes (ih_job_reply_data) and end found = 1, or end
+			       * found = 0 (reason: why not) */
+	IH_REQUEST_ORDER,     /* (ih_restore_options.ask_order) the sources to try for this
+			       * blob: answer the 0-based source indexes as uint32_t values
+			       * (native byte order) and end found = 1; found = 0 keeps the
+			       * restore's order */
+	IH_REQUEST_ACCEPT,    /* (ih_restore_options.ask_accept) end found = 1 to repair the
+			       * blob, found = 0 to skip it (reason: why; the report lists it
+			       * unrepaired with code IH_ERR_POLICY) */
+} ih_request_kind;
+
 typedef struct ih_request {
 	uint64_t id;
-	int source;                 /* index of the asking source in the restore's sources */
+	int source;                 /* BLOB: index of the asking source in the restore's
+				     * sources (as in the report); else -1 */
 	uint8_t sha1[20];
 	uint64_t size;              /* expected size, 0 when unknown */
 	size_t n_refs;
 	const struct ih_ref *refs;  /* paths that use it (ih_ref below) */
 	uint32_t n_images;
 	const uint32_t *images;     /* images (1-based) that use it */
+	ih_request_kind kind;
+	int reason;                 /* ih_reason: how the blob is damaged */
+	int is_metadata;            /* the directory tree of images[0] */
+	size_t n_sources;           /* the restore's sources (ORDER picks among them) */
 } ih_request;
 /* Details of a request; refs and images stay valid until the caller's
  * ih_job_reply_end for it or ih_job_free.  IH_OK; IH_ERR_CANCELLED when the
@@ -298,6 +321,8 @@ typedef struct ih_damage {
 	size_t n_refs;
 	ih_ref *refs;           /* files hit, sorted by (image, path) */
 	char detail[160];       /* e.g. "chunk 3 of 7 failed to decompress" */
+	char policy_reason[128];/* code IH_ERR_POLICY: the reason the caller's ACCEPT
+				 * answer gave for skipping it, or "" */
 	size_t n_refs_omitted;  /* further files hit whose paths were not kept
 				 * (at most 1000 per blob and 16 MiB of paths
 				 * per report); their images are in images */
@@ -327,6 +352,7 @@ typedef struct ih_problem {
 typedef enum ih_source_kind {
 	IH_SOURCE_WIM = 1,   /* wim:PATH[:INDEX], esd:..., or a .wim/.esd/.swm path */
 	IH_SOURCE_DIR,       /* an extracted or mounted image tree */
+	IH_SOURCE_SCRIPT,    /* script:NAME: the caller answers IH_REQUEST_BLOB requests */
 } ih_source_kind;
 
 typedef enum ih_source_origin {
@@ -371,6 +397,9 @@ typedef struct ih_repair {
 	ih_ref *refs;
 } ih_repair;
 
+/* Answers one request (see ih_request); runs on the thread that waits. */
+typedef void (*ih_answer_fn)(ih_job *j, const ih_request *req, void *data);
+
 typedef struct ih_restore_options {
 	const char *const *sources;  /* in order; may be NULL */
 	size_t n_sources;
@@ -388,6 +417,18 @@ typedef struct ih_restore_options {
 				      * instead of scanning (DISM scans) */
 	int no_reference_source;     /* an applied tree: do not ask the reference
 				      * image first (only the sources above) */
+	int dry_run;                 /* plan and look up, verify the bytes, write nothing:
+				      * the image is never opened for writing; the report's
+				      * repaired list says what would come from where */
+	int ask_order;               /* an IH_REQUEST_ORDER request per blob */
+	int ask_accept;              /* an IH_REQUEST_ACCEPT request per blob */
+	/* For the synchronous ih_restore (and ih_job_wait_answering): called
+	 * on the caller's own thread, from its wait loop, for each request;
+	 * answers with ih_job_reply_data / ih_job_reply_end (a request it
+	 * leaves unended is ended "not found").  NULL: every request is
+	 * answered "not found". */
+	ih_answer_fn answer;
+	void *answer_data;
 } ih_restore_options;
 
 /* How a check looked at the image (ih_report.scan_kind). */
@@ -467,6 +508,9 @@ typedef struct ih_restore_report {
 	char *policy_local_source_path; /* as read from the hive, or NULL */
 	int policy_use_windows_update;  /* -1: not set */
 	char *policy_note;              /* why the policy could not be read, or NULL */
+	int dry_run;                    /* nothing was written: repaired lists what would
+					 * be, from which source; state is the image's as found */
+	uint64_t bytes_planned;         /* dry run: bytes the repairs would take */
 } ih_restore_report;
 
 int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
@@ -474,6 +518,9 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 /* Synchronous convenience: start + wait + result. */
 int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report **report,
 	       ih_error *err);
+/* Waits for the job to end, answering each request it makes with fn
+ * (NULL: "not found") on this thread, and draining other events. */
+void ih_job_wait_answering(ih_job *j, ih_answer_fn fn, void *data);
 /* After a restore job is done: its outcome (ih_job_result is for checks). */
 int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
 

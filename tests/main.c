@@ -16,6 +16,7 @@ void test_state(void);
 void test_bounds(void);
 void test_fingerprint(void);
 void test_tree(void);
+void test_scripted(void);
 
 static const struct {
 	const char *name;
@@ -32,6 +33,7 @@ static const struct {
 	{"bounds", test_bounds},
 	{"fingerprint", test_fingerprint},
 	{"tree", test_tree},
+	{"scripted", test_scripted},
 };
 
 int main(int argc, char **argv)

@@ -493,15 +493,31 @@ function restore_summary(self)
       #msgs > 0 and (" (" .. table.concat(msgs, "; ") .. ")") or "")
   end
   local total = #repaired + #left
+  local verb = self.dry_run and "would repair" or "repaired"
+  -- blobs the caller's accept policy skipped are not "missing"
+  local skipped, missing = {}, {}
+  for _, d in ipairs(left) do
+    if d.code == "policy_disallowed" then
+      skipped[#skipped + 1] = d
+    else
+      missing[#missing + 1] = d
+    end
+  end
   if #repaired > 0 then
     local _, nfiles = some_paths(repaired, 0)
-    parts[#parts + 1] = string.format("repaired %s%s (%s%s): %s",
+    parts[#parts + 1] = string.format(verb .. " %s%s (%s%s): %s",
       #left > 0 and string.format("%d of ", #repaired) or "",
       plural(#left > 0 and total or #repaired, "damaged blob"), M.format_bytes(sum_sizes(repaired)),
       nfiles > 0 and ", " .. plural(nfiles, "file") or "", per_source(self))
   elseif total > 0 then
-    parts[#parts + 1] = "repaired nothing"
+    parts[#parts + 1] = verb .. " nothing"
   end
+  if #skipped > 0 then
+    local names = some_paths(skipped, 5)
+    parts[#parts + 1] = string.format("%s skipped by policy (0x800F0907)%s",
+      plural(#skipped, "blob"), names ~= "" and ": " .. names or "")
+  end
+  left = missing
   if #left > 0 then
     local names, nfiles = some_paths(left, 5)
     parts[#parts + 1] = string.format("%s (%s%s) left unrepaired: no source has %s (0x800F081F "
@@ -521,6 +537,8 @@ function restore_summary(self)
   if self:committed() then
     parts[#parts + 1] = string.format("wrote %s %s", M.format_bytes(self.bytes_written or 0),
       self.rebuilt and "into a rebuilt copy of the image" or "in place")
+  elseif self.dry_run then
+    parts[#parts + 1] = "nothing was written (a dry run)"
   else
     parts[#parts + 1] = "nothing was written"
   end
@@ -569,8 +587,8 @@ function restore_lines(self)
       or self.recorded_at and string.format("recalled from the full scan of %s (use_record)",
         M.format_recorded(self.recorded_at))
       or "recalled from the last full scan of this file (state store)")
-    add("Restore:  %d of %s repaired; %s; %s", #repaired,
-      plural(#repaired + #left, "damaged blob"),
+    add("Restore:  %d of %s %s; %s; %s", #repaired, plural(#repaired + #left, "damaged blob"),
+      self.dry_run and "would be repaired (a dry run)" or "repaired",
       not self:committed() and "nothing written (the image is as it was)"
         or string.format("%s written %s", M.format_bytes(self.bytes_written or 0),
           self.rebuilt and "into a compacted copy renamed over the image" or "in place"),
@@ -613,7 +631,14 @@ function restore_lines(self)
     end
   end
   if #left > 0 then
+    local codes = {}
+    for _, d in ipairs(left) do
+      codes[d.code or "?"] = true
+    end
     local why = left[1].code == "nonrepairable" and "the image cannot be repaired in place"
+      or (codes.policy_disallowed and not codes.source_missing) and "skipped by policy (0x800F0907)"
+      or codes.policy_disallowed and "no source has them (0x800F081F source missing), or skipped by policy "
+        .. "(0x800F0907)"
       or "no source has them (0x800F081F source missing)"
     add_damage(self, add, left, "Not repaired (%d): " .. why, "Files not repaired (%d):")
   end

@@ -26,6 +26,8 @@ static enum sink_result take(struct source *src, const struct candidate *c,
 			     struct supplied *out)
 {
 	enum sink_result res;
+	if (!wr) /* a dry run: verified, nothing written */
+		return take_pass(src, c, sk, NULL, SINK_VERIFY, w->sha1, out);
 	if (c->size != w->size) {
 		res = take_pass(src, c, sk, NULL, SINK_VERIFY, w->sha1, out);
 		if (res != SINK_OK)
@@ -44,7 +46,9 @@ static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct 
 {
 	struct source *src = &x->src[i];
 	struct want w = {.sha1 = t->dm->sha1, .size = t->blob ? t->blob->size : 0,
-			 .refs = t->dm->refs, .n_refs = t->dm->n_refs};
+			 .refs = t->dm->refs, .n_refs = t->dm->n_refs,
+			 .images = t->dm->images, .n_images = t->dm->n_images,
+			 .reason = t->dm->reason, .is_metadata = t->dm->is_metadata};
 	struct candidate c;
 
 	for (size_t nth = 0; src->ops; nth++) {
@@ -88,11 +92,16 @@ int restore_fetch(struct restore_ctx *x, ih_error *err)
 	for (size_t k = 0; k < x->nt && rc == IH_OK && !ih_job_cancelled(x->j); k++) {
 		struct target *t = &x->ts[k];
 		struct writer *wr = NULL;
-		if (!t->drop)
+		int wanted = !t->drop && !t->skipped;
+		if (wanted)
 			rc = x->cm->ops->writer_for(x->cm, t->part, &wr, err);
-		for (size_t i = 0; rc == IH_OK && !t->drop && t->source < 0 && i < x->nsrc; i++)
+		/* the target's own order (the caller's ORDER answer), else all */
+		size_t n = t->order ? t->norder : x->nsrc;
+		for (size_t o = 0; rc == IH_OK && wanted && t->source < 0 && o < n; o++) {
+			size_t i = t->order ? t->order[o] : o;
 			if (ask_source(x, i, t, &sk, wr, done_bytes, err) < 0)
 				rc = ih_job_cancelled(x->j) ? IH_OK : err->code;
+		}
 		done_bytes += t->dm->size;
 		atomic_store(&x->j->bytes_done, done_bytes);
 		atomic_fetch_add(&x->j->blobs_done, 1);

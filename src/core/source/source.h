@@ -18,6 +18,10 @@ struct want {
 	uint64_t size;
 	const ih_ref *refs;      /* paths that use it, for sources laid out as trees */
 	size_t n_refs;
+	const uint32_t *images;  /* images that use it; how it is damaged (for a */
+	size_t n_images;         /* scripted source's request) */
+	ih_reason reason;
+	int is_metadata;
 };
 
 /* A candidate a source offers. */
@@ -45,17 +49,20 @@ struct source_ops {
 };
 
 /* A parsed source spec: "wim:PATH[:INDEX]", "esd:...", a .wim/.esd/.swm
- * path, or a directory. */
+ * path, a directory, or "script:NAME" (the caller answers requests). */
 struct source_spec {
 	char *path;              /* local path (malloc'd) */
 	uint32_t index;          /* INDEX, or 0 */
 	int wim_prefix;          /* written wim:/esd: */
+	int script;              /* written script:NAME (path is NAME): the caller answers */
 };
 
 struct source {
 	const struct source_ops *ops; /* NULL while unusable */
 	ih_source_report *rep;
 	void *impl;
+	int index;               /* in the restore's sources (a scripted source's requests) */
+	struct ih_job *job;      /* the restore's job (a scripted source asks through it) */
 };
 
 /* Parses spec.  0, or -1 when out of memory. */
@@ -85,6 +92,8 @@ void source_fail(struct source *src, ih_errcode code, const char *fmt, ...)
 /* The implementations. */
 void wim_source_open(struct source *src);
 void dir_source_open(struct source *src);
+/* A scripted source: asks src->job's caller for each blob (request_source.c). */
+void request_source_open(struct source *src);
 
 /* Asks for the tables of a WIM source spec to be read ahead (the kernel
  * fetches them while the damage is being found). */
