@@ -14,6 +14,7 @@ void test_pipeline(void);
 void test_job(void);
 void test_state(void);
 void test_bounds(void);
+void test_dismapi(void);
 
 static const struct {
 	const char *name;
@@ -28,6 +29,7 @@ static const struct {
 	{"job", test_job},
 	{"state", test_state},
 	{"bounds", test_bounds},
+	{"dismapi", test_dismapi},
 };
 
 int main(int argc, char **argv)
