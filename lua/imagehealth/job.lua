@@ -145,10 +145,18 @@ function M.drive(job, progress, token, poll, poll_forget)
     end
   end})
   while true do
+    -- closed meanwhile (by another coroutine, or its session's close):
+    -- the outcome if it was known, else cancelled
+    if job:closed() then
+      return result(job)
+    end
     local done
     if poll then
       if not job:done() then
         poll(job)
+        if job:closed() then
+          return result(job)
+        end
       end
       done = job:done()
     else

@@ -71,6 +71,8 @@ static void fill_progress(ih_job *j, ih_progress *p)
 static void signal_fd(ih_job *j)
 {
 	uint64_t one = 1;
+	if (j->efd < 0) /* released: nobody polls it */
+		return;
 	ssize_t n = write(j->efd, &one, sizeof one);
 	(void)n; /* EAGAIN only if the counter is saturated: still readable */
 }
@@ -253,10 +255,12 @@ size_t ih_job_events(ih_job *j, ih_event *out, size_t max)
 	size_t n;
 	pthread_mutex_lock(&j->mu);
 	n = j->qlen < max ? j->qlen : max;
-	memcpy(out, j->queue, n * sizeof *out);
-	memmove(j->queue, j->queue + n, (j->qlen - n) * sizeof *out);
-	j->qlen -= n;
-	if (j->qlen == 0 && !j->done) {
+	if (n) {
+		memcpy(out, j->queue, n * sizeof *out);
+		memmove(j->queue, j->queue + n, (j->qlen - n) * sizeof *out);
+		j->qlen -= n;
+	}
+	if (j->qlen == 0 && !j->done && j->efd >= 0) {
 		uint64_t v;
 		ssize_t r = read(j->efd, &v, sizeof v); /* drained: not readable */
 		(void)r;
@@ -341,14 +345,8 @@ int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
 	return rc;
 }
 
-void ih_job_free(ih_job *j)
+static void job_destroy(ih_job *j)
 {
-	if (!j)
-		return;
-	if (j->started) {
-		ih_job_cancel(j); /* also wakes a worker waiting for an answer */
-		pthread_join(j->thread, NULL);
-	}
 	ih_job_requests_free(j);
 	if (j->free_arg)
 		j->free_arg(j->arg);
@@ -358,9 +356,80 @@ void ih_job_free(ih_job *j)
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	pthread_cond_destroy(&j->reply_cv);
-	close(j->efd);
+	if (j->efd >= 0)
+		close(j->efd);
 	free(j->queue);
 	free(j);
+}
+
+void ih_job_free(ih_job *j)
+{
+	if (!j)
+		return;
+	if (j->released) {
+		if (atomic_fetch_sub(&j->refs, 1) == 1)
+			job_destroy(j);
+		return;
+	}
+	if (j->started) {
+		ih_job_cancel(j); /* also wakes a worker waiting for an answer */
+		pthread_join(j->thread, NULL);
+	}
+	job_destroy(j);
+}
+
+/* After the runner ended: what only the run needed (the operation's
+ * arguments, holding the session and so its lock; the event queue). */
+static void drop_run_state(ih_job *j)
+{
+	if (j->free_arg) {
+		j->free_arg(j->arg);
+		j->free_arg = NULL;
+	}
+	pthread_mutex_lock(&j->mu);
+	free(j->queue);
+	j->queue = NULL;
+	j->qlen = j->qcap = 0;
+	pthread_mutex_unlock(&j->mu);
+}
+
+static void *reaper(void *arg)
+{
+	ih_job *j = arg;
+	pthread_join(j->thread, NULL);
+	drop_run_state(j);
+	if (atomic_fetch_sub(&j->refs, 1) == 1)
+		job_destroy(j);
+	return NULL;
+}
+
+void ih_job_release(ih_job *j)
+{
+	pthread_t t;
+	pthread_attr_t a;
+	if (!j || j->released)
+		return;
+	ih_job_cancel(j);
+	pthread_mutex_lock(&j->mu);
+	j->released = 1;
+	if (j->efd >= 0)
+		close(j->efd);
+	j->efd = -1;
+	pthread_mutex_unlock(&j->mu);
+	atomic_store(&j->refs, 1);
+	if (!j->started)
+		return;
+	atomic_store(&j->refs, 2);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 << 10);
+	if (pthread_create(&t, &a, reaper, j) != 0) {
+		/* no thread for it: join here (blocks until the cancel is seen) */
+		atomic_store(&j->refs, 1);
+		pthread_join(j->thread, NULL);
+		drop_run_state(j);
+	}
+	pthread_attr_destroy(&a);
 }
 
 void ih_job_wait_done(ih_job *j)
