@@ -8,6 +8,7 @@
 local ih = require "imagehealth"
 local F = require "support.fixtures"
 local q = F.q
+local wait_raw = require("imagehealth.job").private.wait_raw
 
 ------------------------------------------------------------------ fixtures
 
@@ -457,7 +458,7 @@ end)
 local function running(j)
   local deadline = os.time() + 30 -- a loaded machine may be slow to start it
   while j:progress().bytes_done == 0 and not j:done() and os.time() < deadline do
-    j:wait_raw(5)
+    wait_raw(j, 5)
     j:drain() -- else the fd stays readable and wait_raw returns at once
   end
   assert.is_true(j:progress().bytes_done > 0)
@@ -632,7 +633,7 @@ describe("Job", function()
         readable = true
         break
       end
-      j:wait_raw(10)
+      wait_raw(j, 10)
     end
     assert.is_true(readable)
     assert.equal("healthy", (j:wait()))

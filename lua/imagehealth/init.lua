@@ -34,7 +34,7 @@
 --   s:restore_health_job{...} -> Job | nil, err
 --
 --   Job (see job.lua): wait, result, progress, drain, cancel, done, pollfd,
---   events, timeout, wait_raw, close.  Report (see report.lua): state,
+--   events, timeout, close.  ih.help() at the REPL.  Report (see report.lua): state,
 --   health, damaged, problems, ..., :summary(), :files(), :lines().
 --   Closing a session stops and closes its jobs.
 
@@ -157,8 +157,8 @@ end
 
 local function start(s, opts)
   -- the C side checks the option types
-  return s:check_start{scan = opts.scan, threads = opts.threads, cancel = opts.cancel,
-                       no_record = opts.no_record}
+  return job.private.check_start(s, {scan = opts.scan, threads = opts.threads, cancel = opts.cancel,
+                       no_record = opts.no_record})
 end
 
 -- Each long operation is two methods: NAME{...} drives the job to its end
@@ -256,12 +256,12 @@ end
 
 local function start_restore(s, opts, fname)
   -- the C side checks the other option types
-  return s:restore_start{
+  return job.private.restore_start(s, {
     sources = sources_list(opts.sources, fname),
     path_map = path_map_list(opts.path_map, fname),
     limit_access = opts.limit_access, no_policy = opts.no_policy, rebuild = opts.rebuild,
     use_record = opts.use_record, threads = opts.threads, cancel = opts.cancel, policy_hive = opts.policy_hive,
-  }
+  })
 end
 
 -- s:restore_health{sources = {...}, limit_access =, path_map =, no_policy =,
@@ -281,5 +281,8 @@ end
 -- exactly as it was).  A nonrepairable image gives a report, not an error.
 -- s:restore_health_job{...} -> Job | nil, err (driven like a check's job)
 define_operation("restore_health", start_restore)
+
+-- ih.help(), ih.formats, ih.versions, one-line summaries (help.lua)
+require("imagehealth.help").install(M)
 
 return M

@@ -203,6 +203,15 @@ static int error_tostring(lua_State *L)
 	return 1;
 }
 
+/* err .. x and x .. err: as tostring(err) would read */
+static int error_concat(lua_State *L)
+{
+	luaL_tolstring(L, 1, NULL);
+	luaL_tolstring(L, 2, NULL);
+	lua_concat(L, 2);
+	return 1;
+}
+
 static ih_errcode code_by_name(const char *name)
 {
 	for (int c = 0; c < IH_ERR__COUNT; c++)
@@ -1406,6 +1415,8 @@ int luaopen_imagehealth_core(lua_State *L)
 	};
 	static const luaL_Reg error_meta[] = {
 		{"__tostring", error_tostring},
+		{"__concat", error_concat},
+		{"string", error_tostring}, /* err:string(), for io.write */
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
