@@ -53,6 +53,8 @@ build = {
       ["imagehealth.job"] = "lua/imagehealth/job.lua",
       ["imagehealth.report"] = "lua/imagehealth/report.lua",
       ["imagehealth.json"] = "lua/imagehealth/json.lua",
+      ["imagehealth.help"] = "lua/imagehealth/help.lua",
+      ["imagehealth.luv"] = "lua/imagehealth/luv.lua",
     },
     lib = {
       ["imagehealth.core"] = "build/lua/imagehealth/core.so",
