@@ -27,6 +27,7 @@
  * The Lua layer adds methods to these types with core.interpose(), in the
  * manner of cqueues.
  */
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -1361,8 +1362,23 @@ static int l_isatty(lua_State *L)
 
 IH_API int luaopen_imagehealth_core(lua_State *L);
 
+/* Threads of the core may outlive the Lua state (a released job's reaper
+ * joins its workers after lua_close, which dlcloses C modules): keep this
+ * library mapped for the life of the process. */
+static void pin_library(void)
+{
+	static int pinned;
+	Dl_info info;
+	if (pinned)
+		return;
+	pinned = 1;
+	if (dladdr((void *)pin_library, &info) && info.dli_fname)
+		(void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+}
+
 int luaopen_imagehealth_core(lua_State *L)
 {
+	pin_library();
 	static const luaL_Reg session_methods[] = {
 		{"info", session_info},
 		{"check_start", session_check_start},
