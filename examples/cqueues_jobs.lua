@@ -9,6 +9,8 @@
 -- its 10 ms.  Exit status 0 when every job gave its expected state.
 local cqueues = require "cqueues"
 local ih = require "imagehealth"
+-- the jobs' threads yield the CPU to this loop's thread on a busy machine
+ih.worker_nice(10)
 
 local image, dmg1, dmg2, source = table.unpack(arg)
 if not source then

@@ -9,6 +9,8 @@
 -- gave its expected state.
 local uv = require "luv"
 local ih = require "imagehealth"
+-- the jobs' threads yield the CPU to this loop's thread on a busy machine
+ih.worker_nice(10)
 local ihuv = require "imagehealth.luv"
 
 local image, dmg1, dmg2, source = table.unpack(arg)

@@ -31,10 +31,11 @@ local function check_jobs_output(ok, out)
   assert.equal(12, n, out)
   local ticks, late = out:match("timer: (%d+) ticks, worst lateness ([%d.]+) ms")
   assert.is_truthy(ticks, out)
-  assert.is_true(tonumber(ticks) >= 1, out)
-  -- the loop never stalled long (generous: the machine is shared, and the
-  -- sanitizer pass is slow)
-  assert.is_true(tonumber(late) < 250, out)
+  assert.is_true(tonumber(ticks) >= 5, out)
+  -- the loop never stalled for long (generous: on a shared, loaded machine
+  -- the loop thread waits for a CPU; bench/lua-loop measures it properly;
+  -- a loop blocked by the jobs would wait for whole scans)
+  assert.is_true(tonumber(late) < 1000, out)
 end
 
 describe("examples", function()

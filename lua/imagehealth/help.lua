@@ -134,6 +134,8 @@ end
 
 function H.install(M)
   M.help = H.help
+  -- ih.worker_nice(n): threads of jobs started from now on run n nicer
+  M.worker_nice = core.worker_nice
 
   M.formats = setmetatable({
     {name = "wim", extensions = {".wim"}, description = "Windows Imaging Format: XPRESS, LZX, LZMS or none"},

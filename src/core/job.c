@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include "job.h"
@@ -170,6 +171,13 @@ void ih_job_tick(ih_job *j)
 	ih_job_post(j, IH_EVENT_PROGRESS, "%s", ih_phase_name((ih_phase)atomic_load(&j->phase)));
 }
 
+static atomic_int worker_nice;
+
+void ih_set_worker_nice(int increment)
+{
+	atomic_store(&worker_nice, increment < 0 ? 0 : increment > 19 ? 19 : increment);
+}
+
 static void *runner(void *arg)
 {
 	ih_job *j = arg;
@@ -181,6 +189,14 @@ static void *runner(void *arg)
 	 * full), not kill the caller's process; workers inherit the mask. */
 	sigemptyset(&xfsz);
 	sigaddset(&xfsz, SIGXFSZ);
+	{
+		/* a lower priority for the job's threads (they inherit it), so
+		 * that the caller's event loop is scheduled first on a busy
+		 * machine: ih_set_worker_nice */
+		int nice_inc = atomic_load(&worker_nice);
+		if (nice_inc > 0)
+			setpriority(PRIO_PROCESS, (id_t)gettid(), getpriority(PRIO_PROCESS, (id_t)gettid()) + nice_inc);
+	}
 	pthread_sigmask(SIG_BLOCK, &xfsz, NULL);
 	int rc = j->fn(j, j->arg, &report, &err);
 	atomic_store(&j->phase, IH_PHASE_DONE);
@@ -393,11 +409,58 @@ static void drop_run_state(ih_job *j)
 	pthread_mutex_unlock(&j->mu);
 }
 
+/* Reapers at work: the process must not exit under them (their jobs'
+ * threads may still be in wimlib or OpenSSL when exit() runs the
+ * libraries' cleanup). */
+static pthread_mutex_t reap_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reap_cv = PTHREAD_COND_INITIALIZER;
+static int reaping;
+static pthread_once_t reap_once = PTHREAD_ONCE_INIT;
+
+void ih_jobs_wait_released(int timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&reap_mu);
+	while (reaping > 0) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&reap_cv, &reap_mu);
+		else if (pthread_cond_timedwait(&reap_cv, &reap_mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&reap_mu);
+}
+
+static void reap_atexit(void)
+{
+	ih_jobs_wait_released(5000);
+}
+
+static void reap_init(void)
+{
+	atexit(reap_atexit);
+}
+
+static void reap_done(void)
+{
+	pthread_mutex_lock(&reap_mu);
+	reaping--;
+	pthread_cond_broadcast(&reap_cv);
+	pthread_mutex_unlock(&reap_mu);
+}
+
 static void *reaper(void *arg)
 {
 	ih_job *j = arg;
 	pthread_join(j->thread, NULL);
 	drop_run_state(j);
+	reap_done();
 	if (atomic_fetch_sub(&j->refs, 1) == 1)
 		job_destroy(j);
 	return NULL;
@@ -420,6 +483,10 @@ void ih_job_release(ih_job *j)
 	if (!j->started)
 		return;
 	atomic_store(&j->refs, 2);
+	pthread_once(&reap_once, reap_init);
+	pthread_mutex_lock(&reap_mu);
+	reaping++;
+	pthread_mutex_unlock(&reap_mu);
 	pthread_attr_init(&a);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&a, 64 << 10);
@@ -428,6 +495,7 @@ void ih_job_release(ih_job *j)
 		atomic_store(&j->refs, 1);
 		pthread_join(j->thread, NULL);
 		drop_run_state(j);
+		reap_done();
 	}
 	pthread_attr_destroy(&a);
 }

@@ -452,6 +452,14 @@ static void loop_forget_fd(lua_State *L, int fd)
 	lua_settop(L, top);
 }
 
+/* core.worker_nice(n): jobs started from now on run their threads n nicer
+ * than the caller (0..19), for an event loop on a busy machine. */
+static int l_worker_nice(lua_State *L)
+{
+	ih_set_worker_nice((int)luaL_checkinteger(L, 1));
+	return 0;
+}
+
 /* core.on_fd_close(fn): fn(fd) is called before any job's fd is closed. */
 static int l_on_fd_close(lua_State *L)
 {
@@ -1362,6 +1370,13 @@ static int l_isatty(lua_State *L)
 
 IH_API int luaopen_imagehealth_core(lua_State *L);
 
+static int state_closing(lua_State *L)
+{
+	(void)L;
+	ih_jobs_wait_released(5000);
+	return 0;
+}
+
 /* Threads of the core may outlive the Lua state (a released job's reaper
  * joins its workers after lua_close, which dlcloses C modules): keep this
  * library mapped for the life of the process. */
@@ -1443,6 +1458,7 @@ int luaopen_imagehealth_core(lua_State *L)
 		{"interpose", l_interpose},
 		{"errcodes", l_errcodes},
 		{"on_fd_close", l_on_fd_close},
+		{"worker_nice", l_worker_nice},
 		{NULL, NULL},
 	};
 
@@ -1455,6 +1471,18 @@ int luaopen_imagehealth_core(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 
+	/* a sentinel finalized when the state closes, after every job (it is
+	 * marked for finalization first, so finalized last): waits for the
+	 * threads of released jobs, which must not run on into exit() */
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "imagehealth.sentinel") == LUA_TNIL) {
+		lua_newuserdatauv(L, 1, 0);
+		lua_createtable(L, 0, 1);
+		lua_pushcfunction(L, state_closing);
+		lua_setfield(L, -2, "__gc");
+		lua_setmetatable(L, -2);
+		lua_setfield(L, LUA_REGISTRYINDEX, "imagehealth.sentinel");
+	}
+	lua_pop(L, 1);
 	/* registry: every session (weak keys), fd-close hooks */
 	if (lua_getfield(L, LUA_REGISTRYINDEX, SESSIONS_KEY) != LUA_TTABLE) {
 		lua_newtable(L);
