@@ -1210,9 +1210,9 @@ static int collect_result(lua_State *L, ljob *lj, ih_job *j, ih_error *err)
 		if (rc == IH_OK) {
 			push_restore_report(L, rr);
 			ih_restore_report_free(rr);
-		} else if (rc == IH_ERR_BUSY &&
-			   lua_getiuservalue(L, 1, JOB_UV_SESSION) == LUA_TUSERDATA) {
+		} else if (rc == IH_ERR_BUSY) {
 			/* say which session of this process holds the image */
+			lua_getiuservalue(L, 1, JOB_UV_SESSION);
 			lsession *ls = luaL_testudata(L, -1, SESSION_MT);
 			char who[300];
 			if (ls && other_sessions(L, ls, who, sizeof who)) {
@@ -1221,8 +1221,6 @@ static int collect_result(lua_State *L, ljob *lj, ih_job *j, ih_error *err)
 					 " (held in this process by %s: close it, or drop it and "
 					 "collectgarbage())", who);
 			}
-			lua_pop(L, 1);
-		} else {
 			lua_pop(L, 1);
 		}
 	} else {
