@@ -472,16 +472,25 @@ void ih_job_release(ih_job *j)
 	pthread_attr_t a;
 	if (!j || j->released)
 		return;
+	int done;
 	ih_job_cancel(j);
 	pthread_mutex_lock(&j->mu);
 	j->released = 1;
 	if (j->efd >= 0)
 		close(j->efd);
 	j->efd = -1;
+	done = j->done;
 	pthread_mutex_unlock(&j->mu);
 	atomic_store(&j->refs, 1);
 	if (!j->started)
 		return;
+	if (done) {
+		/* the runner has only to return: join it here, so that the
+		 * session (and its lock) is let go before this returns */
+		pthread_join(j->thread, NULL);
+		drop_run_state(j);
+		return;
+	}
 	atomic_store(&j->refs, 2);
 	pthread_once(&reap_once, reap_init);
 	pthread_mutex_lock(&reap_mu);

@@ -460,6 +460,15 @@ static int l_worker_nice(lua_State *L)
 	return 0;
 }
 
+/* core.wait_released([ms]): waits (default up to 5 s) until the threads of
+ * every closed or collected job are joined (they are, off the Lua thread,
+ * within moments); for tests and for a host about to exit. */
+static int l_wait_released(lua_State *L)
+{
+	ih_jobs_wait_released((int)luaL_optinteger(L, 1, 5000));
+	return 0;
+}
+
 /* core.on_fd_close(fn): fn(fd) is called before any job's fd is closed. */
 static int l_on_fd_close(lua_State *L)
 {
@@ -1457,6 +1466,7 @@ int luaopen_imagehealth_core(lua_State *L)
 		{"errcodes", l_errcodes},
 		{"on_fd_close", l_on_fd_close},
 		{"worker_nice", l_worker_nice},
+		{"wait_released", l_wait_released},
 		{NULL, NULL},
 	};
 
