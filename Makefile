@@ -17,7 +17,12 @@ B    := build
 BA   := build-asan
 SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-all: $(B)/libimagehealth.a $(B)/libimagehealth.so $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive
+all: $(B)/libimagehealth.a $(B)/libimagehealth.so $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive \
+     $(B)/ih-host
+
+# examples/host.c: a C program embedding Lua 5.4 with the module linked in.
+$(B)/ih-host: examples/host.c $(B)/obj/lua/imagehealth_core.o $(B)/libimagehealth.a
+	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $^ $(shell pkg-config --libs lua5.4) $(LIBS)
 
 # Test support: writes a registry hive holding a servicing policy.
 $(B)/mkhive: tests/tools/mkhive.c | $(B)/obj/tests

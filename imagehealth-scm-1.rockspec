@@ -54,6 +54,8 @@ build = {
       ["imagehealth.report"] = "lua/imagehealth/report.lua",
       ["imagehealth.json"] = "lua/imagehealth/json.lua",
       ["imagehealth.tree_report"] = "lua/imagehealth/tree_report.lua",
+      ["imagehealth.help"] = "lua/imagehealth/help.lua",
+      ["imagehealth.luv"] = "lua/imagehealth/luv.lua",
     },
     lib = {
       ["imagehealth.core"] = "build/lua/imagehealth/core.so",

@@ -199,8 +199,28 @@ int ih_job_wait(ih_job *j, int timeout_ms);
  * the report (the caller frees it), or the error.  A restore job's outcome
  * is read with ih_job_restore_result. */
 int ih_job_result(ih_job *j, ih_report **report, ih_error *err);
-/* Cancels if running, joins the threads, frees. */
+/* Cancels if running, joins the threads, frees.  After ih_job_release it
+ * never blocks: it drops the caller's hold, and the job is freed once its
+ * threads are joined. */
 void ih_job_free(ih_job *j);
+/* Jobs started from now on run their threads this much nicer than the
+ * calling thread (0..19; default 0), so that an event loop on the calling
+ * thread is scheduled promptly on a busy machine (Linux: per-thread nice). */
+void ih_set_worker_nice(int increment);
+/* For event loops and garbage collectors: ends the caller's use of the job
+ * without blocking.  Cancels it if running, closes its fd at once (tell the
+ * loop that polls it first: cqueues.cancel(fd), stop a luv poll handle) and
+ * joins its threads on a thread of its own, which then also lets go of the
+ * session (and its lock).  ih_job_done, ih_job_wait (by its condition
+ * variable), ih_job_result and ih_job_restore_result still work: an outcome
+ * computed before the release, or after it when the cancel came too late
+ * (a restore already committing), can still be read.  ih_job_fd returns -1
+ * and ih_job_events nothing.  Call ih_job_free once done with it. */
+void ih_job_release(ih_job *j);
+/* Waits up to timeout_ms (< 0: forever) until the threads of every released
+ * job are joined.  Done at exit by itself (up to 5 s); a host that unloads
+ * the library, or closes the Lua state that used it, calls it first. */
+void ih_jobs_wait_released(int timeout_ms);
 
 /* Requests: a worker of the job (for example the restore's fetch stage,
  * asking a scripted source for a blob) posts an IH_EVENT_REQUEST event and

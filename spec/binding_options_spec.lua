@@ -104,7 +104,7 @@ describe("options made by __index", function()
     local s <close> = assert(ih.open(img, {state_dir = F.tmpdir("state")}))
     -- the binding's own method, given the table as it is (restore_health
     -- would copy the options into a plain table first)
-    local j = assert(s:restore_start(opts))
+    local j = assert(require("imagehealth.job").private.restore_start(s, opts))
     collectgarbage("collect")
     local state, r = j:wait()
     j:close()

@@ -8,6 +8,7 @@
 local ih = require "imagehealth"
 local F = require "support.fixtures"
 local q = F.q
+local wait_raw = require("imagehealth.job").private.wait_raw
 
 ------------------------------------------------------------------ fixtures
 
@@ -274,6 +275,9 @@ describe("Session", function()
   it("is collected without being closed", function()
     collectgarbage()
     collectgarbage()
+    -- jobs closed by earlier tests are joined off the Lua thread: let
+    -- their threads (which open files while they stop) end first
+    require("imagehealth.core").wait_released()
     local before = own_fds()
     for _ = 1, 20 do
       local s = assert(open(healthy))
@@ -282,7 +286,7 @@ describe("Session", function()
     assert.is_true(own_fds() >= before + 20) -- they hold descriptors...
     collectgarbage()
     collectgarbage()
-    assert.is_true(own_fds() <= before)       -- ...which __gc closed
+    assert.is_true(own_fds() <= before, own_fds() .. " fds, " .. before .. " before")       -- ...which __gc closed
   end)
 
   it("has the type names and metatables the convention asks for", function()
@@ -457,7 +461,7 @@ end)
 local function running(j)
   local deadline = os.time() + 30 -- a loaded machine may be slow to start it
   while j:progress().bytes_done == 0 and not j:done() and os.time() < deadline do
-    j:wait_raw(5)
+    wait_raw(j, 5)
     j:drain() -- else the fd stays readable and wait_raw returns at once
   end
   assert.is_true(j:progress().bytes_done > 0)
@@ -632,7 +636,7 @@ describe("Job", function()
         readable = true
         break
       end
-      j:wait_raw(10)
+      wait_raw(j, 10)
     end
     assert.is_true(readable)
     assert.equal("healthy", (j:wait()))
@@ -758,9 +762,13 @@ describe("Job", function()
     s = nil -- luacheck: ignore
     collectgarbage()
     collectgarbage()
-    -- the jobs were stopped and their threads joined, the session closed
-    -- (at most as many as before: a thread of an earlier test may have
-    -- ended meanwhile)
+    -- the jobs were stopped and their threads joined (off the Lua thread,
+    -- so within a moment, not at once), the session closed (at most as
+    -- many as before: a thread of an earlier test may have ended meanwhile)
+    local deadline = os.time() + 10
+    while (own_threads() > threads or own_fds() > fds) and os.time() < deadline do
+      os.execute("sleep 0.05")
+    end
     assert.is_true(own_threads() <= threads, own_threads() .. " threads, " .. threads .. " before")
     assert.is_true(own_fds() <= fds, own_fds() .. " fds, " .. fds .. " before")
   end)

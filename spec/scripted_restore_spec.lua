@@ -307,12 +307,14 @@ describe("a scripted source", function()
   end)
 end)
 
+local wait_raw = require("imagehealth.job").private.wait_raw
+
 describe("a restore_health_job", function()
   -- what an event loop does: poll the job's fd, drain, and at the end take
   -- the result; the requests are answered inside drain()
   local function drive_by_drain(j)
     while not j:done() do
-      j:wait_raw(20) -- (stands in for the loop's poll of j:pollfd())
+      wait_raw(j, 20) -- (stands in for the loop's poll of j:pollfd())
       for _, ev in ipairs(j:drain()) do
         assert.are_not.equal("request", ev.type)
       end

@@ -17,6 +17,7 @@ void test_bounds(void);
 void test_fingerprint(void);
 void test_tree(void);
 void test_scripted(void);
+void test_dismapi(void);
 
 static const struct {
 	const char *name;
@@ -34,6 +35,7 @@ static const struct {
 	{"fingerprint", test_fingerprint},
 	{"tree", test_tree},
 	{"scripted", test_scripted},
+	{"dismapi", test_dismapi},
 };
 
 int main(int argc, char **argv)

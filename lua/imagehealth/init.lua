@@ -39,7 +39,7 @@
 --   Unknown option keys raise, naming the known ones (ih.OPTIONS).
 --
 --   Job (see job.lua): wait, result, progress, drain, cancel, done, pollfd,
---   events, timeout, wait_raw, close.  Report (see report.lua): state,
+--   events, timeout, close.  ih.help() at the REPL.  Report (see report.lua): state,
 --   health, damaged, problems, ..., :summary(), :files(), :lines().
 --   Closing a session stops and closes its jobs.
 
@@ -204,9 +204,9 @@ end
 
 local function start(s, opts)
   -- the C side checks the option types
-  local j, err = c_start(s.check_start, s, {scan = opts.scan, deep = opts.deep,
-                                            threads = opts.threads, cancel = opts.cancel,
-                                            no_record = opts.no_record})
+  local j, err = c_start(job.private.check_start, s, {scan = opts.scan, deep = opts.deep,
+                                                     threads = opts.threads, cancel = opts.cancel,
+                                                     no_record = opts.no_record})
   return j, err -- (not a tail call: c_start counts this frame)
 end
 
@@ -535,7 +535,7 @@ local function start_restore(s, opts, fname)
   local list, given = sources_list(opts.sources, fname)
   local hooks = restore_hooks(opts, given, fname)
   -- the C side checks the other option types
-  local j, err = c_start(s.restore_start, s, {
+  local j, err = c_start(job.private.restore_start, s, {
     sources = list,
     path_map = path_map_list(opts.path_map, fname),
     limit_access = opts.limit_access, no_policy = opts.no_policy, rebuild = opts.rebuild,
@@ -573,5 +573,7 @@ define_operation("restore_health", start_restore)
 -- found.
 -- s:restore_plan_job{...} -> Job | nil, err
 define_operation("restore_plan", start_restore)
+-- ih.help(), ih.formats, ih.versions, one-line summaries (help.lua)
+require("imagehealth.help").install(M)
 
 return M

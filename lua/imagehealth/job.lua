@@ -13,7 +13,8 @@
 --   job:drain([max])           queued events, each with a readable tostring
 --   job:progress()             progress snapshot {phase, percent, ...}
 -- and from C: pollfd(), events() ("r"), timeout(), done(), cancel(),
--- wait_raw(ms), result_raw(), session(), close(), closed().
+-- session(), close(), closed().  (wait_raw, check_start and restore_start
+-- are private: M.private.)
 
 local core = require "imagehealth.core"
 local report = require "imagehealth.report"
@@ -55,6 +56,17 @@ local Progress = {__name = "imagehealth.Progress"}
 function Progress.__tostring(p)
   return string.format("imagehealth.Progress: %s, %.1f s", progress_string(p), p.elapsed or 0)
 end
+
+-- The C methods only this layer uses, taken out of the types' method
+-- tables (a user at the REPL sees the public methods alone); the specs reach
+-- them here.
+M.private = {
+  wait_raw = core.interpose("imagehealth.Job", "wait_raw", nil),
+  check_start = core.interpose("imagehealth.Session", "check_start", nil),
+  restore_start = core.interpose("imagehealth.Session", "restore_start", nil),
+}
+core.interpose("imagehealth.Job", "result_raw", nil)
+local c_wait_raw = M.private.wait_raw
 
 local c_drain = core.interpose("imagehealth.Job", "drain", nil)
 local c_progress = core.interpose("imagehealth.Job", "progress", nil)
@@ -273,14 +285,22 @@ function M.drive(job, progress, token, poll, poll_forget, hooks)
     answer_one(job, ev, hooks, wait_room)
   end
   while true do
+    -- closed meanwhile (by another coroutine, or its session's close):
+    -- the outcome if it was known, else cancelled
+    if job:closed() then
+      return result(job)
+    end
     local done
     if poll then
       if not job:done() then
         poll(job)
+        if job:closed() then
+          return result(job)
+        end
       end
       done = job:done()
     else
-      done = job:wait_raw(wait_ms)
+      done = c_wait_raw(job, wait_ms)
     end
     pump()
     local had = head <= tail

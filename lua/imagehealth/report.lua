@@ -110,7 +110,109 @@ local function list_words(t)
   return table.concat(t, ", ", 1, #t - 1) .. " and " .. t[#t]
 end
 
+-- One-line summaries of what a report holds, for the REPL: entries
+-- (imagehealth.Damage, .Repair, .Source, .Problem, .Ref, .Policy) and the
+-- lists of them (imagehealth.List).
+local Entry = {}
+M.Entry = Entry
+
+local function short(sha1)
+  return (sha1 or "?"):sub(1, 12)
+end
+
+local function paths_text(e, max)
+  local paths = e.paths or {}
+  max = max or 2
+  if #paths == 0 then
+    return e.is_metadata and ("metadata of image " .. tostring((e.images or {})[1] or "?"))
+      or "no file"
+  end
+  local t = {}
+  for i = 1, math.min(max, #paths) do t[i] = paths[i] end
+  local s = table.concat(t, ", ")
+  if #paths > max then s = s .. string.format(" and %d more", #paths - max) end
+  return s
+end
+
+local function entry_type(name, fn)
+  local mt = {__name = "imagehealth." .. name}
+  mt.__tostring = function(e) return mt.__name .. ": " .. fn(e) end
+  Entry[name] = mt
+  return mt
+end
+
+local Damage = entry_type("Damage", function(d)
+  return string.format("%s %s %s: %s%s", short(d.sha1), M.format_bytes(d.size or 0),
+    d.reason or "?", paths_text(d), d.code and d.code ~= "" and (" (" .. d.code .. ")") or "")
+end)
+local Repair = entry_type("Repair", function(r)
+  return string.format("%s %s from %s: %s", short(r.sha1), M.format_bytes(r.size or 0),
+    r.source_spec or ("source " .. tostring(r.source)), paths_text(r))
+end)
+local Problem = entry_type("Problem", function(p)
+  return string.format("[%s] %s: %s", p.severity or "?", p.kind or "?", p.message or "")
+end)
+local Ref = entry_type("Ref", function(r)
+  return string.format("image %s %s", tostring(r.image), r.path or "?")
+end)
+local Policy = entry_type("Policy", function(p)
+  local t = {}
+  t[#t + 1] = "LocalSourcePath " .. (p.local_source_path and string.format("%q", p.local_source_path)
+    or "not set")
+  t[#t + 1] = "UseWindowsUpdate " .. (p.use_windows_update and tostring(p.use_windows_update) or "not set")
+  if p.note then t[#t + 1] = p.note end
+  return table.concat(t, ", ")
+end)
+-- Source: set below, once source_line is defined
+
+local List = {__name = "imagehealth.List"}
+Entry.List = List
+List.__tostring = function(l)
+  local mt = l[1] and getmetatable(l[1])
+  local kind = mt and mt.__name and mt.__name:gsub("^imagehealth%.", "") or "entries"
+  local t = {}
+  for i = 1, math.min(3, #l) do
+    local s = tostring(l[i]):gsub("^imagehealth%.%a+: ", "")
+    t[i] = s
+  end
+  return string.format("imagehealth.List: %d %s%s%s", #l, kind, #l > 0 and "; " or "",
+    table.concat(t, "; ") .. (#l > 3 and "; ..." or ""))
+end
+
+local function list_of(l, mt, each)
+  if type(l) ~= "table" then return end
+  for _, e in ipairs(l) do
+    if type(e) == "table" and getmetatable(e) == nil then
+      setmetatable(e, mt)
+      if each then each(e) end
+    end
+  end
+  if getmetatable(l) == nil then setmetatable(l, List) end
+end
+
+local function refs_of(e)
+  list_of(e.refs, Ref)
+end
+
+local decorate
+decorate = function(t)
+  list_of(t.damaged, Damage, refs_of)
+  list_of(t.unrepaired, Damage, refs_of)
+  list_of(t.dropped, Damage, refs_of)
+  list_of(t.repaired, Repair, refs_of)
+  list_of(t.problems, Problem)
+  list_of(t.sources, Entry.Source)
+  if type(t.policy) == "table" and getmetatable(t.policy) == nil then
+    setmetatable(t.policy, Policy)
+  end
+  if type(t.before) == "table" and getmetatable(t.before) == nil then
+    decorate(t.before)
+    setmetatable(t.before, Report)
+  end
+end
+
 function M.new(t)
+  decorate(t)
   return setmetatable(t, Report)
 end
 
@@ -568,6 +670,10 @@ local function source_line(i, src)
   return s
 end
 M.source_line = source_line
+
+entry_type("Source", function(src)
+  return (source_line(1, src):gsub("^%s*%[1%] ", ""))
+end)
 
 function restore_lines(self)
   local out = {}

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include "job.h"
@@ -71,6 +72,8 @@ static void fill_progress(ih_job *j, ih_progress *p)
 static void signal_fd(ih_job *j)
 {
 	uint64_t one = 1;
+	if (j->efd < 0) /* released: nobody polls it */
+		return;
 	ssize_t n = write(j->efd, &one, sizeof one);
 	(void)n; /* EAGAIN only if the counter is saturated: still readable */
 }
@@ -168,6 +171,13 @@ void ih_job_tick(ih_job *j)
 	ih_job_post(j, IH_EVENT_PROGRESS, "%s", ih_phase_name((ih_phase)atomic_load(&j->phase)));
 }
 
+static atomic_int worker_nice;
+
+void ih_set_worker_nice(int increment)
+{
+	atomic_store(&worker_nice, increment < 0 ? 0 : increment > 19 ? 19 : increment);
+}
+
 static void *runner(void *arg)
 {
 	ih_job *j = arg;
@@ -179,6 +189,14 @@ static void *runner(void *arg)
 	 * full), not kill the caller's process; workers inherit the mask. */
 	sigemptyset(&xfsz);
 	sigaddset(&xfsz, SIGXFSZ);
+	{
+		/* a lower priority for the job's threads (they inherit it), so
+		 * that the caller's event loop is scheduled first on a busy
+		 * machine: ih_set_worker_nice */
+		int nice_inc = atomic_load(&worker_nice);
+		if (nice_inc > 0)
+			setpriority(PRIO_PROCESS, (id_t)gettid(), getpriority(PRIO_PROCESS, (id_t)gettid()) + nice_inc);
+	}
 	pthread_sigmask(SIG_BLOCK, &xfsz, NULL);
 	int rc = j->fn(j, j->arg, &report, &err);
 	atomic_store(&j->phase, IH_PHASE_DONE);
@@ -253,10 +271,12 @@ size_t ih_job_events(ih_job *j, ih_event *out, size_t max)
 	size_t n;
 	pthread_mutex_lock(&j->mu);
 	n = j->qlen < max ? j->qlen : max;
-	memcpy(out, j->queue, n * sizeof *out);
-	memmove(j->queue, j->queue + n, (j->qlen - n) * sizeof *out);
-	j->qlen -= n;
-	if (j->qlen == 0 && !j->done) {
+	if (n) {
+		memcpy(out, j->queue, n * sizeof *out);
+		memmove(j->queue, j->queue + n, (j->qlen - n) * sizeof *out);
+		j->qlen -= n;
+	}
+	if (j->qlen == 0 && !j->done && j->efd >= 0) {
 		uint64_t v;
 		ssize_t r = read(j->efd, &v, sizeof v); /* drained: not readable */
 		(void)r;
@@ -367,14 +387,8 @@ int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err)
 	return rc;
 }
 
-void ih_job_free(ih_job *j)
+static void job_destroy(ih_job *j)
 {
-	if (!j)
-		return;
-	if (j->started) {
-		ih_job_cancel(j); /* also wakes a worker waiting for an answer */
-		pthread_join(j->thread, NULL);
-	}
 	ih_job_requests_free(j);
 	if (j->free_arg)
 		j->free_arg(j->arg);
@@ -384,9 +398,141 @@ void ih_job_free(ih_job *j)
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);
 	pthread_cond_destroy(&j->reply_cv);
-	close(j->efd);
+	if (j->efd >= 0)
+		close(j->efd);
 	free(j->queue);
 	free(j);
+}
+
+void ih_job_free(ih_job *j)
+{
+	if (!j)
+		return;
+	if (j->released) {
+		if (atomic_fetch_sub(&j->refs, 1) == 1)
+			job_destroy(j);
+		return;
+	}
+	if (j->started) {
+		ih_job_cancel(j); /* also wakes a worker waiting for an answer */
+		pthread_join(j->thread, NULL);
+	}
+	job_destroy(j);
+}
+
+/* After the runner ended: what only the run needed (the operation's
+ * arguments, holding the session and so its lock; the event queue). */
+static void drop_run_state(ih_job *j)
+{
+	if (j->free_arg) {
+		j->free_arg(j->arg);
+		j->free_arg = NULL;
+	}
+	pthread_mutex_lock(&j->mu);
+	free(j->queue);
+	j->queue = NULL;
+	j->qlen = j->qcap = 0;
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* Reapers at work: the process must not exit under them (their jobs'
+ * threads may still be in wimlib or OpenSSL when exit() runs the
+ * libraries' cleanup). */
+static pthread_mutex_t reap_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reap_cv = PTHREAD_COND_INITIALIZER;
+static int reaping;
+static pthread_once_t reap_once = PTHREAD_ONCE_INIT;
+
+void ih_jobs_wait_released(int timeout_ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&reap_mu);
+	while (reaping > 0) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&reap_cv, &reap_mu);
+		else if (pthread_cond_timedwait(&reap_cv, &reap_mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&reap_mu);
+}
+
+static void reap_atexit(void)
+{
+	ih_jobs_wait_released(5000);
+}
+
+static void reap_init(void)
+{
+	atexit(reap_atexit);
+}
+
+static void reap_done(void)
+{
+	pthread_mutex_lock(&reap_mu);
+	reaping--;
+	pthread_cond_broadcast(&reap_cv);
+	pthread_mutex_unlock(&reap_mu);
+}
+
+static void *reaper(void *arg)
+{
+	ih_job *j = arg;
+	pthread_join(j->thread, NULL);
+	drop_run_state(j);
+	reap_done();
+	if (atomic_fetch_sub(&j->refs, 1) == 1)
+		job_destroy(j);
+	return NULL;
+}
+
+void ih_job_release(ih_job *j)
+{
+	pthread_t t;
+	pthread_attr_t a;
+	if (!j || j->released)
+		return;
+	int done;
+	ih_job_cancel(j);
+	pthread_mutex_lock(&j->mu);
+	j->released = 1;
+	if (j->efd >= 0)
+		close(j->efd);
+	j->efd = -1;
+	done = j->done;
+	pthread_mutex_unlock(&j->mu);
+	atomic_store(&j->refs, 1);
+	if (!j->started)
+		return;
+	if (done) {
+		/* the runner has only to return: join it here, so that the
+		 * session (and its lock) is let go before this returns */
+		pthread_join(j->thread, NULL);
+		drop_run_state(j);
+		return;
+	}
+	atomic_store(&j->refs, 2);
+	pthread_once(&reap_once, reap_init);
+	pthread_mutex_lock(&reap_mu);
+	reaping++;
+	pthread_mutex_unlock(&reap_mu);
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 64 << 10);
+	if (pthread_create(&t, &a, reaper, j) != 0) {
+		/* no thread for it: join here (blocks until the cancel is seen) */
+		atomic_store(&j->refs, 1);
+		pthread_join(j->thread, NULL);
+		drop_run_state(j);
+		reap_done();
+	}
+	pthread_attr_destroy(&a);
 }
 
 void ih_job_wait_done(ih_job *j)

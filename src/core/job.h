@@ -42,6 +42,10 @@ struct ih_job {
 	ih_job_fn fn;
 	void *arg;
 	void (*free_arg)(void *);
+	/* ih_job_release: the fd is closed and a reaper thread joins the
+	 * runner; the caller's reference and the reaper's, the last frees */
+	int released;
+	atomic_int refs;
 };
 
 int ih_job_start(ih_job_fn fn, void *arg, void (*free_arg)(void *), ih_cancel *token,

@@ -27,11 +27,13 @@
  * The Lua layer adds methods to these types with core.interpose(), in the
  * manner of cqueues.
  */
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lua.h>
@@ -52,7 +54,19 @@
 
 typedef struct lsession {
 	ih_session *s;
+	dev_t dev;     /* the image file, to find other sessions on it */
+	ino_t ino;
 } lsession;
+
+/* Registry keys: the weak-keyed set of every Session of this state, and
+ * the list of functions core.on_fd_close registered. */
+#define SESSIONS_KEY "imagehealth.sessions"
+#define FD_HOOKS_KEY "imagehealth.fd_close_hooks"
+
+/* What a job costs on the C side (event queue, worker threads and their
+ * buffers, the eventfd), in KiB, told to the collector when one starts so
+ * that dropped jobs are reclaimed promptly. */
+#define JOB_COST_KB 1024
 
 /* User values of a Session: 1 = weak-keyed table of its jobs, 2 = path. */
 enum { SESSION_UV_JOBS = 1, SESSION_UV_PATH, SESSION_NUV = SESSION_UV_PATH };
@@ -61,6 +75,8 @@ enum job_kind { JOB_QUICK = 0, JOB_SCAN, JOB_RESTORE };
 
 typedef struct ljob {
 	ih_job *j;
+	ih_job *rel;         /* after close: released (fd closed, threads joined
+				off this thread), its outcome still to be read */
 	ih_cancel *cancel;   /* our own reference to the job's token, or NULL */
 	int collected;       /* ih_job_result was called; result in the uservalues */
 	enum job_kind kind;
@@ -185,6 +201,15 @@ static int error_tostring(lua_State *L)
 		lua_pushfstring(L, "imagehealth: %s (0x%s): %s", code ? code : "error", hex, msg);
 	else
 		lua_pushfstring(L, "imagehealth: %s (0x%s)", code ? code : "error", hex);
+	return 1;
+}
+
+/* err .. x and x .. err: as tostring(err) would read */
+static int error_concat(lua_State *L)
+{
+	luaL_tolstring(L, 1, NULL);
+	luaL_tolstring(L, 2, NULL);
+	lua_concat(L, 2);
 	return 1;
 }
 
@@ -388,15 +413,127 @@ static int l_open(lua_State *L)
 		ls->s = NULL;
 		return push_fail(L, &err);
 	}
+	struct stat st;
+	if (stat(path, &st) == 0) {
+		ls->dev = st.st_dev;
+		ls->ino = st.st_ino;
+	}
+	lua_getfield(L, LUA_REGISTRYINDEX, SESSIONS_KEY);
+	lua_pushvalue(L, -2);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
 	return 1;
 }
 
-/* Closes a job: cancels it if running, joins its threads, frees it. */
-static void job_free(ljob *lj)
+/* Before a job's fd is closed, every event loop that may poll it must
+ * forget it, or it polls a descriptor that is closed or, worse, reused:
+ * cqueues (if loaded) by cqueues.cancel(fd), others (imagehealth.luv) by
+ * the functions registered with core.on_fd_close.  Errors are dropped:
+ * this runs from close and __gc. */
+static void loop_forget_fd(lua_State *L, int fd)
+{
+	int top = lua_gettop(L);
+	if (fd < 0)
+		return;
+	if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE &&
+	    lua_getfield(L, -1, "cqueues") == LUA_TTABLE &&
+	    lua_getfield(L, -1, "cancel") == LUA_TFUNCTION) {
+		lua_pushinteger(L, fd);
+		lua_pcall(L, 1, 0, 0);
+	}
+	lua_settop(L, top);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, FD_HOOKS_KEY) == LUA_TTABLE) {
+		lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+		for (lua_Integer i = 1; i <= n; i++) {
+			lua_rawgeti(L, top + 1, i);
+			lua_pushinteger(L, fd);
+			lua_pcall(L, 1, 0, 0);
+			lua_settop(L, top + 1);
+		}
+	}
+	lua_settop(L, top);
+}
+
+/* core.worker_nice(n): jobs started from now on run their threads n nicer
+ * than the caller (0..19), for an event loop on a busy machine. */
+static int l_worker_nice(lua_State *L)
+{
+	ih_set_worker_nice((int)luaL_checkinteger(L, 1));
+	return 0;
+}
+
+/* core.wait_released([ms]): waits (default up to 5 s) until the threads of
+ * every closed or collected job are joined (they are, off the Lua thread,
+ * within moments); for tests and for a host about to exit. */
+static int l_wait_released(lua_State *L)
+{
+	ih_jobs_wait_released((int)luaL_optinteger(L, 1, 5000));
+	return 0;
+}
+
+/* core.on_fd_close(fn): fn(fd) is called before any job's fd is closed. */
+static int l_on_fd_close(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TFUNCTION);
+	lua_getfield(L, LUA_REGISTRYINDEX, FD_HOOKS_KEY);
+	lua_pushvalue(L, 1);
+	lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+	return 0;
+}
+
+/* Is another open Session of this state on the same file as ls?  With buf,
+ * names them there. */
+static int other_sessions(lua_State *L, const lsession *ls, char *buf, size_t len)
+{
+	int n = 0;
+	size_t off = 0;
+	if (buf && len)
+		buf[0] = '\0';
+	if (!ls->ino)
+		return 0;
+	lua_getfield(L, LUA_REGISTRYINDEX, SESSIONS_KEY);
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		lua_pop(L, 1);
+		lsession *o = luaL_testudata(L, -1, SESSION_MT);
+		if (o && o != ls && o->s && o->dev == ls->dev && o->ino == ls->ino) {
+			n++;
+			if (buf && off < len) {
+				lua_getiuservalue(L, -1, SESSION_UV_PATH);
+				off += (size_t)snprintf(buf + off, len - off, "%s%s: %s (%p)",
+							n > 1 ? ", " : "", SESSION_MT,
+							lua_tostring(L, -1) ? lua_tostring(L, -1) : "?",
+							(const void *)o);
+				lua_pop(L, 1);
+			}
+		}
+	}
+	lua_pop(L, 1);
+	return n;
+}
+
+/* Closes a job without blocking: tells the event loops to forget its fd,
+ * then releases it (cancelled if running, fd closed, threads joined on a
+ * thread of the core's).  Its outcome can still be read from lj->rel. */
+static void job_release(lua_State *L, ljob *lj)
 {
 	if (lj->j) {
 		ih_job *j = lj->j;
 		lj->j = NULL;
+		loop_forget_fd(L, ih_job_fd(j));
+		ih_job_release(j);
+		lj->rel = j;
+	}
+}
+
+/* Frees what a job holds (never blocks: see job_release). */
+static void job_free(lua_State *L, ljob *lj)
+{
+	job_release(L, lj);
+	if (lj->rel) {
+		ih_job *j = lj->rel;
+		lj->rel = NULL;
 		ih_job_free(j);
 	}
 	if (lj->cancel) {
@@ -417,7 +554,7 @@ static int session_close(lua_State *L)
 			lua_pop(L, 1);
 			ljob *lj = luaL_testudata(L, -1, JOB_MT);
 			if (lj)
-				job_free(lj);
+				job_release(L, lj);
 		}
 	}
 	lua_pop(L, 1);
@@ -554,6 +691,8 @@ static ltoken *opt_token(lua_State *L, int t)
  * holding its own reference to the token. */
 static ljob *new_job(lua_State *L, ltoken *tok, enum job_kind kind)
 {
+	/* the C side of a job is far bigger than its userdata */
+	lua_gc(L, LUA_GCSTEP, JOB_COST_KB);
 	ljob *lj = lua_newuserdatauv(L, sizeof *lj, JOB_NUV);
 	memset(lj, 0, sizeof *lj);
 	luaL_setmetatable(L, JOB_MT);
@@ -595,7 +734,7 @@ static int session_check_start(lua_State *L)
 	ih_error err = {0};
 	if (ih_check_start(ls->s, &o, &lj->j, &err) != IH_OK) {
 		lj->j = NULL;
-		job_free(lj);
+		job_free(L, lj);
 		return push_fail(L, &err);
 	}
 	register_job(L);
@@ -696,6 +835,11 @@ static int session_restore_start(lua_State *L)
 		o.policy_hive = opt_string(L, 2, "policy_hive");
 		tok = opt_token(L, 2);
 	}
+	/* a session of the same file nobody can reach any more (`s =
+	 * ih.open(x)` twice at the REPL) would hold its shared lock until a
+	 * collection: collect now */
+	if (other_sessions(L, ls, NULL, 0))
+		lua_gc(L, LUA_GCCOLLECT);
 	ljob *lj = new_job(L, tok, JOB_RESTORE);
 	o.cancel = lj->cancel;
 
@@ -703,7 +847,7 @@ static int session_restore_start(lua_State *L)
 	int rc = ih_restore_start(ls->s, &o, &lj->j, &err);
 	if (rc != IH_OK) {
 		lj->j = NULL;
-		job_free(lj);
+		job_free(L, lj);
 		return push_fail(L, &err);
 	}
 	register_job(L);
@@ -712,10 +856,18 @@ static int session_restore_start(lua_State *L)
 
 /* ------------------------------------------------------------ jobs */
 
+/* close and __close: never blocks; the outcome stays readable */
 static int job_close(lua_State *L)
 {
 	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
-	job_free(lj);
+	job_release(L, lj);
+	return 0;
+}
+
+static int job_gc(lua_State *L)
+{
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	job_free(L, lj);
 	return 0;
 }
 
@@ -764,10 +916,16 @@ static int job_progress(lua_State *L)
 	return 1;
 }
 
+/* Also on a closed job: whether its outcome is known (see result). */
 static int job_done(lua_State *L)
 {
-	ljob *lj = check_job(L, 1);
-	lua_pushboolean(L, ih_job_done(lj->j));
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	if (lj->j || lj->rel)
+		lua_pushboolean(L, ih_job_done(lj->j ? lj->j : lj->rel));
+	else if (lj->collected)
+		lua_pushboolean(L, 1);
+	else
+		return closed_error(L, JOB_MT);
 	return 1;
 }
 
@@ -1236,19 +1394,31 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 
 /* Takes the finished job's outcome: pushes the report table and returns
  * IH_OK, or returns the error. */
-static int collect_result(lua_State *L, ljob *lj, ih_error *err)
+static int collect_result(lua_State *L, ljob *lj, ih_job *j, ih_error *err)
 {
 	int rc;
 	if (lj->kind == JOB_RESTORE) {
 		ih_restore_report *rr = NULL;
-		rc = ih_job_restore_result(lj->j, &rr, err);
+		rc = ih_job_restore_result(j, &rr, err);
 		if (rc == IH_OK) {
 			push_restore_report(L, rr);
 			ih_restore_report_free(rr);
+		} else if (rc == IH_ERR_BUSY) {
+			/* say which session of this process holds the image */
+			lua_getiuservalue(L, 1, JOB_UV_SESSION);
+			lsession *ls = luaL_testudata(L, -1, SESSION_MT);
+			char who[300];
+			if (ls && other_sessions(L, ls, who, sizeof who)) {
+				size_t ml = strlen(err->message);
+				snprintf(err->message + ml, sizeof err->message - ml,
+					 " (held in this process by %s: close it, or drop it and "
+					 "collectgarbage())", who);
+			}
+			lua_pop(L, 1);
 		}
 	} else {
 		ih_report *rep = NULL;
-		rc = ih_job_result(lj->j, &rep, err);
+		rc = ih_job_result(j, &rep, err);
 		if (rc == IH_OK) {
 			push_report(L, rep);
 			ih_report_free(rep);
@@ -1263,15 +1433,32 @@ static int collect_result(lua_State *L, ljob *lj, ih_error *err)
 static int job_result(lua_State *L)
 {
 	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	lua_settop(L, 1);
 	if (!lj->collected) {
-		if (!lj->j)
+		ih_job *j = lj->j ? lj->j : lj->rel;
+		if (!j)
 			return closed_error(L, JOB_MT);
-		if (!ih_job_done(lj->j))
+		if (!ih_job_done(j)) {
+			if (!lj->j) {
+				/* closed while it ran: cancelled, unless the cancel
+				 * came too late (a restore committing) */
+				lua_pushnil(L);
+				push_error_table(L, IH_ERR_CANCELLED, ih_errcode_hresult(IH_ERR_CANCELLED),
+						 "the job was closed before it ended (if the cancel "
+						 "came too late, its outcome can be read once "
+						 "job:done() is true)");
+				return 2;
+			}
 			return luaL_error(L, "imagehealth.Job: result() called while the job "
 					     "is still running (call wait() first)");
+		}
 		ih_error err = {0};
-		int rc = collect_result(L, lj, &err);
+		int rc = collect_result(L, lj, j, &err);
 		lj->collected = 1;
+		if (!lj->j && lj->rel) { /* nothing more to read from it */
+			lj->rel = NULL;
+			ih_job_free(j);
+		}
 		if (rc == IH_OK) {
 			lua_setiuservalue(L, 1, JOB_UV_RESULT);
 		} else {
@@ -1374,8 +1561,30 @@ static int l_isatty(lua_State *L)
 
 IH_API int luaopen_imagehealth_core(lua_State *L);
 
+static int state_closing(lua_State *L)
+{
+	(void)L;
+	ih_jobs_wait_released(5000);
+	return 0;
+}
+
+/* Threads of the core may outlive the Lua state (a released job's reaper
+ * joins its workers after lua_close, which dlcloses C modules): keep this
+ * library mapped for the life of the process. */
+static void pin_library(void)
+{
+	static int pinned;
+	Dl_info info;
+	if (pinned)
+		return;
+	pinned = 1;
+	if (dladdr((void *)pin_library, &info) && info.dli_fname)
+		(void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+}
+
 int luaopen_imagehealth_core(lua_State *L)
 {
+	pin_library();
 	static const luaL_Reg session_methods[] = {
 		{"info", session_info},
 		{"seal", session_seal},
@@ -1412,7 +1621,7 @@ int luaopen_imagehealth_core(lua_State *L)
 		{NULL, NULL},
 	};
 	static const luaL_Reg job_meta[] = {
-		{"__gc", job_close},
+		{"__gc", job_gc},
 		{"__close", job_close},
 		{"__tostring", job_tostring},
 		{NULL, NULL},
@@ -1432,6 +1641,8 @@ int luaopen_imagehealth_core(lua_State *L)
 	};
 	static const luaL_Reg error_meta[] = {
 		{"__tostring", error_tostring},
+		{"__concat", error_concat},
+		{"string", error_tostring}, /* err:string(), for io.write */
 		{NULL, NULL},
 	};
 	static const luaL_Reg funcs[] = {
@@ -1441,6 +1652,9 @@ int luaopen_imagehealth_core(lua_State *L)
 		{"error", l_error},
 		{"interpose", l_interpose},
 		{"errcodes", l_errcodes},
+		{"on_fd_close", l_on_fd_close},
+		{"worker_nice", l_worker_nice},
+		{"wait_released", l_wait_released},
 		{NULL, NULL},
 	};
 
@@ -1451,6 +1665,34 @@ int luaopen_imagehealth_core(lua_State *L)
 	luaL_setfuncs(L, error_meta, 0);
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+
+	/* a sentinel finalized when the state closes, after every job (it is
+	 * marked for finalization first, so finalized last): waits for the
+	 * threads of released jobs, which must not run on into exit() */
+	if (lua_getfield(L, LUA_REGISTRYINDEX, "imagehealth.sentinel") == LUA_TNIL) {
+		lua_newuserdatauv(L, 1, 0);
+		lua_createtable(L, 0, 1);
+		lua_pushcfunction(L, state_closing);
+		lua_setfield(L, -2, "__gc");
+		lua_setmetatable(L, -2);
+		lua_setfield(L, LUA_REGISTRYINDEX, "imagehealth.sentinel");
+	}
+	lua_pop(L, 1);
+	/* registry: every session (weak keys), fd-close hooks */
+	if (lua_getfield(L, LUA_REGISTRYINDEX, SESSIONS_KEY) != LUA_TTABLE) {
+		lua_newtable(L);
+		lua_createtable(L, 0, 1);
+		lua_pushliteral(L, "k");
+		lua_setfield(L, -2, "__mode");
+		lua_setmetatable(L, -2);
+		lua_setfield(L, LUA_REGISTRYINDEX, SESSIONS_KEY);
+	}
+	lua_pop(L, 1);
+	if (lua_getfield(L, LUA_REGISTRYINDEX, FD_HOOKS_KEY) != LUA_TTABLE) {
+		lua_newtable(L);
+		lua_setfield(L, LUA_REGISTRYINDEX, FD_HOOKS_KEY);
+	}
 	lua_pop(L, 1);
 
 	luaL_newlib(L, funcs);
