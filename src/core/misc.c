@@ -1,4 +1,6 @@
 /* misc.c - time, hex and string helpers. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -80,4 +82,16 @@ int ih_mkstemp(const char *path, const char *tag, char *out, size_t outlen)
 	memset(out + n, 'X', 6); /* mkstemp's template */
 	out[n + 6] = '\0';
 	return mkstemp(out);
+}
+
+int ih_create_tmp_at(int dfd, const char *name, char *tmp, size_t len)
+{
+	int fd = -1;
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		snprintf(tmp, len, "%s.%08lx", name, (unsigned long)random());
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	return fd;
 }

@@ -571,13 +571,7 @@ static int save_body(int dfd, const ih_session *s, uint32_t image, char *body, s
 	char name[128], tmp[160], hex[65];
 	sha256_hex(body, len, hex);
 	state_name(s, image, name, sizeof name);
-	int fd = -1;
-	for (int tries = 0; fd < 0 && tries < 100; tries++) {
-		snprintf(tmp, sizeof tmp, "%s.%08lx", name, (unsigned long)random());
-		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd < 0 && errno != EEXIST)
-			break;
-	}
+	int fd = ih_create_tmp_at(dfd, name, tmp, sizeof tmp);
 	if (fd < 0) {
 		free(body);
 		return ih_errno_code(errno);

@@ -53,6 +53,10 @@ int ih_mkstemp(const char *path, const char *tag, char *out, size_t outlen);
 extern int ih_test_nomem_after;
 int ih_test_nomem(void);
 
+/* Creates a new private (0600) file NAME.XXXXXXXX in dfd, never through a
+ * link, its name in tmp: the first step of an atomic replace.  Returns the
+ * fd, or -1 (errno). */
+int ih_create_tmp_at(int dfd, const char *name, char *tmp, size_t len);
 #define IH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -5,14 +5,13 @@
  * matched case-insensitively when the exact name is absent (Windows names
  * are case-insensitive; a Linux copy keeps their case).  Only regular files
  * are read, opened non-blocking so a FIFO cannot hang the restore. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "beneath.h"
 #include "source.h"
 #include "util.h"
 
@@ -23,69 +22,11 @@ struct dir_source {
 	uint8_t *buf;
 };
 
-/* Opens name in dirfd without following a link: exact name first, then a
- * case-insensitive match.  flags as for openat. */
-static int open_component(int dirfd, const char *name, int flags)
-{
-	int fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
-	if (fd >= 0 || errno != ENOENT)
-		return fd;
-	int dup_fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-	struct dirent *e;
-	if (!d) {
-		if (dup_fd >= 0)
-			close(dup_fd);
-		return -1;
-	}
-	fd = -1;
-	while ((e = readdir(d)))
-		if (!strcasecmp(e->d_name, name)) {
-			fd = openat(dirfd, e->d_name, flags | O_NOFOLLOW | O_CLOEXEC);
-			break;
-		}
-	closedir(d);
-	return fd;
-}
-
 /* The regular file at rel ("/dir/file") below the root, or -1. */
 static int open_beneath(const struct dir_source *ds, const char *rel)
 {
-	int dirfd = ds->root, fd = -1;
-	char comp[1024];
-	const char *p = rel;
-
-	for (;;) {
-		while (*p == '/')
-			p++;
-		const char *e = strchr(p, '/');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n == 0 || n >= sizeof comp)
-			break;
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		if (!strcmp(comp, ".") || !strcmp(comp, ".."))
-			break; /* never up, never in place */
-		p += n;
-		while (*p == '/')
-			p++;
-		int last = *p == '\0';
-		int next = open_component(dirfd, comp,
-					  last ? O_RDONLY | O_NONBLOCK : O_PATH | O_DIRECTORY);
-		if (dirfd != ds->root)
-			close(dirfd);
-		dirfd = ds->root;
-		if (next < 0)
-			break;
-		if (last) {
-			fd = next;
-			break;
-		}
-		dirfd = next;
-	}
-	if (dirfd != ds->root)
-		close(dirfd);
 	struct stat st;
+	int fd = ih_open_beneath(ds->root, rel, O_RDONLY | O_NONBLOCK, 1);
 	if (fd >= 0 && (fstat(fd, &st) || !S_ISREG(st.st_mode))) {
 		close(fd);
 		fd = -1;

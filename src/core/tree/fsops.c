@@ -14,64 +14,12 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include "beneath.h"
 #include "tree.h"
-
-static int open_walk(int rootfd, const char *rel, int flags)
-{
-	int dirfd = rootfd;
-	char comp[NAME_MAX + 1];
-	const char *p = rel;
-	for (;;) {
-		while (*p == '/')
-			p++;
-		const char *e = strchr(p, '/');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		if (n == 0 || n > NAME_MAX || !tree_name_ok(p, n)) {
-			if (dirfd != rootfd)
-				close(dirfd);
-			errno = n ? EINVAL : ENOENT;
-			return -1;
-		}
-		memcpy(comp, p, n);
-		comp[n] = '\0';
-		p += n;
-		while (*p == '/')
-			p++;
-		int last = *p == '\0';
-		int fd = openat(dirfd, comp,
-				(last ? flags : O_PATH | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC);
-		int saved = errno;
-		if (dirfd != rootfd)
-			close(dirfd);
-		if (fd < 0) {
-			errno = saved;
-			return -1;
-		}
-		if (last)
-			return fd;
-		dirfd = fd;
-	}
-}
 
 static int open_beneath(int rootfd, const char *rel, int flags)
 {
-	static int no_openat2;
-	const char *p = rel;
-	while (*p == '/')
-		p++;
-	if (!*p)
-		return openat(rootfd, ".", flags | O_CLOEXEC);
-	if (!__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
-		struct open_how how = {
-			.flags = (uint64_t)(flags | O_NOFOLLOW | O_CLOEXEC),
-			.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-		};
-		long fd = syscall(SYS_openat2, rootfd, p, &how, sizeof how);
-		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-			return (int)fd;
-		__atomic_store_n(&no_openat2, 1, __ATOMIC_RELAXED);
-	}
-	return open_walk(rootfd, p, flags);
+	return ih_open_beneath(rootfd, rel, flags, 0);
 }
 
 int tree_open_dir(int rootfd, const char *rel)

@@ -173,13 +173,7 @@ int ih_tree_seal(ih_session *s, const char *file, char **where, ih_error *err)
 			return ih_fail(err, IH_ERR_ACCESS, "no seal kept: %s",
 				       note ? note : "the state directory cannot be opened");
 		seal_store_name(s->tree->root, name, sizeof name);
-		fd = -1;
-		for (int tries = 0; fd < 0 && tries < 100; tries++) {
-			snprintf(tmp, sizeof tmp, "%s.%08lx", name, (unsigned long)random());
-			fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-			if (fd < 0 && errno != EEXIST)
-				break;
-		}
+		fd = ih_create_tmp_at(dfd, name, tmp, sizeof tmp);
 		if (fd < 0) {
 			rc = ih_fail(err, ih_errno_code(errno), "state store: %s", strerror(errno));
 			close(dfd);
