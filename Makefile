@@ -2,10 +2,10 @@
 # into build/; `make test` runs every suite, plain and under ASan+UBSan.
 CC      ?= cc
 LUA     ?= lua5.4
-PKGS    := lua5.4 libcrypto
+PKGS    := lua5.4 libcrypto libcurl
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc/core \
                $(shell pkg-config --cflags $(PKGS))
-LIBS    := -lwim $(shell pkg-config --libs libcrypto) -lhivex -lpthread
+LIBS    := -lwim $(shell pkg-config --libs libcrypto libcurl) -lhivex -lpthread -lm
 OPT     ?= -O2 -g
 
 CORE_SRC := $(wildcard src/core/*.c src/core/*/*.c)

@@ -10,6 +10,8 @@
 #include "imagehealth.h"
 #include "sink.h"
 
+struct ih_job;
+
 /* What the restore wants: a blob by SHA-1.  size is what the damaged
  * image's entry claims (0: unknown); it may itself be damaged, so sources
  * match by SHA-1 and say their own size. */
@@ -42,10 +44,22 @@ struct source_ops {
 	 * or was stopped by the sink. */
 	int (*read)(struct source *src, const struct candidate *c, struct sink *sk);
 	void (*close)(struct source *src);
+	/* Optional: called by the fetch stage before it asks for any of the n
+	 * wants of a round, so that a remote source can request every
+	 * resource at once (one wave) and then serve find/read from what
+	 * arrived.  job: cancel and progress (may be NULL).  Returns 0, or -1
+	 * when the source became unusable meanwhile (it has then called
+	 * source_fail: ops is NULL). */
+	int (*prepare)(struct source *src, const struct want *wants, size_t n,
+		       struct ih_job *job);
+	/* Optional: after find said no (or its bytes did not verify), why
+	 * this source did not supply w: IH_ERR_DOWNLOAD when it has the blob
+	 * but the download failed, else IH_OK. */
+	ih_errcode (*why_not)(struct source *src, const struct want *w);
 };
 
 /* A parsed source spec: "wim:PATH[:INDEX]", "esd:...", a .wim/.esd/.swm
- * path, or a directory. */
+ * path, a directory, or an http:// or https:// URL[:INDEX]. */
 struct source_spec {
 	char *path;              /* local path (malloc'd) */
 	uint32_t index;          /* INDEX, or 0 */
@@ -56,6 +70,7 @@ struct source {
 	const struct source_ops *ops; /* NULL while unusable */
 	ih_source_report *rep;
 	void *impl;
+	const ih_restore_options *opt; /* the restore's options (remote sources) */
 };
 
 /* Parses spec.  0, or -1 when out of memory. */
@@ -72,7 +87,8 @@ void source_spec_free(struct source_spec *sp);
  * unusable source is kept (ops NULL) with rep->status and rep->error
  * saying why.  origin as in the report. */
 void source_open(struct source *src, ih_source_report *rep, const char *spec,
-		 const struct source_spec *sp, ih_source_origin origin);
+		 const struct source_spec *sp, ih_source_origin origin,
+		 const ih_restore_options *opt);
 /* A source that could not even be named locally (a policy spec no path map
  * entry covers): kept for the report. */
 void source_unmapped(struct source *src, ih_source_report *rep, const char *spec,
@@ -85,6 +101,9 @@ void source_fail(struct source *src, ih_errcode code, const char *fmt, ...)
 /* The implementations. */
 void wim_source_open(struct source *src);
 void dir_source_open(struct source *src);
+/* An http:// or https:// URL (rep->path is the URL as shown; url may hold
+ * credentials).  Nothing is fetched until the source is first asked. */
+void http_source_open(struct source *src, const char *url);
 
 /* Asks for the tables of a WIM source spec to be read ahead (the kernel
  * fetches them while the damage is being found). */
