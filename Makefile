@@ -17,11 +17,15 @@ B    := build
 BA   := build-asan
 SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-all: $(B)/libimagehealth.a $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive
+all: $(B)/libimagehealth.a $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive $(B)/faultsrv
 
 # Test support: writes a registry hive holding a servicing policy.
 $(B)/mkhive: tests/tools/mkhive.c | $(B)/obj/tests
 	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $< -lhivex
+
+# Test support: a misbehaving HTTP server on loopback (remote sources).
+$(B)/faultsrv: tests/tools/faultsrv.c | $(B)/obj/tests
+	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $< -lpthread
 
 define flavour
 $(1)/obj/%.o: src/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h src/lua/*.h) | $(1)/obj/core $(1)/obj/core/source $(1)/obj/lua

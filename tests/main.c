@@ -12,6 +12,7 @@ void test_wimfmt(void);
 void test_restore(void);
 void test_pipeline(void);
 void test_job(void);
+void test_http(void);
 
 static const struct {
 	const char *name;
@@ -24,6 +25,7 @@ static const struct {
 	{"restore", test_restore},
 	{"pipeline", test_pipeline},
 	{"job", test_job},
+	{"http", test_http},
 };
 
 int main(int argc, char **argv)

@@ -131,7 +131,7 @@ char *url_shown(const char *url)
 	const char *path = auth + auth_len;
 	size_t path_len = strcspn(path, "?#");
 	int had_query = path[path_len] != '\0';
-	size_t len = (size_t)(auth - url) + (size_t)(path - host) + path_len + 4;
+	size_t len = (size_t)(auth - url) + (size_t)(path - host) + path_len + 8;
 	char *s = malloc(len);
 	if (!s)
 		return NULL;

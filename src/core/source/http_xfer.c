@@ -48,7 +48,7 @@ void http_conf_init(struct http_conf *c, const ih_restore_options *o)
 	c->headers = o->http_headers;
 	c->n_headers = o->n_http_headers;
 	c->connect_timeout_ms = o->http_connect_timeout > 0 ? (long)(o->http_connect_timeout * 1000) : 10000;
-	c->stall_seconds = o->http_stall_timeout > 0 ? (long)ceil(o->http_stall_timeout) : 30;
+	c->stall_seconds = o->http_stall_timeout > 0 ? o->http_stall_timeout : 30;
 	c->retries = o->http_retries > 0 ? o->http_retries : o->http_retries < 0 ? 0 : 4;
 	c->retry_wait_max = o->http_retry_wait_max > 0 ? o->http_retry_wait_max : 30;
 	c->whole_file_max = o->http_whole_file_max;
@@ -135,6 +135,7 @@ struct req {
 	int judged, mode, abort;
 	uint64_t pos, end;
 	int spill_errno;
+	double last_byte;        /* when a byte last arrived (stall bound) */
 	/* multipart/byteranges */
 	char boundary[128];
 	char line[1024];
@@ -161,6 +162,7 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *ud)
 {
 	struct req *r = ud;
 	size_t n = size * nmemb;
+	r->last_byte = ih_now();
 	if (n >= 5 && !strncasecmp(buf, "HTTP/", 5)) {
 		/* a new response (after a redirect or a 100): forget the last */
 		const char *sp = memchr(buf, ' ', n);
@@ -524,6 +526,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
 {
 	struct req *r = ud;
 	size_t n = size * nmemb;
+	r->last_byte = ih_now();
 	r->x->rep->bytes_fetched += n;
 	if (!r->judged && judge(r))
 		return 0;
@@ -576,6 +579,7 @@ static struct req *req_new(struct http_xfer *x, struct http_file *f, struct wspa
 	r->x = x;
 	r->f = f;
 	r->spans = spans;
+	r->last_byte = ih_now();
 	r->idx = malloc(n * sizeof *r->idx);
 	r->ask = malloc(2 * n * sizeof *r->ask);
 	r->e = curl_easy_init();
@@ -604,8 +608,6 @@ static struct req *req_new(struct http_xfer *x, struct http_file *f, struct wspa
 	curl_easy_setopt(e, CURLOPT_RANGE, range);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->stall_seconds);
 	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "imagehealth/" IH_VERSION_STRING);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
@@ -965,6 +967,21 @@ int http_fetch(struct http_xfer *x, struct http_file *files, size_t nfiles,
 					live[k] = live[--nlive];
 					break;
 				}
+			req_free(r);
+		}
+		/* a stall: no byte for stall_seconds */
+		double tnow = ih_now();
+		for (size_t k = 0; k < nlive && !x->fatal;) {
+			struct req *r = live[k];
+			if (tnow - r->last_byte <= x->conf->stall_seconds) {
+				k++;
+				continue;
+			}
+			snprintf(r->errbuf, sizeof r->errbuf, "no byte for %.1f s",
+				 x->conf->stall_seconds);
+			curl_multi_remove_handle(x->multi, r->e);
+			finish(x, r, CURLE_OPERATION_TIMEDOUT);
+			live[k] = live[--nlive];
 			req_free(r);
 		}
 		progress(x, &files[0], &last);

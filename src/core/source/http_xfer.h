@@ -27,7 +27,7 @@ struct http_conf {
 	const char *const *headers;
 	size_t n_headers;
 	long connect_timeout_ms;
-	long stall_seconds;
+	double stall_seconds;
 	int retries;
 	double retry_wait_max;
 	uint64_t whole_file_max;
