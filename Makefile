@@ -17,7 +17,7 @@ B    := build
 BA   := build-asan
 SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-all: $(B)/libimagehealth.a $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive $(B)/faultsrv
+all: $(B)/libimagehealth.a $(B)/libimagehealth.so $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive $(B)/faultsrv
 
 # Test support: writes a registry hive holding a servicing policy.
 $(B)/mkhive: tests/tools/mkhive.c | $(B)/obj/tests
@@ -29,15 +29,19 @@ $(B)/faultsrv: tests/tools/faultsrv.c | $(B)/obj/tests
 
 define flavour
 $(1)/obj/%.o: src/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h src/lua/*.h) | $(1)/obj/core $(1)/obj/core/source $(1)/obj/lua
-	$$(CC) $$(CFLAGS_BASE) $(2) -fPIC -c $$< -o $$@
+	$$(CC) $$(CFLAGS_BASE) $(2) -fPIC -fvisibility=hidden -DIH_BUILDING -c $$< -o $$@
 $(1)/obj/tests/%.o: tests/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h tests/*.h) | $(1)/obj/tests
 	$$(CC) $$(CFLAGS_BASE) $(2) -c $$< -o $$@
 $(1)/obj/core $(1)/obj/core/source $(1)/obj/lua $(1)/obj/tests $(1)/lua/imagehealth:
 	mkdir -p $$@
 $(1)/libimagehealth.a: $$(CORE_SRC:src/%.c=$(1)/obj/%.o)
 	rm -f $$@ && ar rcs $$@ $$^
+# The C library for C programs: exports the public ih_* API only.
+$(1)/libimagehealth.so: $$(CORE_SRC:src/%.c=$(1)/obj/%.o)
+	$$(CC) $(2) -shared -o $$@ $$^ $$(LIBS)
+# The Lua module: exports luaopen_* only (the core inside it stays private).
 $(1)/lua/imagehealth/core.so: $$(LUA_SRC:src/%.c=$(1)/obj/%.o) $(1)/libimagehealth.a | $(1)/lua/imagehealth
-	$$(CC) $(2) -shared -o $$@ $$(LUA_SRC:src/%.c=$(1)/obj/%.o) $(1)/libimagehealth.a $$(LIBS)
+	$$(CC) $(2) -shared -Wl,--exclude-libs,ALL -o $$@ $$(LUA_SRC:src/%.c=$(1)/obj/%.o) $(1)/libimagehealth.a $$(LIBS)
 $(1)/ctest: $$(CTEST_SRC:tests/%.c=$(1)/obj/tests/%.o) $(1)/libimagehealth.a
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 endef
@@ -45,7 +49,7 @@ endef
 $(eval $(call flavour,$(B),$(OPT)))
 $(eval $(call flavour,$(BA),-O1 -g $(SAN)))
 
-asan: $(BA)/libimagehealth.a $(BA)/lua/imagehealth/core.so $(BA)/ctest
+asan: $(BA)/libimagehealth.a $(BA)/libimagehealth.so $(BA)/lua/imagehealth/core.so $(BA)/ctest
 
 # Lua paths so that everything runs from the checkout.
 LUAENV = LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;" \

@@ -16,6 +16,17 @@
 extern "C" {
 #endif
 
+/* Every declaration of the public API is exported; the library is built
+ * with -fvisibility=hidden, so nothing else is. */
+#if defined(__GNUC__)
+#define IH_API __attribute__((visibility("default")))
+#else
+#define IH_API
+#endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define IH_VERSION_STRING "0.2.0"
 
 /* DismImageHealthState */
@@ -263,6 +274,9 @@ typedef struct ih_damage {
 	size_t n_refs;
 	ih_ref *refs;           /* files hit, sorted by (image, path) */
 	char detail[160];       /* e.g. "chunk 3 of 7 failed to decompress" */
+	size_t n_refs_omitted;  /* further files hit whose paths were not kept
+				 * (at most 1000 per blob and 16 MiB of paths
+				 * per report); their images are in images */
 } ih_damage;
 
 typedef enum ih_problem_kind {
@@ -358,6 +372,8 @@ typedef struct ih_restore_options {
 	int threads;
 	ih_cancel *cancel;
 	const char *policy_hive;     /* test/override: read policy from this hive file */
+	int use_record;              /* trust the last full scan's state record
+				      * instead of scanning (DISM scans) */
 	/* Remote (http://, https://) sources.  Zero/NULL: the default. */
 	const char *http_ca_file;    /* CA bundle (PEM) to verify servers with */
 	const char *http_client_cert;/* client certificate (PEM) */
@@ -390,6 +406,9 @@ struct ih_report {
 	int scanned;            /* a full scan ran now */
 	int from_record;        /* damage recalled from the state store */
 	double recorded_at;     /* unix time of the recalled scan, or 0 */
+	const char *record_note; /* static text: why no state record was read or
+				  * kept (no safe state directory, a record
+				  * refused), or NULL */
 	char *image_path;
 	uint32_t index;         /* 0: all images */
 	uint64_t blobs_checked, bytes_checked;
@@ -443,6 +462,10 @@ int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
 
 void ih_report_free(ih_report *r);
 void ih_restore_report_free(ih_restore_report *r);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,8 @@ void test_wimfmt(void);
 void test_restore(void);
 void test_pipeline(void);
 void test_job(void);
+void test_state(void);
+void test_bounds(void);
 void test_http(void);
 
 static const struct {
@@ -25,6 +27,8 @@ static const struct {
 	{"restore", test_restore},
 	{"pipeline", test_pipeline},
 	{"job", test_job},
+	{"state", test_state},
+	{"bounds", test_bounds},
 	{"http", test_http},
 };
 

@@ -175,14 +175,25 @@ static void test_documents(void)
 	expect_name(deep, 0, "");
 	free(deep);
 
-	/* No byte order mark, big-endian BOM, empty buffer, odd length. */
+	/* No byte order mark: UTF-16LE all the same, as wimlib reads it (the
+	 * image keeps its name and description).  Then a big-endian BOM, an
+	 * empty buffer, an odd length. */
 	uint8_t nobom[] = {'<', 0, 'W', 0, 'I', 0, 'M', 0, '/', 0, '>', 0};
 	char *nm[1], *ds[1];
-	CHECK_EQ_INT(ih_xml_image_names(nobom, sizeof nobom, 1, nm, ds), -1);
+	CHECK_EQ_INT(ih_xml_image_names(nobom, sizeof nobom, 1, nm, ds), 0);
 	CHECK_STR(nm[0], "");
 	CHECK_STR(ds[0], "");
 	free(nm[0]);
 	free(ds[0]);
+	size_t nblen;
+	uint8_t *nb = utf16_doc("<WIM><IMAGE INDEX=\"1\"><NAME>Pro</NAME>"
+				"<DESCRIPTION>Windows Pro</DESCRIPTION></IMAGE></WIM>", &nblen);
+	CHECK_EQ_INT(ih_xml_image_names(nb + 2, nblen - 2, 1, nm, ds), 0);
+	CHECK_STR(nm[0], "Pro");
+	CHECK_STR(ds[0], "Windows Pro");
+	free(nm[0]);
+	free(ds[0]);
+	free(nb);
 	uint8_t bebom[] = {0xFE, 0xFF, 0, '<'};
 	CHECK_EQ_INT(ih_xml_image_names(bebom, sizeof bebom, 0, NULL, NULL), -1);
 	CHECK_EQ_INT(ih_xml_image_names(NULL, 0, 0, NULL, NULL), -1);

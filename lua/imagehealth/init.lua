@@ -29,7 +29,7 @@
 --     -> state, Report | nil, err
 --   s:check_health_job{...} -> Job | nil, err
 --   s:restore_health{sources=, limit_access=, path_map=, no_policy=,
---                    rebuild=, threads=, progress=, cancel=, poll=}
+--                    rebuild=, use_record=, threads=, progress=, cancel=, poll=}
 --     -> state, Report | nil, err
 --   s:restore_health_job{...} -> Job | nil, err
 --
@@ -260,15 +260,17 @@ local function start_restore(s, opts, fname)
     sources = sources_list(opts.sources, fname),
     path_map = path_map_list(opts.path_map, fname),
     limit_access = opts.limit_access, no_policy = opts.no_policy, rebuild = opts.rebuild,
-    threads = opts.threads, cancel = opts.cancel, policy_hive = opts.policy_hive,
+    use_record = opts.use_record, threads = opts.threads, cancel = opts.cancel, policy_hive = opts.policy_hive,
   }
 end
 
 -- s:restore_health{sources = {...}, limit_access =, path_map =, no_policy =,
---                  rebuild =, threads =, progress =, cancel =, poll =}
+--                  rebuild =, use_record =, threads =, progress =, cancel =, poll =}
 --   -> state, report | nil, err
--- Repairs the damage the last full scan of this file recorded (or scans
--- first) from the sources, in order: the caller's ("wim:PATH[:INDEX]",
+-- Scans the image (as DISM's RestoreHealth does; with use_record = true it
+-- trusts the damage the last full scan of this very file recorded instead,
+-- for a script that has just scanned) and repairs what it found from the
+-- sources, in order: the caller's ("wim:PATH[:INDEX]",
 -- "esd:PATH[:INDEX]", a .wim/.esd/.swm path, or a directory holding the
 -- extracted image), then those of the image's own servicing policy
 -- (LocalSourcePath, with Windows paths mapped by path_map; not with

@@ -6,6 +6,7 @@
 --   report.scanned          a full scan ran now
 --   report.from_record      damage recalled from an earlier scan
 --   report.recorded_at      unix time of that scan (or nil)
+--   report.record_note      why no state record was read or kept (or nil)
 --   report.image, .index    image path, selected index (0: all)
 --   report.blobs_checked, .bytes_checked, .seconds
 --   report.damaged          list of {sha1, size, reason, detail, is_metadata,
@@ -155,14 +156,35 @@ function Report:files_by_image()
   return per, images
 end
 
+-- When a recorded scan ran, and how long ago: "2026-12-01 14:03 UTC, 3
+-- hours ago".  A record is a cache: its age tells how much to trust it.
+function M.format_recorded(t, now)
+  local age = math.max(0, (now or os.time()) - t)
+  local ago
+  if age < 90 then
+    ago = "just now"
+  elseif age < 90 * 60 then
+    ago = plural(math.floor(age / 60 + 0.5), "minute") .. " ago"
+  elseif age < 36 * 3600 then
+    ago = plural(math.floor(age / 3600 + 0.5), "hour") .. " ago"
+  else
+    ago = plural(math.floor(age / 86400 + 0.5), "day") .. " ago"
+  end
+  return os.date("!%Y-%m-%d %H:%M UTC", math.floor(t)) .. ", " .. ago
+end
+
 local function what_checked(self)
   if self.scanned then
     return string.format("full scan of %s (%s) in %s", plural(self.blobs_checked or 0, "blob"),
       M.format_bytes(self.bytes_checked), M.format_seconds(self.seconds))
   end
   if self.from_record and self.recorded_at then
-    return string.format("quick check (structure and recorded damage; last full scan %s)",
-      os.date("%Y-%m-%d %H:%M:%S", math.floor(self.recorded_at)))
+    if self.restored then
+      return string.format("damage taken from the record of the full scan of %s (use_record)",
+        M.format_recorded(self.recorded_at))
+    end
+    return string.format("quick check (structure, and recorded damage from the full scan of %s)",
+      M.format_recorded(self.recorded_at))
   end
   return "quick check (structure and recorded damage; no full scan on record)"
 end
@@ -268,6 +290,9 @@ function Report:lines()
     and string.format(" (image %d)", self.index) or " (all images)")
   add("State:    %s (DISM %d)", self.state, self.health or -1)
   add("Checked:  %s", what_checked(self))
+  if self.record_note then
+    add("Record:   %s", self.record_note)
+  end
   local damaged = self.damaged or {}
   if #damaged > 0 then
     add_damage(self, add, damaged, "Damaged blobs (%d):", "Damaged files (%d):")
@@ -490,9 +515,14 @@ function restore_lines(self)
     and string.format(" (image %d)", self.index) or " (all images)")
   add("State:    %s (DISM %d), was %s (DISM %d)", self.state, self.health or -1,
     self.state_before or "?", self.health_before or -1)
+  if self.record_note then
+    add("Record:   %s", self.record_note)
+  end
   local repaired, left = self.repaired or {}, self.unrepaired or self.damaged or {}
   if #repaired + #left > 0 then
     add("Damage:   %s", self.scanned and "found by a full scan now"
+      or self.recorded_at and string.format("recalled from the full scan of %s (use_record)",
+        M.format_recorded(self.recorded_at))
       or "recalled from the last full scan of this file (state store)")
     add("Restore:  %d of %s repaired; %s written %s; %s", #repaired,
       plural(#repaired + #left, "damaged blob"), M.format_bytes(self.bytes_written or 0),

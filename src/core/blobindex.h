@@ -16,7 +16,7 @@ struct ih_blobindex {
 	size_t cap;      /* slots, a power of two */
 	size_t count;    /* entries */
 	struct ih_blobindex_slot {
-		uint32_t tag;    /* the SHA-1's bytes 4..7 */
+		uint32_t tag;    /* high bits of the keyed hash */
 		uint32_t entry;  /* entry number + 1; 0: empty */
 	} *slots;
 	struct ih_blobindex_entry *entries;

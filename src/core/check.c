@@ -37,6 +37,8 @@ static int walk_stream(void *ctx, const uint8_t sha1[20], const char *path, int 
 	struct walk_ctx *c = ctx;
 	size_t *v = ih_blobindex_get(&c->w->index, sha1);
 	(void)named;
+	if (ih_test_nomem())
+		return -1;
 	if (v)
 		c->used[*v] = 1;
 	else if (!ih_blobindex_put(c->missing, sha1, 0, NULL))
@@ -66,22 +68,27 @@ static void structural_damage(const ih_session *s, const uint8_t *used,
 }
 
 /* Damage and problems the last full scan of this exact file recorded, for
- * each selected image; with_refs also takes the recorded paths.  Returns
- * how many of the images had a record. */
-static uint32_t recall_records(const ih_session *s, int with_refs, struct damage_set *d,
-			       struct problem_list *pl, ih_report *r)
+ * each selected image; with_refs also takes the recorded paths.  *n gets
+ * how many of the images had a record.  IH_OK or IH_ERR_NOMEM. */
+static int recall_records(const ih_session *s, int with_refs, struct damage_set *d,
+			  struct problem_list *pl, ih_report *r, uint32_t *n)
 {
-	uint32_t n = 0;
+	*n = 0;
 	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
 		struct state_recall rec = {0};
-		if (state_recall(s, i, with_refs, d, pl, &rec))
+		int rc = state_recall(s, i, with_refs, d, pl, &rec);
+		if (rec.note && !r->record_note)
+			r->record_note = rec.note;
+		if (rc == IH_ERR_NOMEM)
+			return rc;
+		if (rc != IH_OK)
 			continue;
-		n++;
+		(*n)++;
 		r->from_record = 1;
 		if (rec.scanned_at > r->recorded_at)
 			r->recorded_at = rec.scanned_at;
 	}
-	return n;
+	return IH_OK;
 }
 
 /* The report's problems (the open's and the check's), its state, and its
@@ -109,7 +116,7 @@ int check_from_records(ih_session *s, ih_report **out)
 	struct damage_set d;
 	struct problem_list pl = {0};
 	ih_report *r = calloc(1, sizeof *r);
-	uint32_t want = s->w->image_count ? ih_session_last(s) - ih_session_first(s) + 1 : 0;
+	uint32_t want = s->w->image_count ? ih_session_last(s) - ih_session_first(s) + 1 : 0, have = 0;
 	int rc = IH_ERR_NOMEM;
 
 	*out = NULL;
@@ -117,8 +124,12 @@ int check_from_records(ih_session *s, ih_report **out)
 		free(r);
 		return IH_ERR_NOMEM;
 	}
-	if (s->w->nonrepairable || want == 0 || recall_records(s, 1, &d, &pl, r) != want) {
-		rc = 1; /* not every image has a record: check instead */
+	if (s->w->nonrepairable || want == 0) {
+		rc = CHECK_NO_RECORD;
+	} else if ((rc = recall_records(s, 1, &d, &pl, r, &have)) != IH_OK) {
+		/* out of memory: said as such, never taken for "no record" */
+	} else if (have != want) {
+		rc = CHECK_NO_RECORD; /* not every image has a record: check instead */
 	} else {
 		d.walked = d.n; /* every path came from the records */
 		r->image_path = ih_strdup(s->w->path);
@@ -176,8 +187,11 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 
 	/* Damage recorded by the last scan first, so that the walk below
 	 * finds its paths too. */
-	if (!opt->scan && !w->nonrepairable)
-		recall_records(s, 0, &d, &pl, r);
+	uint32_t have;
+	if (!opt->scan && !w->nonrepairable && recall_records(s, 0, &d, &pl, r, &have)) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory reading the state record");
+		goto out;
+	}
 	d.walked = d.n;
 
 	/* Metadata: every selected image's directory tree. */
@@ -197,7 +211,13 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 		char why[128];
 		struct walk_ctx wc = {.w = w, .used = used, .missing = &missing, .d = &d,
 				      .image = m->image};
-		if (ih_meta_walk(m->buf, m->len, walk_stream, &wc, &m->stats, why, sizeof why) != 0) {
+		int wr = ih_meta_walk(m->buf, m->len, walk_stream, &wc, &m->stats, why, sizeof why);
+		if (wr == IH_META_NOMEM) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory walking the metadata of image %u",
+				     m->image);
+			goto out;
+		}
+		if (wr != IH_META_OK) {
 			/* The bytes match their SHA-1 but do not parse: no source
 			 * can supply better ones. */
 			problem_add(&pl, IH_PROBLEM_METADATA, IH_NONREPAIRABLE,
@@ -229,8 +249,12 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 		goto out;
 	}
 	r->seconds = ih_now() - t0;
-	if (r->scanned && !opt->no_record)
-		state_save_report(s, r);
+	if (r->scanned && !opt->no_record) {
+		const char *note = NULL;
+		state_save_report_note(s, r, &note);
+		if (note && !r->record_note)
+			r->record_note = note;
+	}
 out:
 	for (size_t i = 0; i < nmetas && metas; i++)
 		image_meta_free(&metas[i]);

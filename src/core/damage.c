@@ -5,11 +5,19 @@
 #include "session.h"
 #include "util.h"
 
+/* Bounds on the paths a report keeps (see add_ref). */
+#define REFS_PER_BLOB 1000
+#define REF_BYTES (16u << 20)
+
 int damage_set_init(struct damage_set *d)
 {
 	memset(d, 0, sizeof *d);
 	pthread_mutex_init(&d->mu, NULL);
-	return ih_blobindex_init(&d->idx, 64);
+	if (ih_blobindex_init(&d->idx, 64)) {
+		d->oom = 1; /* damage_to_report says so, even if this is ignored */
+		return -1;
+	}
+	return 0;
 }
 
 void damage_free(ih_damage *dm)
@@ -39,13 +47,19 @@ ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t s
 
 	pthread_mutex_lock(&d->mu);
 	slot = ih_blobindex_put(&d->idx, sha1, d->n, &created);
-	if (!slot || !created)
+	if (!slot) {
+		d->oom = 1; /* a lost damage would be a false verdict */
+		goto out;
+	}
+	if (!created)
 		goto out;
 	if (d->n == d->cap) {
 		size_t ncap = d->cap ? d->cap * 2 : 16;
 		ih_damage *nv = realloc(d->v, ncap * sizeof *nv);
-		if (!nv)
+		if (!nv) {
+			d->oom = 1;
 			goto out;
+		}
 		d->v = nv;
 		d->cap = ncap;
 	}
@@ -73,6 +87,8 @@ ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t s
 			if (dm->images) {
 				dm->images[0] = b->image;
 				dm->n_images = 1;
+			} else {
+				d->oom = 1;
 			}
 		}
 	}
@@ -100,17 +116,43 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int add_ref(ih_damage *dm, uint32_t image, const char *path)
+/* Notes that a file of `image` uses the damaged blob.  Its image always
+ * counts; its path is kept while the blob has fewer than REFS_PER_BLOB and
+ * the set holds fewer than REF_BYTES of paths, and counted in n_refs_omitted
+ * otherwise: paths are claims of the image (4000 nested directories make
+ * half a gigabyte of them), and a report must not grow with them. */
+static int add_ref(struct damage_set *d, ih_damage *dm, uint32_t image, const char *path)
 {
-	ih_ref *nr = realloc(dm->refs, (dm->n_refs + 1) * sizeof *nr);
-	if (!nr)
+	size_t len = strlen(path), cost = len + 1 + sizeof *dm->refs + 16;
+	/* refs arrive image by image: the last image is the one to compare */
+	if (!dm->n_images || dm->images[dm->n_images - 1] != image) {
+		uint32_t *ni = realloc(dm->images, (dm->n_images + 1) * sizeof *ni);
+		if (!ni)
+			return -1;
+		dm->images = ni;
+		ni[dm->n_images++] = image;
+	}
+	if (dm->n_refs >= REFS_PER_BLOB || cost > REF_BYTES - d->ref_bytes) {
+		dm->n_refs_omitted++;
+		return 0;
+	}
+	/* only this function appends refs: the capacity is max(4, the next
+	 * power of two), grown by doubling */
+	if (dm->n_refs == 0 || (dm->n_refs >= 4 && !(dm->n_refs & (dm->n_refs - 1)))) {
+		size_t ncap = dm->n_refs ? dm->n_refs * 2 : 4;
+		ih_ref *nr = realloc(dm->refs, ncap * sizeof *nr);
+		if (!nr)
+			return -1;
+		dm->refs = nr;
+	}
+	char *p = malloc(len + 1);
+	if (!p)
 		return -1;
-	dm->refs = nr;
-	nr[dm->n_refs].image = image;
-	nr[dm->n_refs].path = ih_strdup(path);
-	if (!nr[dm->n_refs].path)
-		return -1;
+	memcpy(p, path, len + 1);
+	dm->refs[dm->n_refs].image = image;
+	dm->refs[dm->n_refs].path = p;
 	dm->n_refs++;
+	d->ref_bytes += cost;
 	return 0;
 }
 
@@ -118,7 +160,11 @@ int damage_note_ref(struct damage_set *d, uint32_t image, const uint8_t sha1[20]
 		    const char *path)
 {
 	size_t *v = ih_blobindex_get(&d->idx, sha1);
-	return v ? add_ref(&d->v[*v], image, path) : 0;
+	if (v && add_ref(d, &d->v[*v], image, path)) {
+		d->oom = 1;
+		return -1;
+	}
+	return 0;
 }
 
 struct ref_ctx {
@@ -134,7 +180,7 @@ static int collect_ref(void *ctx, const uint8_t sha1[20], const char *path, int 
 	(void)named;
 	if (!v || *v < c->d->walked)
 		return 0;
-	if (add_ref(&c->d->v[*v], c->image, path)) {
+	if (add_ref(c->d, &c->d->v[*v], c->image, path)) {
 		c->oom = 1;
 		return 1;
 	}
@@ -146,6 +192,8 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 {
 	int need_walk = 0;
 	(void)w;
+	if (d->oom)
+		return IH_ERR_NOMEM; /* something was lost: no report rather than a wrong one */
 	for (size_t i = d->walked; i < d->n; i++)
 		need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
 	for (size_t i = 0; i < nmetas && need_walk; i++) {
@@ -153,23 +201,19 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 		char why[128];
 		if (!metas[i].ok)
 			continue;
-		ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why);
-		if (c.oom)
+		if (ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why) ==
+			    IH_META_NOMEM ||
+		    c.oom)
 			return IH_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < d->n; i++) {
 		ih_damage *dm = &d->v[i];
 		if (dm->n_refs > 1)
 			qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
-		/* images: from the refs, plus the metadata's own image */
-		size_t cap = dm->n_images + dm->n_refs;
-		if (cap) {
-			uint32_t *im = realloc(dm->images, cap * sizeof *im);
-			if (!im)
-				return IH_ERR_NOMEM;
-			dm->images = im;
-			for (size_t k = 0; k < dm->n_refs; k++)
-				im[dm->n_images++] = dm->refs[k].image;
+		/* images: those of the refs (noted with them, kept or not), plus
+		 * the metadata's own image */
+		if (dm->n_images) {
+			uint32_t *im = dm->images;
 			qsort(im, dm->n_images, sizeof *im, cmp_u32);
 			size_t u = 0;
 			for (size_t k = 0; k < dm->n_images; k++)

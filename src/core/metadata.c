@@ -73,7 +73,6 @@ struct walker {
 	size_t keys_cap;
 };
 
-#define WALK_NOMEM (-2)
 
 static int fail(struct walker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(struct walker *w, const char *fmt, ...)
@@ -84,13 +83,20 @@ static int fail(struct walker *w, const char *fmt, ...)
 		vsnprintf(w->errmsg, w->errlen, fmt, ap);
 		va_end(ap);
 	}
-	return -1;
+	return IH_META_INVALID;
 }
 
 static int nomem(struct walker *w)
 {
 	fail(w, "out of memory");
-	return WALK_NOMEM;
+	return IH_META_NOMEM;
+}
+
+/* A callback's result as the walk's: its failures are out of memory, its
+ * positive values stop the walk and are passed through. */
+static int cb_result(int r)
+{
+	return r < 0 ? IH_META_NOMEM : r;
 }
 
 /* Grows *p (of *cap elements of size sz) to hold at least need elements. */
@@ -403,12 +409,12 @@ static int visit(struct walker *w, const struct child *c, size_t plen)
 {
 	int r;
 	if (w->entry_fn && (r = w->entry_fn(w->ctx, w->path, c->attributes)))
-		return r;
+		return cb_result(r);
 	const uint8_t *main_hash = w->buf + c->off + D_MAIN_HASH;
 	if (!is_zero_hash(main_hash)) {
 		w->st.streams++;
 		if (w->stream_fn && (r = w->stream_fn(w->ctx, main_hash, w->path, 0)))
-			return r;
+			return cb_result(r);
 	}
 	uint64_t s = c->streams_off;
 	for (unsigned i = 0; i < c->num_streams; i++) {
@@ -423,7 +429,7 @@ static int visit(struct walker *w, const struct child *c, size_t plen)
 		if (nb == 0) {
 			/* Unnamed: file data, or reparse data of a reparse point. */
 			if ((r = w->stream_fn(w->ctx, e + S_HASH, w->path, 0)))
-				return r;
+				return cb_result(r);
 			continue;
 		}
 		/* Like wimlib's NUL-terminated copy, the name ends at a NUL. */
@@ -439,7 +445,7 @@ static int visit(struct walker *w, const struct child *c, size_t plen)
 		r = w->stream_fn(w->ctx, e + S_HASH, w->path, 1);
 		w->path[plen] = '\0';
 		if (r)
-			return r;
+			return cb_result(r);
 	}
 	return 0;
 }

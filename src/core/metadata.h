@@ -37,26 +37,35 @@ typedef struct ih_meta_stats {
 	uint64_t streams; /* stream callbacks made (non-zero hashes) */
 } ih_meta_stats;
 
+/* What a walk returns: IH_META_OK, one of the failures below, or the
+ * positive value a callback returned to stop the walk.  Kept apart so that
+ * running out of memory never reads as "invalid metadata". */
+enum ih_meta_result {
+	IH_META_OK = 0,
+	IH_META_INVALID = -1, /* buf is not a valid metadata resource (errmsg says why) */
+	IH_META_NOMEM = -2,   /* out of memory, in the walker or in a callback */
+};
+
 /* Called once per (path, stream) with a non-zero hash: the main hash and
  * every extra stream entry of every entry, the root included.  path is UTF-8,
  * '/'-separated and starts with '/', as `wimlib-imagex dir` prints it (the
  * root is "/"); a named data stream is "/dir/file:streamname".  Unnamed
  * streams (the file data, or a reparse point's reparse data) get the plain
  * path and is_named_stream = 0.  path is valid only during the call.
- * Return nonzero to stop the walk. */
+ * Return 0 to go on, a positive value to stop the walk (the walk returns
+ * it), or a negative value when the callback ran out of memory (the walk
+ * returns IH_META_NOMEM). */
 typedef int (*ih_meta_stream_fn)(void *ctx, const uint8_t sha1[20], const char *path,
 				 int is_named_stream);
 
-/* Returns 0 on success, -1 if buf is not a valid metadata resource (errmsg,
- * if not NULL, gets a short reason), -2 when out of memory, or the callback's
- * nonzero value.  fn and
+/* Returns an ih_meta_result or a callback's positive stop value.  fn and
  * stats may be NULL; stats holds the counts of what was walked even when the
  * walk stopped early. */
 int ih_meta_walk(const uint8_t *buf, size_t len, ih_meta_stream_fn fn, void *ctx,
 		 ih_meta_stats *stats, char *errmsg, size_t errlen);
 
 /* Called once per directory entry kept, the root ("/") first; directories
- * before their contents.  Return nonzero to stop. */
+ * before their contents.  Returns as an ih_meta_stream_fn does. */
 typedef int (*ih_meta_entry_fn)(void *ctx, const char *path, uint32_t attributes);
 
 /* Like ih_meta_walk, reporting entries as well as streams (either callback

@@ -4,6 +4,14 @@
 #include <time.h>
 #include "util.h"
 
+int ih_test_nomem_after;
+
+int ih_test_nomem(void)
+{
+	int n = __atomic_load_n(&ih_test_nomem_after, __ATOMIC_RELAXED);
+	return n > 0 && __atomic_sub_fetch(&ih_test_nomem_after, 1, __ATOMIC_RELAXED) == 0;
+}
+
 double ih_now(void)
 {
 	struct timespec ts;

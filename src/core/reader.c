@@ -56,8 +56,11 @@ static int get_decompressor(struct ih_reader *r, int ctype, uint32_t chunk)
 	if (r->dec)
 		wimlib_free_decompressor(r->dec);
 	r->dec = NULL;
-	if (wimlib_create_decompressor((enum wimlib_compression_type)ctype, chunk, &r->dec))
+	int rc = wimlib_create_decompressor((enum wimlib_compression_type)ctype, chunk, &r->dec);
+	if (rc) {
+		errno = rc == WIMLIB_ERR_NOMEM ? ENOMEM : EINVAL;
 		return -1;
+	}
 	r->dec_ctype = ctype;
 	r->dec_chunk = chunk;
 	return 0;
@@ -297,6 +300,8 @@ int ih_read_blob_alloc(struct ih_reader *r, const struct wim_blob *b, uint64_t m
 	int rc;
 
 	*out = NULL;
+	if (b->bad) /* before allocating what the entry claims */
+		return damaged(reason, detail, dlen, b->bad, "%s", b->why);
 	if (b->size > max || b->size > SIZE_MAX - 1)
 		return damaged(reason, detail, dlen, IH_REASON_BAD_ENTRY,
 			       "implausible size %llu", (unsigned long long)b->size);
@@ -324,12 +329,21 @@ int ih_read_solid_chunk(struct ih_reader *r, const struct wim_solid *s, uint64_t
 	size_t clen = (size_t)(s->chunk_offs[c + 1] - s->chunk_offs[c]);
 	size_t ulen = c + 1 == s->nchunks ? (size_t)(s->sh.usize - c * (uint64_t)cs) : cs;
 
-	if (reserve(&r->in, &r->incap, clen, 1) || reserve(&r->out, &r->outcap, cs, 1))
+	/* ulen, not the chunk size: a header claiming 1 GiB chunks does not
+	 * make a small resource cost 1 GiB. */
+	if (reserve(&r->in, &r->incap, clen, 1) || reserve(&r->out, &r->outcap, ulen, 1))
 		return IH_READ_ERROR;
 	if (wim_pread(r->w, s->part, r->in, clen, s->data_start + s->chunk_offs[c]))
 		return read_failed(reason, detail, dlen);
-	if (clen != ulen && get_decompressor(r, (int)s->sh.ctype, cs))
-		return IH_READ_ERROR;
+	if (clen != ulen && get_decompressor(r, (int)s->sh.ctype, cs)) {
+		/* The header names a format (or chunk size) no decompressor
+		 * takes: the resource is damaged, nothing failed to read. */
+		if (errno == ENOMEM)
+			return IH_READ_ERROR;
+		return damaged(reason, detail, dlen, IH_REASON_DECOMPRESS,
+			       "solid resource: no %s decompressor for chunks of %u bytes",
+			       wim_ctype_name((int)s->sh.ctype), cs);
+	}
 	*data = decode_chunk(r, r->in, clen, ulen);
 	if (!*data)
 		return damaged(reason, detail, dlen, IH_REASON_DECOMPRESS,

@@ -44,15 +44,9 @@ static void free_restore_arg(void *p)
  * process or another, has the image open meanwhile. */
 static int take_lock(struct restore_ctx *x, ih_error *err)
 {
-	ih_session *s = x->s;
-	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0)
-		return errno == EWOULDBLOCK
-			       ? ih_fail(err, IH_ERR_BUSY,
-					 "%s is in use by another session or restore; close it and retry",
-					 s->w->path)
-			       : ih_fail(err, IH_ERR_IO, "%s: lock: %s", s->w->path, strerror(errno));
-	x->locked = 1;
-	return IH_OK;
+	int rc = ih_session_lock_exclusive(x->s, err);
+	x->locked = rc == IH_OK;
+	return rc;
 }
 
 /* The damage: a full scan now, or (use_record) what the last full scan of
@@ -60,14 +54,14 @@ static int take_lock(struct restore_ctx *x, ih_error *err)
 static int find_damage(struct restore_ctx *x, ih_error *err)
 {
 	ih_check_options co = {.scan = 1, .threads = x->opt->threads};
-	int rc = 1;
+	int rc;
 
 	/* The sources' blob tables are read first thing when they open: have
 	 * the kernel fetch them while the damage is being found. */
 	for (size_t i = 0; i < x->opt->n_sources; i++)
 		source_prefetch(x->opt->sources[i]);
-	rc = check_from_records(x->s, &x->before);
-	if (rc == 1)
+	rc = x->opt->use_record ? check_from_records(x->s, &x->before) : CHECK_NO_RECORD;
+	if (rc == CHECK_NO_RECORD)
 		rc = check_run(x->s, x->j, &co, &x->before, err);
 	else if (rc)
 		rc = ih_fail(err, rc, "out of memory");
@@ -171,7 +165,7 @@ static void cleanup(struct restore_ctx *x)
 	free(x->ts);
 	ih_report_free(x->before);
 	if (x->locked)
-		flock(x->s->lock_fd, LOCK_SH);
+		ih_session_lock_shared(x->s);
 	ih_session_end_job(x->s, 1);
 }
 

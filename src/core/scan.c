@@ -367,23 +367,64 @@ static int build_tasks(struct scan *sc, const uint8_t *want, uint64_t *bytes,
 	return 0;
 }
 
+/* Damaged byte ranges, sorted by (part, offset), with the running maximum
+ * of their ends: "does any damage touch [start, end)?" in log time, so a
+ * table of a million failing integrity chunks against a million damaged
+ * blobs is no quadratic walk. */
+struct drange {
+	uint64_t part, off, end, maxend;
+};
+
+static int cmp_drange(const void *a, const void *b)
+{
+	const struct drange *x = a, *y = b;
+	if (x->part != y->part)
+		return x->part < y->part ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int damage_touches(const struct drange *v, size_t n, uint64_t part, uint64_t start,
+			  uint64_t end)
+{
+	size_t lo = 0, hi = n; /* first range not before (part, end) */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].part < part || (v[mid].part == part && v[mid].off < end))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 && v[lo - 1].part == part && v[lo - 1].maxend > start;
+}
+
 /* An integrity chunk that fails is explained by a damaged blob inside it;
  * otherwise the damage is in the blob table (nothing can say what is
  * right) or in bytes no blob uses (the table just needs rewriting). */
-static void judge_integrity(struct scan *sc, const struct wim *w, struct problem_list *pl)
+static int judge_integrity(struct scan *sc, const struct wim *w, struct problem_list *pl)
 {
+	struct drange *v = NULL;
+	size_t n = 0;
+	if (sc->nbad_int) {
+		v = malloc((sc->d->n + 1) * sizeof *v);
+		if (!v)
+			return -1;
+	}
+	for (size_t k = 0; sc->nbad_int && k < sc->d->n; k++) {
+		const ih_damage *dm = &sc->d->v[k];
+		if (dm->part)
+			v[n++] = (struct drange){dm->part, dm->offset, dm->offset + dm->stored_size, 0};
+	}
+	if (n > 1)
+		qsort(v, n, sizeof *v, cmp_drange);
+	for (size_t k = 0; k < n; k++)
+		v[k].maxend = k > 0 && v[k - 1].part == v[k].part && v[k - 1].maxend > v[k].end
+				      ? v[k - 1].maxend : v[k].end;
 	for (size_t i = 0; i < sc->nbad_int; i++) {
 		const struct bad_integrity *bi = &sc->bad_int[i];
 		const struct wim_part *p = &w->parts[bi->part - 1];
 		uint32_t cs = get_le32(p->integrity + 8);
 		uint64_t start = WIM_HEADER_SIZE + (uint64_t)bi->entry * cs, end = start + cs;
-		int explained = 0;
-		for (size_t k = 0; k < sc->d->n && !explained; k++) {
-			const ih_damage *dm = &sc->d->v[k];
-			explained = dm->part == bi->part && dm->offset < end &&
-				    dm->offset + dm->stored_size > start;
-		}
-		if (explained)
+		if (damage_touches(v, n, bi->part, start, end))
 			continue;
 		if (p->hdr.blob_table.offset < end &&
 		    p->hdr.blob_table.offset + p->hdr.blob_table.stored_size > start)
@@ -397,6 +438,8 @@ static void judge_integrity(struct scan *sc, const struct wim *w, struct problem
 				    p->path, bi->entry, (unsigned long long)start,
 				    (unsigned long long)end - 1);
 	}
+	free(v);
+	return 0;
 }
 
 int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
@@ -422,7 +465,14 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 	for (size_t k = 0; k < s->w->nsolids; k++) {
 		pthread_mutex_init(&sc.ss[k].mu, NULL);
 		pthread_cond_init(&sc.ss[k].cv, NULL);
-		sc.ss[k].md = ih_sha1_new();
+	}
+	/* A digest only for resources the scan reads (not for bad ones). */
+	for (size_t i = 0; i < sc.ntasks; i++) {
+		struct solid_state *ss = &sc.ss[sc.tasks[i].idx];
+		if (sc.tasks[i].kind == T_SOLID_CHUNK && !ss->md && !(ss->md = ih_sha1_new())) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			goto out;
+		}
 	}
 	ih_job_set_phase(j, IH_PHASE_SCAN, bytes, blobs);
 	if (threads > (int)sc.ntasks)
@@ -434,9 +484,14 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 		goto out;
 	}
 	for (int t = 0; t < threads; t++) {
-		wks[t].sc = &sc;
 		ih_reader_init(&wks[t].r, s->w);
-		wks[t].md = ih_sha1_new();
+	}
+	for (int t = 0; t < threads; t++) {
+		wks[t].sc = &sc;
+		if (!(wks[t].md = ih_sha1_new())) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			break;
+		}
 		pthread_mutex_lock(&sc.mu);
 		sc.running++;
 		pthread_mutex_unlock(&sc.mu);
@@ -448,8 +503,11 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 		}
 		started++;
 	}
+	if (rc)
+		atomic_store(&sc.stop, 1); /* those started end early; the error stands */
 	if (!started) {
-		rc = ih_fail(err, IH_ERR_NOMEM, "cannot start scanner threads");
+		if (!rc)
+			rc = ih_fail(err, IH_ERR_NOMEM, "cannot start scanner threads");
 		goto out;
 	}
 	/* This thread watches: progress every 100 ms, cancellation within 50. */
@@ -483,7 +541,8 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 		if (err)
 			*err = sc.err;
 	} else if (!ih_job_cancelled(j)) {
-		judge_integrity(&sc, s->w, pl);
+		if (judge_integrity(&sc, s->w, pl))
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 out:
 	if (wks)

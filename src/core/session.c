@@ -1,6 +1,7 @@
 /* session.c - opening a session on an image file, its info, closing. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -13,6 +14,27 @@ static int online_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+/* $XDG_STATE_HOME/imagehealth, $HOME/.local/state/imagehealth, or that
+ * under the passwd entry's home (HOME may be unset for services); absolute
+ * paths only.  NULL when there is none (or out of memory). */
+static char *default_state_dir(void)
+{
+	const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+	char buf[4096], pwbuf[4096];
+	struct passwd pw, *res = NULL;
+	if (xdg && xdg[0] == '/') {
+		snprintf(buf, sizeof buf, "%s/imagehealth", xdg);
+		return ih_strdup(buf);
+	}
+	if (!(home && home[0] == '/') && getpwuid_r(geteuid(), &pw, pwbuf, sizeof pwbuf, &res) == 0 &&
+	    res && res->pw_dir && res->pw_dir[0] == '/')
+		home = res->pw_dir;
+	if (!(home && home[0] == '/'))
+		return NULL;
+	snprintf(buf, sizeof buf, "%s/.local/state/imagehealth", home);
+	return ih_strdup(buf);
 }
 
 int ih_session_open(const char *path, const ih_open_options *opt, ih_session **out,
@@ -61,19 +83,16 @@ int ih_session_open(const char *path, const ih_open_options *opt, ih_session **o
 	s->threads = opt && opt->threads > 0 ? opt->threads : online_cpus();
 	if (opt && opt->state_dir) {
 		s->state_dir = ih_strdup(opt->state_dir);
-	} else {
-		const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-		char buf[4096];
-		if (xdg && *xdg)
-			snprintf(buf, sizeof buf, "%s/imagehealth", xdg);
-		else
-			snprintf(buf, sizeof buf, "%s/.local/state/imagehealth", home ? home : "/tmp");
-		s->state_dir = ih_strdup(buf);
+	} else if (!(s->state_dir = default_state_dir())) {
+		/* Never a shared fallback such as /tmp: there another user could
+		 * plant records.  No record is kept, and reports say so. */
+		s->state_note = "no state directory (no XDG_STATE_HOME, HOME or home directory "
+				"in the passwd entry): no record was read or kept";
 	}
-	if (!s->state_dir) {
-		ih_session_unref(s);
+	if (!s->state_dir && !s->state_note) {		ih_session_unref(s);
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
+	s->lock_mode = LOCK_SH;
 	*out = s;
 	return IH_OK;
 }
@@ -135,6 +154,39 @@ void ih_session_end_job(ih_session *s, int exclusive)
 	else
 		s->active_jobs--;
 	pthread_mutex_unlock(&s->mu);
+}
+
+int ih_session_lock_exclusive(ih_session *s, ih_error *err)
+{
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0) {
+		s->lock_mode = LOCK_EX;
+		return IH_OK;
+	}
+	int e = errno;
+	if (e != EWOULDBLOCK)
+		return ih_fail(err, IH_ERR_IO, "%s: lock: %s", s->w->path, strerror(e));
+	/* Linux dropped the shared lock with the failed upgrade: take it back,
+	 * or another process could restore while this session is open.  Non-
+	 * blocking: only a restore that slipped in between can hold it now. */
+	if (s->lock_mode != LOCK_SH || flock(s->lock_fd, LOCK_SH | LOCK_NB) == 0)
+		return ih_fail(err, IH_ERR_BUSY,
+			       "%s is in use by another session or restore; close it and retry",
+			       s->w->path);
+	s->lock_mode = 0;
+	return ih_fail(err, IH_ERR_BUSY,
+		       "%s is in use by another session or restore, and this session lost its "
+		       "shared lock on it meanwhile (another restore took it): reopen the session",
+		       s->w->path);
+}
+
+void ih_session_lock_shared(ih_session *s)
+{
+	/* From exclusive, a blocking request: only a lock taken in the instant
+	 * between dropping ours and taking it shared can make it wait. */
+	if (flock(s->lock_fd, LOCK_SH) == 0)
+		s->lock_mode = LOCK_SH;
+	else
+		s->lock_mode = 0;
 }
 
 static void free_info(ih_wim_info *info)
@@ -232,11 +284,12 @@ static int count_stream(void *ctx, const uint8_t sha1[20], const char *path, int
 
 int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
 {
-	struct wim *w = s->w;
 	ih_wim_info *info = &s->info;
 	int rc = IH_OK;
 
+	/* s->w only under the lock: a restore frees and swaps it under mu. */
 	pthread_mutex_lock(&s->mu);
+	struct wim *w = s->w;
 	if (s->info_ready)
 		goto done;
 	free_info(info);
@@ -278,8 +331,11 @@ int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
 				struct count_ctx c = {.w = w};
 				ih_meta_stats st = {0};
 				char why[128];
-				if (ih_blobindex_init(&c.seen, 1024) == 0 &&
-				    ih_meta_walk(m.buf, m.len, count_stream, &c, &st, why, sizeof why) == 0) {
+				int wr = ih_blobindex_init(&c.seen, 1024) ? IH_META_NOMEM
+					 : ih_meta_walk(m.buf, m.len, count_stream, &c, &st, why, sizeof why);
+				if (wr == IH_META_NOMEM)
+					rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+				if (wr == IH_META_OK) {
 					ii->metadata_ok = 1;
 					ii->file_count = st.files;
 					ii->dir_count = st.dirs;

@@ -23,7 +23,18 @@ struct ih_session {
 	int active_jobs;         /* under mu: checks running */
 	int restoring;           /* under mu: a restore is running */
 	int lock_fd;             /* holds the shared lock */
+	int lock_mode;           /* under the restore's exclusivity: LOCK_SH, LOCK_EX or 0 */
+	const char *state_note;  /* static text: why there is no state directory */
 };
+
+/* The image lock across processes: every session holds it shared, a
+ * restore exclusive.  On Linux a failed flock upgrade drops the shared
+ * lock; this takes it back, so the session keeps excluding other restores.
+ * Returns IH_OK, or IH_ERR_BUSY (err set, also saying if the shared lock
+ * could not be taken back). */
+int ih_session_lock_exclusive(ih_session *s, ih_error *err);
+/* Back to shared after a restore. */
+void ih_session_lock_shared(ih_session *s);
 
 void ih_session_ref(ih_session *s);
 /* Jobs on one session: checks run side by side, a restore runs alone.
@@ -62,6 +73,8 @@ struct damage_set {
 	size_t n, cap;
 	struct ih_blobindex idx;
 	size_t walked;           /* entries [0, walked) have their refs already */
+	size_t ref_bytes;        /* paths kept, with their overhead */
+	int oom;                 /* something was lost: damage_to_report fails */
 };
 
 int damage_set_init(struct damage_set *d);
@@ -84,20 +97,28 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 struct state_recall {
 	ih_health state;
 	double scanned_at;
+	const char *note;  /* static text: why a record there was not used, or NULL */
 };
 /* Adds what the record of (file, image) holds to d and pl, if there is a
- * record of this very file (GUID, sizes, mtimes); with_refs also its paths.
- * Returns 0, or -1 when there is none. */
+ * trustworthy record of this very file (GUID, sizes, mtimes) whose
+ * checksum matches and that parses whole; with_refs also its paths.
+ * Returns IH_OK, IH_ERR_NOMEM, or STATE_NO_RECORD (nothing added). */
+#define STATE_NO_RECORD (-1)
 int state_recall(const ih_session *s, uint32_t image, int with_refs, struct damage_set *d,
 		 struct problem_list *pl, struct state_recall *out);
 /* Records a report for each image of the session (per image: the damage
  * that hits it, with its paths there, and blobs no image uses).  A failed
- * record costs only the memory of it: callers may ignore the result. */
+ * record costs only the memory of it: callers may ignore the result.
+ * state_save_report_note also sets *note to static text when the state
+ * directory is not one we may keep records in. */
 int state_save_report(const ih_session *s, const ih_report *r);
+int state_save_report_note(const ih_session *s, const ih_report *r, const char **note);
 
 /* The health check itself, run on the caller's job thread. */
 /* A report made from the records alone, when every selected image has one:
- * returns IH_OK with *out, 1 when some image has none, or an error. */
+ * returns IH_OK with *out, CHECK_NO_RECORD when some image has none, or
+ * IH_ERR_NOMEM. */
+#define CHECK_NO_RECORD (-1)
 int check_from_records(ih_session *s, ih_report **out);
 int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
 	      ih_error *err);

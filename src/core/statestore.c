@@ -1,9 +1,12 @@
 /* statestore.c - what the last full scan of an exact file found, one small
- * text file per image, keyed by the WIM's GUID and each part's size and
- * mtime.  Written atomically (temporary file, fsync, rename); never inside
- * the image.
+ * file per image, keyed by the WIM's GUID and each part's size and mtime.
+ * Written atomically (temporary file, fsync, rename); never inside the
+ * image.  A record is a cache, never a proof: it is read only from a
+ * directory the caller owns and nobody else may write, only when it is a
+ * regular file of the caller's that nobody else may write, and only when
+ * its checksum matches and all of it parses; else it is ignored whole.
  *
- *   imagehealth-state 2
+ *   imagehealth-state 3
  *   image N
  *   part K SIZE MTIME_NS          one per part; all must match the file
  *   scanned_at UNIX_TIME
@@ -11,11 +14,18 @@
  *   problem KIND SEVERITY TEXT    problems the scan found
  *   damage SHA1 SIZE REASON TEXT  a damaged blob, then its uses in image N:
  *   meta IMAGE                      it is that image's metadata resource
- *   ref IMAGE PATH                  a file using it
+ *   ref IMAGE TEXT                  a file using it (TEXT is its path)
+ *   end
+ *   sha256 HEX                    of every byte before this line
  *
- * TEXT and PATH are escaped (%XX for '%' and bytes below 0x20). */
+ * TEXT is LENGTH:BYTES (decimal length, then exactly that many bytes, no
+ * NUL): a field of any length and content cannot be read as anything else.
+ * Every line ends with '\n' right after its last field. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/sha.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -24,12 +34,15 @@
 #include "session.h"
 #include "util.h"
 
-#define STATE_MAGIC "imagehealth-state 2\n"
-#define LINE_MAX_LEN (16u << 10)
+#define STATE_MAGIC "imagehealth-state 3\n"
+/* A record holds damaged paths: bounded so a planted one cannot take
+ * memory without end (a few hundred thousand paths fit). */
+#define RECORD_MAX ((off_t)128 << 20)
 
 /* GUID, then a hash of the file's real path: copies of one image (same
- * GUID) in different places keep records of their own. */
-static void state_path(const ih_session *s, uint32_t image, char *buf, size_t len)
+ * GUID) in different places keep records of their own.  The name only,
+ * relative to the state directory. */
+static void state_name(const ih_session *s, uint32_t image, char *buf, size_t len)
 {
 	char guid[33], *real = realpath(s->w->path, NULL);
 	const char *p = real ? real : s->w->path;
@@ -39,15 +52,17 @@ static void state_path(const ih_session *s, uint32_t image, char *buf, size_t le
 	for (; *p; p++)
 		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
 	free(real);
-	snprintf(buf, len, "%s/%s-%016llx-%u.state", s->state_dir, guid, (unsigned long long)h,
-		 image);
+	snprintf(buf, len, "%s-%016llx-%u.state", guid, (unsigned long long)h, image);
 }
 
 /* mkdir -p */
 static int make_dirs(const char *dir)
 {
 	char buf[4096];
-	snprintf(buf, sizeof buf, "%s", dir);
+	if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	for (char *p = buf + 1; *p; p++) {
 		if (*p != '/')
 			continue;
@@ -59,47 +74,133 @@ static int make_dirs(const char *dir)
 	return mkdir(buf, 0700) < 0 && errno != EEXIST ? -1 : 0;
 }
 
-static void put_escaped(FILE *f, const char *s)
+/* Whether st may hold what we trust: ours (or root's, for the directories
+ * above), and nobody else may write it, unless it is a sticky directory
+ * (like /tmp) where others cannot rename or remove what is ours. */
+static int owned_safely(const struct stat *st, int allow_root, int allow_sticky)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c < 0x20 || c == '%')
-			fprintf(f, "%%%02X", c);
-		else
-			fputc(c, f);
-	}
+	uid_t me = geteuid();
+	if (st->st_uid != me && !(allow_root && st->st_uid == 0))
+		return 0;
+	if (!(st->st_mode & (S_IWGRP | S_IWOTH)))
+		return 1;
+	return allow_sticky && S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX);
 }
 
-/* Unescapes in place; returns s. */
-static char *unescape(char *s)
+/* Opens the state directory if it is one records may live in: the
+ * directory itself the caller's and writable by nobody else, every
+ * directory above it root's or the caller's and not writable by others
+ * (sticky ones aside).  Returns an fd, or -1 with *note set. */
+static int open_state_dir(const ih_session *s, int create, const char **note)
 {
-	char *o = s;
-	for (char *p = s; *p; p++) {
-		unsigned v;
-		if (*p == '%' && sscanf(p + 1, "%2x", &v) == 1 && p[1] && p[2]) {
-			*o++ = (char)v;
-			p += 2;
-		} else {
-			*o++ = *p;
-		}
+	static const char unsafe[] =
+		"the state directory is not the caller's own or others may write to it: "
+		"no record was read or kept";
+	if (!s->state_dir) {
+		*note = s->state_note;
+		return -1;
 	}
-	*o = '\0';
-	return s;
+	if (create && make_dirs(s->state_dir) < 0) {
+		*note = "the state directory could not be created: no record was kept";
+		return -1;
+	}
+	char *real = realpath(s->state_dir, NULL);
+	if (!real)
+		return -1; /* no directory yet: simply no record */
+	int fd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	int ok = fd >= 0 && fstat(fd, &st) == 0 && owned_safely(&st, 0, 0);
+	for (char *p = strrchr(real, '/'); ok && p; p = strrchr(real, '/')) {
+		*p = '\0';
+		ok = stat(*real ? real : "/", &st) == 0 && owned_safely(&st, 1, 1);
+		if (!*real)
+			break;
+	}
+	free(real);
+	if (!ok) {
+		if (fd >= 0)
+			close(fd);
+		*note = unsafe;
+		return -1;
+	}
+	return fd;
 }
 
-/* The text after the first n space-separated fields of line, or "". */
-static char *rest_after(char *line, int n)
+static void put_text(FILE *f, const char *s)
 {
-	char *p = line;
-	for (int i = 0; i < n && p; i++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
+	fprintf(f, "%zu:%s", strlen(s), s);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+struct cur {
+	const char *p, *end;
+};
+
+/* The next space-separated word (no spaces, no newline) into buf. */
+static int get_word(struct cur *c, char *buf, size_t len)
+{
+	size_t n = 0;
+	while (c->p < c->end && *c->p != ' ' && *c->p != '\n') {
+		if (n + 1 >= len)
+			return -1;
+		buf[n++] = *c->p++;
 	}
-	if (!p)
-		return line + strlen(line);
-	p[strcspn(p, "\n")] = '\0';
-	return unescape(p);
+	buf[n] = '\0';
+	return n ? 0 : -1;
+}
+
+/* A separator: ' ' between fields, '\n' after the last. */
+static int get_sep(struct cur *c, char want)
+{
+	if (c->p >= c->end || *c->p != want)
+		return -1;
+	c->p++;
+	return 0;
+}
+
+static int get_u64(struct cur *c, uint64_t *v)
+{
+	char w[24], *e;
+	if (get_word(c, w, sizeof w) || w[0] == '-')
+		return -1;
+	errno = 0;
+	*v = strtoull(w, &e, 10);
+	return *e || errno ? -1 : 0;
+}
+
+static int get_i64(struct cur *c, int64_t *v)
+{
+	char w[24], *e;
+	if (get_word(c, w, sizeof w))
+		return -1;
+	errno = 0;
+	*v = strtoll(w, &e, 10);
+	return *e || errno ? -1 : 0;
+}
+
+/* LENGTH:BYTES into a fresh NUL-terminated string (NULL when only
+ * checking). */
+static int get_text(struct cur *c, char **out)
+{
+	uint64_t n = 0;
+	const char *p = c->p;
+	while (p < c->end && *p >= '0' && *p <= '9' && n < ((uint64_t)1 << 40))
+		n = n * 10 + (uint64_t)(*p++ - '0');
+	if (p == c->p || p >= c->end || *p != ':' || n > (uint64_t)(c->end - p - 1))
+		return -1;
+	p++;
+	if (memchr(p, '\0', (size_t)n))
+		return -1;
+	if (out) {
+		*out = malloc((size_t)n + 1);
+		if (!*out)
+			return IH_ERR_NOMEM;
+		memcpy(*out, p, (size_t)n);
+		(*out)[n] = '\0';
+	}
+	c->p = p + n;
+	return 0;
 }
 
 static int add_image(ih_damage *dm, uint32_t image)
@@ -115,102 +216,235 @@ static int add_image(ih_damage *dm, uint32_t image)
 	return 0;
 }
 
-int state_recall(const ih_session *s, uint32_t image, int with_refs, struct damage_set *d,
-		 struct problem_list *pl, struct state_recall *out)
+/* What parse_record found. */
+enum { REC_OK, REC_OTHER_FILE, REC_BAD, REC_NOMEM };
+
+static int line_end(struct cur *c)
 {
-	char path[4200], *line = malloc(LINE_MAX_LEN);
-	FILE *f;
-	unsigned parts_ok = 0;
-	int ok = 0;
+	return get_sep(c, '\n');
+}
+
+/* Checks (apply 0) or takes in (apply 1) the body of a record whose
+ * checksum matched.  A body that does not parse to its very end is
+ * REC_BAD; with apply the body has already been checked. */
+static int parse_record(const ih_session *s, uint32_t image, struct cur c, int apply,
+			int with_refs, struct damage_set *d, struct problem_list *pl,
+			struct state_recall *out)
+{
+	const struct wim *w = s->w;
+	char tag[16], word[48], when[32];
+	uint64_t u, v, size;
+	int64_t mtime;
+	int other = 0;
 	ih_damage *cur = NULL;
 
-	if (!line)
-		return -1;
-	state_path(s, image, path, sizeof path);
-	f = fopen(path, "r");
-	if (!f) {
-		free(line);
-		return -1;
+	if ((size_t)(c.end - c.p) < sizeof STATE_MAGIC - 1 ||
+	    memcmp(c.p, STATE_MAGIC, sizeof STATE_MAGIC - 1))
+		return REC_BAD;
+	c.p += sizeof STATE_MAGIC - 1;
+	/* The key: this image, and every part as it is now. */
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "image") || get_sep(&c, ' ') ||
+	    get_u64(&c, &u) || line_end(&c))
+		return REC_BAD;
+	other |= u != image;
+	for (unsigned k = 0; k < w->nparts; k++) {
+		if (get_word(&c, tag, sizeof tag) || strcmp(tag, "part") || get_sep(&c, ' ') ||
+		    get_u64(&c, &u) || get_sep(&c, ' ') || get_u64(&c, &size) || get_sep(&c, ' ') ||
+		    get_i64(&c, &mtime) || line_end(&c))
+			return REC_BAD;
+		other |= u != k + 1 || size != w->parts[k].size || mtime != w->parts[k].mtime_ns;
 	}
-	/* First the key: the record must be of this very file. */
-	if (!fgets(line, LINE_MAX_LEN, f) || strcmp(line, STATE_MAGIC))
-		goto out;
-	while (fgets(line, LINE_MAX_LEN, f)) {
-		unsigned k;
-		unsigned long long size;
-		long long mtime;
-		if (sscanf(line, "part %u %llu %lld", &k, &size, &mtime) == 3) {
-			if (k == 0 || k > s->w->nparts || s->w->parts[k - 1].size != size ||
-			    s->w->parts[k - 1].mtime_ns != mtime)
-				goto out;
-			parts_ok++;
-		} else if (sscanf(line, "scanned_at %lf", &out->scanned_at) == 1) {
-			continue;
-		} else if (!strncmp(line, "state ", 6)) {
-			break;
-		}
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "scanned_at") || get_sep(&c, ' ') ||
+	    get_word(&c, word, sizeof word) || line_end(&c))
+		return REC_BAD;
+	char *e;
+	double at = strtod(word, &e);
+	if (*e || !(at >= 0 && at < 1e12))
+		return REC_BAD;
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "state") || get_sep(&c, ' ') ||
+	    get_u64(&c, &u) || u > IH_NONREPAIRABLE || line_end(&c))
+		return REC_BAD;
+	if (apply) {
+		out->scanned_at = at;
+		out->state = (ih_health)u;
 	}
-	if (parts_ok != s->w->nparts)
-		goto out;
-	out->state = (ih_health)atoi(line + 6);
-	ok = 1;
-
-	/* Then what it found. */
-	char when[32];
-	time_t t = (time_t)out->scanned_at;
+	time_t t = (time_t)at;
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &tm);
-	while (fgets(line, LINE_MAX_LEN, f)) {
-		char hex[48];
-		unsigned long long size;
-		int reason, kind, sev;
-		unsigned im;
-		if (sscanf(line, "damage %47s %llu %d", hex, &size, &reason) == 3) {
-			uint8_t sha1[20];
-			char detail[160];
-			cur = NULL;
-			if (strlen(hex) != 40 || ih_sha1_from_hex(hex, sha1))
-				continue;
-			size_t *v = ih_blobindex_get(&s->w->index, sha1);
-			const struct wim_blob *b = v ? &s->w->blobs[*v] : NULL;
-			for (uint32_t i = 0; !b && i < s->w->image_count; i++)
-				if (s->w->metadata[i] != SIZE_MAX &&
-				    !memcmp(s->w->blobs[s->w->metadata[i]].sha1, sha1, 20))
-					b = &s->w->blobs[s->w->metadata[i]];
-			snprintf(detail, sizeof detail, "recorded by the full scan of %s: %.90s", when,
-				 rest_after(line, 4));
-			size_t before = d->n;
-			cur = damage_add(d, s->w, sha1, b, (ih_reason)reason, detail);
-			if (cur && !b)
-				cur->size = size;
-			if (d->n == before) /* already known: refs come only once */
-				cur = NULL;
-			if (!with_refs)
-				cur = NULL;
-		} else if (sscanf(line, "meta %u", &im) == 1 && cur) {
-			cur->is_metadata = 1;
-			add_image(cur, im);
-		} else if (sscanf(line, "ref %u", &im) == 1 && cur) {
-			damage_note_ref(d, im, cur->sha1, rest_after(line, 2));
-			add_image(cur, im);
-		} else if (sscanf(line, "problem %d %d", &kind, &sev) == 2 && pl) {
-			const char *msg = rest_after(line, 3);
-			int seen = 0;
-			for (size_t i = 0; i < pl->n; i++)
-				seen |= !strcmp(pl->v[i].message, msg);
-			if (!seen)
-				problem_add(pl, (ih_problem_kind)kind, (ih_health)sev, "%s", msg);
+
+	/* Then what it found, up to "end". */
+	for (;;) {
+		char *text = NULL;
+		int rc = REC_OK;
+		if (get_word(&c, tag, sizeof tag))
+			return REC_BAD;
+		if (!strcmp(tag, "end")) {
+			if (line_end(&c) || c.p != c.end)
+				return REC_BAD;
+			break;
 		}
+		if (get_sep(&c, ' '))
+			return REC_BAD;
+		if (!strcmp(tag, "problem")) {
+			if (get_u64(&c, &u) || u > 255 || get_sep(&c, ' ') || get_u64(&c, &v) ||
+			    v > IH_NONREPAIRABLE || get_sep(&c, ' '))
+				return REC_BAD;
+			if ((rc = get_text(&c, apply && pl ? &text : NULL)))
+				return rc == IH_ERR_NOMEM ? REC_NOMEM : REC_BAD;
+			if (text) {
+				int seen = 0;
+				for (size_t i = 0; i < pl->n; i++)
+					seen |= !strcmp(pl->v[i].message, text);
+				if (!seen)
+					problem_add(pl, (ih_problem_kind)u, (ih_health)v, "%s", text);
+			}
+		} else if (!strcmp(tag, "damage")) {
+			uint8_t sha1[20];
+			if (get_word(&c, word, sizeof word) || strlen(word) != 40 ||
+			    ih_sha1_from_hex(word, sha1) || get_sep(&c, ' ') || get_u64(&c, &size) ||
+			    get_sep(&c, ' ') || get_u64(&c, &u) || u > 255 || get_sep(&c, ' '))
+				return REC_BAD;
+			if ((rc = get_text(&c, apply ? &text : NULL)))
+				return rc == IH_ERR_NOMEM ? REC_NOMEM : REC_BAD;
+			if (apply) {
+				char detail[160];
+				size_t *bi = ih_blobindex_get(&w->index, sha1);
+				const struct wim_blob *b = bi ? &w->blobs[*bi] : NULL;
+				for (uint32_t i = 0; !b && i < w->image_count; i++)
+					if (w->metadata[i] != SIZE_MAX &&
+					    !memcmp(w->blobs[w->metadata[i]].sha1, sha1, 20))
+						b = &w->blobs[w->metadata[i]];
+				snprintf(detail, sizeof detail, "recorded by the full scan of %s: %.90s",
+					 when, text);
+				size_t before = d->n;
+				cur = damage_add(d, w, sha1, b, (ih_reason)u, detail);
+				if (!cur) {
+					free(text);
+					return REC_NOMEM;
+				}
+				if (!b)
+					cur->size = size;
+				if (d->n == before || !with_refs) /* known: refs come only once */
+					cur = NULL;
+			}
+		} else if (!strcmp(tag, "meta")) {
+			if (get_u64(&c, &u) || u > UINT32_MAX)
+				return REC_BAD;
+			if (cur) {
+				cur->is_metadata = 1;
+				if (add_image(cur, (uint32_t)u))
+					return REC_NOMEM;
+			}
+		} else if (!strcmp(tag, "ref")) {
+			if (get_u64(&c, &u) || u > UINT32_MAX || get_sep(&c, ' '))
+				return REC_BAD;
+			if ((rc = get_text(&c, apply && cur ? &text : NULL)))
+				return rc == IH_ERR_NOMEM ? REC_NOMEM : REC_BAD;
+			if (text && (damage_note_ref(d, (uint32_t)u, cur->sha1, text) ||
+				     add_image(cur, (uint32_t)u))) {
+				free(text);
+				return REC_NOMEM;
+			}
+		} else {
+			return REC_BAD;
+		}
+		free(text);
+		if (line_end(&c))
+			return REC_BAD;
 	}
-out:
-	fclose(f);
-	free(line);
-	return ok ? 0 : -1;
+	return other ? REC_OTHER_FILE : REC_OK;
 }
 
-static int write_record(FILE *f, const ih_session *s, uint32_t image, const ih_report *r,
-			double when)
+static void sha256_hex(const void *data, size_t len, char out[65])
+{
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256(data, len, md);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+#define SUM_LINE_LEN (7 + 64 + 1) /* "sha256 " HEX "\n" */
+
+/* The whole record file, if it is one we may trust: a regular file of the
+ * caller's that nobody else may write (opened without following links and
+ * without blocking, so a FIFO or a device cannot hang us).  0, or
+ * STATE_NO_RECORD (*note may say why), or IH_ERR_NOMEM. */
+static int read_record(const ih_session *s, uint32_t image, char **buf, size_t *len,
+		       const char **note)
+{
+	char name[128];
+	struct stat st;
+	int dfd = open_state_dir(s, 0, note), fd, rc = STATE_NO_RECORD;
+	if (dfd < 0)
+		return STATE_NO_RECORD;
+	state_name(s, image, name, sizeof name);
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	close(dfd);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			*note = "a state record could not be opened (a link, or no access): ignored";
+		return STATE_NO_RECORD;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		*note = "a state record is not a regular file: ignored";
+	} else if (!owned_safely(&st, 0, 0)) {
+		*note = "a state record is not the caller's own or others may write to it: ignored";
+	} else if (st.st_size > RECORD_MAX) {
+		*note = "a state record is larger than any record written: ignored";
+	} else {
+		*buf = ih_test_nomem() ? NULL : malloc((size_t)st.st_size + 1);
+		*len = 0;
+		rc = *buf ? IH_OK : IH_ERR_NOMEM;
+		while (rc == IH_OK && *len < (size_t)st.st_size) {
+			ssize_t n = read(fd, *buf + *len, (size_t)st.st_size - *len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				rc = STATE_NO_RECORD;
+			else
+				*len += (size_t)n;
+		}
+		if (rc != IH_OK) {
+			free(*buf);
+			*buf = NULL;
+		}
+	}
+	close(fd);
+	return rc;
+}
+
+int state_recall(const ih_session *s, uint32_t image, int with_refs, struct damage_set *d,
+		 struct problem_list *pl, struct state_recall *out)
+{
+	static const char damaged[] =
+		"a state record is damaged (its checksum or format is wrong): ignored";
+	char *buf = NULL, hex[65];
+	size_t len = 0;
+	int rc = read_record(s, image, &buf, &len, &out->note);
+	if (rc != IH_OK)
+		return rc;
+	/* The checksum first: one flipped byte anywhere and nothing is used. */
+	rc = REC_BAD;
+	if (len >= SUM_LINE_LEN && !memcmp(buf + len - SUM_LINE_LEN, "sha256 ", 7) &&
+	    buf[len - 1] == '\n') {
+		sha256_hex(buf, len - SUM_LINE_LEN, hex);
+		if (!memcmp(buf + len - SUM_LINE_LEN + 7, hex, 64)) {
+			struct cur c = {buf, buf + len - SUM_LINE_LEN};
+			/* Then all of it must parse before any of it is used. */
+			rc = parse_record(s, image, c, 0, with_refs, d, pl, out);
+			if (rc == REC_OK)
+				rc = parse_record(s, image, c, 1, with_refs, d, pl, out);
+		}
+	}
+	free(buf);
+	if (rc == REC_BAD)
+		out->note = damaged;
+	return rc == REC_OK ? IH_OK : rc == REC_NOMEM ? IH_ERR_NOMEM : STATE_NO_RECORD;
+}
+
+static void write_record(FILE *f, const ih_session *s, uint32_t image, const ih_report *r,
+			 double when)
 {
 	fprintf(f, "%simage %u\n", STATE_MAGIC, image);
 	for (unsigned k = 0; k < s->w->nparts; k++)
@@ -219,7 +453,7 @@ static int write_record(FILE *f, const ih_session *s, uint32_t image, const ih_r
 	fprintf(f, "scanned_at %.3f\nstate %d\n", when, (int)r->state);
 	for (size_t i = 0; i < r->n_problems; i++) {
 		fprintf(f, "problem %d %d ", (int)r->problems[i].kind, (int)r->problems[i].severity);
-		put_escaped(f, r->problems[i].message);
+		put_text(f, r->problems[i].message);
 		fputc('\n', f);
 	}
 	for (size_t k = 0; k < r->n_damage; k++) {
@@ -232,7 +466,7 @@ static int write_record(FILE *f, const ih_session *s, uint32_t image, const ih_r
 			continue;
 		ih_sha1_hex(dm->sha1, hex);
 		fprintf(f, "damage %s %llu %d ", hex, (unsigned long long)dm->size, (int)dm->reason);
-		put_escaped(f, dm->detail);
+		put_text(f, dm->detail);
 		fputc('\n', f);
 		if (dm->is_metadata && dm->n_images)
 			fprintf(f, "meta %u\n", dm->images[0]);
@@ -240,38 +474,76 @@ static int write_record(FILE *f, const ih_session *s, uint32_t image, const ih_r
 			if (dm->refs[i].image != image)
 				continue;
 			fprintf(f, "ref %u ", image);
-			put_escaped(f, dm->refs[i].path);
+			put_text(f, dm->refs[i].path);
 			fputc('\n', f);
 		}
 	}
-	return ferror(f) ? -1 : 0;
+	fputs("end\n", f);
+}
+
+/* Writes one record: the body into memory, its checksum after it. */
+static int save_one(int dfd, const ih_session *s, uint32_t image, const ih_report *r,
+		    double when)
+{
+	char name[128], tmp[160], hex[65];
+	char *body = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&body, &len);
+	if (!m)
+		return IH_ERR_NOMEM;
+	write_record(m, s, image, r, when);
+	if (fclose(m)) {
+		free(body);
+		return IH_ERR_NOMEM;
+	}
+	sha256_hex(body, len, hex);
+	state_name(s, image, name, sizeof name);
+	int fd = -1;
+	for (int tries = 0; fd < 0 && tries < 100; tries++) {
+		snprintf(tmp, sizeof tmp, "%s.%08lx", name, (unsigned long)random());
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		free(body);
+		return ih_errno_code(errno);
+	}
+	FILE *f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		unlinkat(dfd, tmp, 0);
+		free(body);
+		return IH_ERR_NOMEM;
+	}
+	int bad = fwrite(body, 1, len, f) != len;
+	bad |= fprintf(f, "sha256 %s\n", hex) < 0;
+	bad |= fflush(f) || fsync(fileno(f));
+	bad |= fclose(f) != 0;
+	free(body);
+	if (bad || renameat(dfd, tmp, dfd, name)) {
+		unlinkat(dfd, tmp, 0);
+		return IH_ERR_IO;
+	}
+	return IH_OK;
+}
+
+int state_save_report_note(const ih_session *s, const ih_report *r, const char **note)
+{
+	const char *why = NULL;
+	double when = ih_wallclock();
+	int dfd = open_state_dir(s, 1, &why), rc = IH_OK;
+	if (note)
+		*note = why;
+	if (dfd < 0)
+		return IH_ERR_ACCESS;
+	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s) && rc == IH_OK; i++)
+		rc = save_one(dfd, s, i, r, when);
+	close(dfd);
+	return rc;
 }
 
 int state_save_report(const ih_session *s, const ih_report *r)
 {
-	double when = ih_wallclock();
-	if (make_dirs(s->state_dir) < 0)
-		return ih_errno_code(errno);
-	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
-		char path[4200], tmp[4300];
-		FILE *f;
-		int fd, bad;
-		state_path(s, i, path, sizeof path);
-		fd = ih_mkstemp(path, ".", tmp, sizeof tmp);
-		if (fd < 0)
-			return ih_errno_code(errno);
-		f = fdopen(fd, "w");
-		if (!f) {
-			close(fd);
-			unlink(tmp);
-			return IH_ERR_NOMEM;
-		}
-		bad = write_record(f, s, i, r, when) || fflush(f) || fsync(fileno(f));
-		bad |= fclose(f) != 0;
-		if (bad || rename(tmp, path)) {
-			unlink(tmp);
-			return IH_ERR_IO;
-		}
-	}
-	return IH_OK;
+	return state_save_report_note(s, r, NULL);
 }

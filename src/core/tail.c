@@ -59,7 +59,8 @@ int table_append_new(struct new_table *t, uint16_t part, const struct target *ts
 		if (x->source < 0 || x->part != part || (x->blob && x->blob->solid < 0))
 			continue;
 		struct wim_blob_entry e = {.res = x->sup.res, .part_number = part};
-		e.refcnt = x->blob ? x->blob->refcnt : (uint32_t)(x->dm->n_refs ? x->dm->n_refs : 1);
+		size_t uses = x->dm->n_refs + x->dm->n_refs_omitted;
+		e.refcnt = x->blob ? x->blob->refcnt : (uint32_t)(uses ? uses : 1);
 		memcpy(e.sha1, x->dm->sha1, 20);
 		if (table_put(t, &e))
 			return -1;

@@ -46,6 +46,13 @@ char *ih_strdup(const char *s);
 /* Creates and opens a new file named PATH + TAG + six random characters
  * (mkstemp), its name in out.  Returns the fd or -1. */
 int ih_mkstemp(const char *path, const char *tag, char *out, size_t outlen);
+/* Test hook: when ih_test_nomem_after is set to n > 0, the n-th call of
+ * ih_test_nomem() (from then on) returns 1 and the hooked allocation site
+ * behaves as if out of memory.  0, the default, never fails: out-of-memory
+ * paths are otherwise untestable without interposing malloc. */
+extern int ih_test_nomem_after;
+int ih_test_nomem(void);
+
 #define IH_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

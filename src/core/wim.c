@@ -30,16 +30,40 @@ const char *wim_ctype_name(int ctype)
 
 void problem_add(struct problem_list *l, ih_problem_kind kind, ih_health sev, const char *fmt, ...)
 {
-	ih_problem *p = realloc(l->v, (l->n + 1) * sizeof *p);
+	ih_problem *p;
 	va_list ap;
 	if (sev == IH_NONREPAIRABLE)
 		l->nonrepairable = 1;
-	if (!p)
+	if (l->n > PROBLEMS_MAX) {
+		/* Past the cap only the count grows: the last entry says how many
+		 * more there were, with the worst severity among them. */
+		p = &l->v[l->n - 1];
+		l->omitted++;
+		if (sev > p->severity)
+			p->severity = sev;
+		snprintf(p->message, sizeof p->message, "... and %zu more problems", l->omitted);
 		return;
-	l->v = p;
+	}
+	if (l->n == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 8;
+		p = realloc(l->v, ncap * sizeof *p);
+		if (!p) {
+			l->oom = 1;
+			return;
+		}
+		l->v = p;
+		l->cap = ncap;
+	}
+	p = l->v;
 	p += l->n++;
 	p->kind = kind;
 	p->severity = sev;
+	if (l->n > PROBLEMS_MAX) {
+		l->omitted = 1;
+		p->kind = IH_PROBLEM_OTHER;
+		snprintf(p->message, sizeof p->message, "... and 1 more problem");
+		return;
+	}
 	va_start(ap, fmt);
 	vsnprintf(p->message, sizeof p->message, fmt, ap);
 	va_end(ap);
@@ -80,6 +104,16 @@ static int in_part(const struct wim_part *p, uint64_t off, uint64_t len)
 	return off >= WIM_HEADER_SIZE && off <= p->size && len <= p->size - off;
 }
 
+static const char *file_type_name(mode_t m)
+{
+	if (S_ISDIR(m)) return "a directory";
+	if (S_ISFIFO(m)) return "a FIFO";
+	if (S_ISCHR(m)) return "a character device";
+	if (S_ISBLK(m)) return "a block device";
+	if (S_ISSOCK(m)) return "a socket";
+	return "not a file";
+}
+
 static int open_part(const char *path, struct wim_part *p, ih_error *err)
 {
 	struct stat st;
@@ -87,7 +121,9 @@ static int open_part(const char *path, struct wim_part *p, ih_error *err)
 	char why[128];
 	ssize_t n;
 
-	p->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* Non-blocking, so that a FIFO or a device cannot hang the open; the
+	 * type is checked on the descriptor itself (no race with a rename). */
+	p->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (p->fd < 0)
 		return ih_fail(err, ih_errno_code(errno), "%s: %s", path, strerror(errno));
 	p->path = ih_strdup(path);
@@ -96,7 +132,11 @@ static int open_part(const char *path, struct wim_part *p, ih_error *err)
 	if (fstat(p->fd, &st) < 0)
 		return ih_fail(err, IH_ERR_IO, "%s: %s", path, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return ih_fail(err, IH_ERR_NOT_WIM, "%s: not a regular file", path);
+		return ih_fail(err, IH_ERR_NOT_WIM, "%s: not a regular file (%s)", path,
+			       file_type_name(st.st_mode));
+	int fl = fcntl(p->fd, F_GETFL);
+	if (fl < 0 || fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return ih_fail(err, IH_ERR_IO, "%s: %s", path, strerror(errno));
 	p->size = (uint64_t)st.st_size;
 	p->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 	n = pread(p->fd, buf, sizeof buf, 0);
@@ -223,14 +263,104 @@ static void load_solid(struct wim *w, struct wim_part *p, struct wim_solid *s)
 	free(table);
 }
 
+/* A run of consecutive solid entries: its resource entries are
+ * solids[first .. first+count). */
+struct solid_run {
+	size_t start, end;       /* entries [start, end) */
+	size_t first, count;
+};
+
+static int add_solid(struct wim *w, size_t *cap, const struct wim_blob_entry *r, uint16_t part)
+{
+	if (w->nsolids == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct wim_solid *ns = realloc(w->solids, ncap * sizeof *ns);
+		if (!ns)
+			return -1;
+		w->solids = ns;
+		*cap = ncap;
+	}
+	struct wim_solid *s = &w->solids[w->nsolids++];
+	memset(s, 0, sizeof *s);
+	s->part = part;
+	s->offset = r->res.offset;
+	s->stored_size = r->res.stored_size;
+	return 0;
+}
+
+/* A resource's place in its part, for finding overlaps by sorting. */
+struct span {
+	uint64_t part, off, end;
+	size_t ix;               /* blob or solid index */
+	int solid;
+};
+
+static int cmp_span(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+	if (x->part != y->part)
+		return x->part < y->part ? -1 : 1;
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	if (x->solid != y->solid)
+		return x->solid < y->solid ? -1 : 1;
+	return x->ix < y->ix ? -1 : x->ix > y->ix;
+}
+
+/* Sorts spans and passes to bad() those that start inside an earlier one
+ * (of identical ones the first is kept). */
+static void find_overlaps(struct span *v, size_t n, void (*bad)(struct wim *, const struct span *),
+			  struct wim *w)
+{
+	uint64_t part = 0, end = 0;
+	qsort(v, n, sizeof *v, cmp_span);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && v[i].part == part && v[i].off < end) {
+			bad(w, &v[i]);
+			continue;
+		}
+		part = v[i].part;
+		end = v[i].end;
+	}
+}
+
+static void solid_overlaps(struct wim *w, const struct span *sp)
+{
+	struct wim_solid *s = &w->solids[sp->ix];
+	s->bad = IH_REASON_BAD_ENTRY;
+	snprintf(s->why, sizeof s->why, "solid resource overlaps another resource");
+}
+
+/* Solid resources of one part that overlap an earlier one (the same bytes
+ * listed twice, or ranges that cross) are damage and are not loaded:
+ * otherwise a resource listed a thousand times costs a thousand chunk
+ * tables.  Resources outside the file are left to load_solid. */
+static int mark_overlapping_solids(struct wim *w, const struct wim_part *p, size_t from)
+{
+	struct span *v = malloc((w->nsolids - from + 1) * sizeof *v);
+	size_t n = 0;
+	if (!v)
+		return -1;
+	for (size_t k = from; k < w->nsolids; k++) {
+		const struct wim_solid *s = &w->solids[k];
+		if (in_part(p, s->offset, s->stored_size) && s->stored_size)
+			v[n++] = (struct span){s->part, s->offset, s->offset + s->stored_size, k, 1};
+	}
+	find_overlaps(v, n, solid_overlaps, w);
+	free(v);
+	return 0;
+}
+
 /* One part's blob table. */
-static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_error *err)
+static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, size_t *scap,
+			   ih_error *err)
 {
 	const struct wim_reshdr *bt = &p->hdr.blob_table;
 	size_t n = bt->orig_size / BLOB_ENTRY_SIZE;
 	uint8_t *buf;
 	int solid_ok = p->hdr.version == WIM_VERSION_SOLID;
-	size_t run_first = 0, run_count = 0; /* solid resources of the current run */
+	struct solid_run *runs = NULL;
+	size_t nruns = 0, cur = 0, solids_from = w->nsolids;
 	uint32_t next_image = 0;
 
 	if (!in_part(p, bt->offset, bt->stored_size)) {
@@ -249,57 +379,62 @@ static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_er
 			       strerror(errno ? errno : EIO));
 	}
 
+#define IS_SOLID(i) (solid_ok && (buf[(i) * BLOB_ENTRY_SIZE + 7] & RESHDR_FLAG_SOLID))
+	/* First the solid runs and their resource entries (which wimlib's
+	 * writer puts first in a run, but may be anywhere in it): each entry
+	 * is looked at once, whatever the runs look like. */
+	for (size_t i = 0; i < n;) {
+		if (!IS_SOLID(i)) {
+			i++;
+			continue;
+		}
+		struct solid_run *nr = realloc(runs, (nruns + 1) * sizeof *nr);
+		if (!nr)
+			goto nomem;
+		runs = nr;
+		nr += nruns++;
+		nr->start = i;
+		nr->first = w->nsolids;
+		for (; i < n && IS_SOLID(i); i++) {
+			struct wim_blob_entry r;
+			wimfmt_get_blob_entry(buf + i * BLOB_ENTRY_SIZE, &r);
+			if (r.res.orig_size == SOLID_RESOURCE_MAGIC &&
+			    add_solid(w, scap, &r, p->hdr.part_number))
+				goto nomem;
+		}
+		nr->end = i;
+		nr->count = w->nsolids - nr->first;
+		if (nr->count == 0)
+			wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
+				    "%s: blob table entries %zu-%zu are solid but no solid resource is among them",
+				    p->path, nr->start, nr->end - 1);
+	}
+	if (mark_overlapping_solids(w, p, solids_from))
+		goto nomem;
+	for (size_t k = solids_from; k < w->nsolids; k++)
+		if (!w->solids[k].bad)
+			load_solid(w, p, &w->solids[k]);
+
 	for (size_t i = 0; i < n; i++) {
 		struct wim_blob_entry e;
 		struct wim_blob *b;
-		int is_solid;
+		int is_solid = IS_SOLID(i);
+		const struct solid_run *run = NULL;
 
 		wimfmt_get_blob_entry(buf + i * BLOB_ENTRY_SIZE, &e);
-		is_solid = solid_ok && (e.res.flags & RESHDR_FLAG_SOLID);
-		if (!is_solid)
-			run_count = 0;
-		if (is_solid && run_count == 0) {
-			/* A new run: its resource entries come first in wimlib's
-			 * writer but may be anywhere in the run; collect them all. */
-			run_first = w->nsolids;
-			for (size_t j = i; j < n; j++) {
-				struct wim_blob_entry r;
-				struct wim_solid *s;
-				wimfmt_get_blob_entry(buf + j * BLOB_ENTRY_SIZE, &r);
-				if (!(r.res.flags & RESHDR_FLAG_SOLID))
-					break;
-				if (r.res.orig_size != SOLID_RESOURCE_MAGIC)
-					continue;
-				s = realloc(w->solids, (w->nsolids + 1) * sizeof *s);
-				if (!s) {
-					free(buf);
-					return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-				}
-				w->solids = s;
-				s += w->nsolids++;
-				memset(s, 0, sizeof *s);
-				s->part = p->hdr.part_number;
-				s->offset = r.res.offset;
-				s->stored_size = r.res.stored_size;
-				load_solid(w, p, s);
-				run_count++;
-			}
-			if (run_count == 0) {
-				wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
-					    "%s: blob table entry %zu is solid but no solid resource follows",
-					    p->path, i);
-				run_count = 0;
-				continue;
-			}
+		if (is_solid) {
+			while (runs[cur].end <= i)
+				cur++;
+			run = &runs[cur];
+			if (run->count == 0)
+				continue; /* reported once, above */
+			if (e.res.orig_size == SOLID_RESOURCE_MAGIC)
+				continue; /* a resource entry, handled above */
 		}
-		if (is_solid && e.res.orig_size == SOLID_RESOURCE_MAGIC)
-			continue; /* a resource entry, handled above */
 		if (ih_is_zero_hash(e.sha1))
 			continue;
-		if (add_blob(w, cap, &b)) {
-			free(buf);
-			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		}
+		if (add_blob(w, cap, &b))
+			goto nomem;
 		memcpy(b->sha1, e.sha1, 20);
 		b->entry = i;
 		b->refcnt = e.refcnt;
@@ -320,7 +455,7 @@ static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_er
 			 * its size in the stored-size field. */
 			uint64_t off = e.res.offset;
 			b->size = e.res.stored_size;
-			for (size_t k = run_first; k < run_first + run_count; k++) {
+			for (size_t k = run->first; k < run->first + run->count; k++) {
 				struct wim_solid *s = &w->solids[k];
 				uint64_t us = s->bad ? 0 : s->sh.usize;
 				if (!s->bad && off <= us && b->size <= us - off) {
@@ -361,12 +496,18 @@ static int load_blob_table(struct wim *w, struct wim_part *p, size_t *cap, ih_er
 			w->metadata[next_image - 1] = (size_t)(b - w->blobs);
 		}
 	}
+#undef IS_SOLID
+	free(runs);
 	p->blob_table = buf; /* kept: a restore rewrites it */
 	if (p->hdr.part_number == 1 && next_image < w->image_count)
 		wim_problem(w, IH_PROBLEM_BLOB_TABLE, IH_NONREPAIRABLE,
 			    "blob table lists %u metadata resources for %u images", next_image,
 			    w->image_count);
 	return IH_OK;
+nomem:
+	free(runs);
+	free(buf);
+	return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 }
 
 static void load_xml(struct wim *w)
@@ -398,8 +539,93 @@ static void load_xml(struct wim *w)
 	w->xml_ok = 1;
 }
 
+/* Sorts a solid resource's blob list by offset (then entry order). */
+struct blob_pos {
+	uint64_t off;
+	size_t ix;
+};
+
+static int cmp_blob_pos(const void *a, const void *b)
+{
+	const struct blob_pos *x = a, *y = b;
+	if (x->off != y->off)
+		return x->off < y->off ? -1 : 1;
+	return x->ix < y->ix ? -1 : x->ix > y->ix;
+}
+
+static int sort_solid_blobs(struct wim *w, struct wim_solid *s)
+{
+	struct blob_pos *v;
+	if (s->nblobs < 2)
+		return 0;
+	v = malloc(s->nblobs * sizeof *v);
+	if (!v)
+		return -1;
+	for (size_t i = 0; i < s->nblobs; i++)
+		v[i] = (struct blob_pos){w->blobs[s->blobs[i]].offset, s->blobs[i]};
+	qsort(v, s->nblobs, sizeof *v, cmp_blob_pos);
+	for (size_t i = 0; i < s->nblobs; i++)
+		s->blobs[i] = v[i].ix;
+	free(v);
+	return 0;
+}
+
+static void blob_overlaps(struct wim *w, const struct span *sp)
+{
+	if (sp->solid)
+		solid_overlaps(w, sp);
+	else
+		mark_bad(&w->blobs[sp->ix], IH_REASON_BAD_ENTRY,
+			 "resource overlaps another resource in the file");
+}
+
+/* Resources that share bytes with an earlier one are damage: read once
+ * each, a thousand entries claiming one region would otherwise cost a
+ * thousand reads of it (and a thousand copies of a metadata tree). */
+static int mark_overlaps(struct wim *w)
+{
+	struct span *v = malloc((w->nblobs + w->nsolids + 1) * sizeof *v);
+	size_t n = 0;
+	if (!v)
+		return -1;
+	for (size_t i = 0; i < w->nblobs; i++) {
+		const struct wim_blob *b = &w->blobs[i];
+		if (b->solid < 0 && !b->bad && !b->dup && b->stored_size)
+			v[n++] = (struct span){b->part, b->offset, b->offset + b->stored_size, i, 0};
+	}
+	for (size_t k = 0; k < w->nsolids; k++) {
+		const struct wim_solid *s = &w->solids[k];
+		if (!s->bad)
+			v[n++] = (struct span){s->part, s->offset, s->offset + s->stored_size, k, 1};
+	}
+	find_overlaps(v, n, blob_overlaps, w);
+	free(v);
+	return 0;
+}
+
+/* Metadata is read whole and every selected image's tree is held at once:
+ * together the trees may claim at most META_TOTAL_FACTOR times the file's
+ * size (each one alone is held to that by the reader of it, too). */
+#define META_TOTAL_FACTOR 512
+static void metadata_budget(struct wim *w)
+{
+	uint64_t total = 0, budget = w->parts[0].size * META_TOTAL_FACTOR;
+	for (uint32_t i = 0; i < w->image_count; i++) {
+		struct wim_blob *b;
+		if (w->metadata[i] == SIZE_MAX || (b = &w->blobs[w->metadata[i]])->bad)
+			continue;
+		if (b->size > budget - total) {
+			mark_bad(b, IH_REASON_BAD_ENTRY,
+				 "metadata resources together claim more than 512 times the file size");
+			continue;
+		}
+		total += b->size;
+	}
+}
+
 static int build_index(struct wim *w, ih_error *err)
 {
+	size_t *fill;
 	if (ih_blobindex_init(&w->index, w->nblobs))
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < w->nblobs; i++) {
@@ -411,38 +637,42 @@ static int build_index(struct wim *w, ih_error *err)
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		b->dup = !created; /* later duplicates are ignored, as wimlib does */
 	}
-	/* Solid resources list their blobs in offset order for the scanner. */
+	if (mark_overlaps(w))
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	metadata_budget(w);
+	/* Solid resources list their blobs in offset order for the scanner:
+	 * counted first, then filled, then sorted (any order in, n log n). */
 	for (size_t i = 0; i < w->nblobs; i++) {
-		struct wim_blob *b = &w->blobs[i];
-		struct wim_solid *s;
-		if (b->solid < 0 || b->image || b->dup)
-			continue;
-		s = &w->solids[b->solid];
-		size_t *nb = realloc(s->blobs, (s->nblobs + 1) * sizeof *nb);
-		if (!nb)
-			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		s->blobs = nb;
-		s->blobs[s->nblobs++] = i;
+		const struct wim_blob *b = &w->blobs[i];
+		if (b->solid >= 0 && !b->image && !b->dup)
+			w->solids[b->solid].nblobs++;
 	}
+	fill = calloc(w->nsolids + 1, sizeof *fill);
+	if (!fill)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	for (size_t k = 0; k < w->nsolids; k++) {
 		struct wim_solid *s = &w->solids[k];
-		/* insertion sort: wimlib writes them in order already */
-		for (size_t a = 1; a < s->nblobs; a++) {
-			size_t v = s->blobs[a], c = a;
-			while (c > 0 && w->blobs[s->blobs[c - 1]].offset > w->blobs[v].offset) {
-				s->blobs[c] = s->blobs[c - 1];
-				c--;
-			}
-			s->blobs[c] = v;
+		if (s->nblobs && !(s->blobs = malloc(s->nblobs * sizeof *s->blobs))) {
+			free(fill);
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		}
 	}
+	for (size_t i = 0; i < w->nblobs; i++) {
+		const struct wim_blob *b = &w->blobs[i];
+		if (b->solid >= 0 && !b->image && !b->dup)
+			w->solids[b->solid].blobs[fill[b->solid]++] = i;
+	}
+	free(fill);
+	for (size_t k = 0; k < w->nsolids; k++)
+		if (sort_solid_blobs(w, &w->solids[k]))
+			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	return IH_OK;
 }
 
 int wim_open(const char *path, struct wim **out, ih_error *err)
 {
 	struct wim *w = calloc(1, sizeof *w);
-	size_t cap = 0;
+	size_t cap = 0, scap = 0;
 	int rc;
 	char why[128];
 
@@ -537,7 +767,7 @@ int wim_open(const char *path, struct wim **out, ih_error *err)
 				    "%s: WIM header is invalid", p->path);
 			continue;
 		}
-		rc = load_blob_table(w, p, &cap, err);
+		rc = load_blob_table(w, p, &cap, &scap, err);
 		if (rc) {
 			wim_free(w);
 			return rc;

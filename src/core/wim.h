@@ -55,10 +55,16 @@ struct wim_solid {
 	char why[96];
 };
 
+/* At most PROBLEMS_MAX problems are kept in a list; one more entry then
+ * says "... and N more problems" (N in omitted), so a table of corrupt
+ * entries cannot grow the list without bound. */
+#define PROBLEMS_MAX 1000
 struct problem_list {
 	ih_problem *v;
-	size_t n;
+	size_t n, cap;
 	int nonrepairable;
+	size_t omitted;          /* problems counted in the last entry only */
+	int oom;                 /* a problem was lost for want of memory */
 };
 void problem_add(struct problem_list *l, ih_problem_kind kind, ih_health sev, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

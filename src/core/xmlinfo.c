@@ -398,17 +398,20 @@ static int parse(struct xml *x)
 	return x->root_closed && x->depth == 0 ? 0 : -1;
 }
 
-/* Converts the document to UTF-8; NULL when it is not UTF-16LE with a BOM
- * (*bad set) or memory ran out. */
+/* Converts the document to UTF-8; NULL when it is not UTF-16LE (*bad set)
+ * or memory ran out.  The byte order mark is optional, as in wimlib, which
+ * reads every WIM's XML as UTF-16LE and skips a BOM if there is one. */
 static char *to_utf8(const uint8_t *buf, size_t len, size_t *n, int *bad)
 {
 	*bad = 0;
-	if (!buf || len < 2 || buf[0] != 0xFF || buf[1] != 0xFE || len > SIZE_MAX / 4) {
+	if (!buf || len < 2 || (buf[0] == 0xFE && buf[1] == 0xFF) || len > SIZE_MAX / 4) {
 		*bad = 1;
 		return NULL;
 	}
-	buf += 2;
-	len -= 2;
+	if (buf[0] == 0xFF && buf[1] == 0xFE) {
+		buf += 2;
+		len -= 2;
+	}
 	/* Some writers pad the document with NUL characters. */
 	while (len >= 2 && buf[len - 2] == 0 && buf[len - 1] == 0)
 		len -= 2;

@@ -1,5 +1,5 @@
 /* xmlinfo.h - per-image NAME, DESCRIPTION and TOTALBYTES from a WIM's XML
- * data (UTF-16LE with a byte order mark, root element <WIM>, one
+ * data (UTF-16LE, a byte order mark optional as in wimlib, root element <WIM>, one
  * <IMAGE INDEX="n"> per image).
  *
  * A small tolerant parser, safe on hostile input (fuzzed): no recursion,
@@ -23,8 +23,8 @@
  * entry is set to a malloc'd UTF-8 string ("" when absent), every
  * total_bytes entry to the number (0 when absent or not a number).
  *
- * Returns 0 when the document is well-formed, -1 when it is not (no byte
- * order mark, no <WIM> root, unbalanced or unterminated markup, text outside
+ * Returns 0 when the document is well-formed, -1 when it is not (a
+ * big-endian byte order mark, no <WIM> root, unbalanced or unterminated markup, text outside
  * the root); the entries then hold what was read before the damage.  Returns
  * -2 when out of memory, with every entry NULL (0). */
 int ih_xml_read_images(const uint8_t *buf, size_t len, uint32_t image_count, char **names,

@@ -646,6 +646,7 @@ static int session_restore_start(lua_State *L)
 		o.limit_access = opt_boolean(L, 2, "limit_access");
 		o.no_policy = opt_boolean(L, 2, "no_policy");
 		o.rebuild = opt_boolean(L, 2, "rebuild");
+		o.use_record = opt_boolean(L, 2, "use_record");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		o.policy_hive = opt_string(L, 2, "policy_hive");
 		tok = opt_token(L, 2);
@@ -844,6 +845,7 @@ static void push_damage(lua_State *L, const ih_damage *d)
 	 * them (sorted, unique; for metadata damage, the image whose directory
 	 * tree it is). */
 	push_refs(L, d->refs, d->n_refs);
+	setfield_u64(L, "refs_omitted", d->n_refs_omitted); /* paths beyond the core's cap */
 	lua_createtable(L, (int)d->n_images, 0);
 	for (size_t i = 0; i < d->n_images; i++) {
 		lua_pushinteger(L, d->images[i]);
@@ -963,6 +965,8 @@ static void push_report(lua_State *L, const ih_report *r)
 	setfield_bool(L, "from_record", r->from_record);
 	if (r->recorded_at > 0)
 		setfield_num(L, "recorded_at", r->recorded_at);
+	if (r->record_note)
+		setfield_str(L, "record_note", r->record_note);
 	setfield_str(L, "image", r->image_path);
 	setfield_int(L, "index", r->index);
 	setfield_u64(L, "blobs_checked", r->blobs_checked);
@@ -1000,6 +1004,8 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	setfield_bool(L, "rebuilt", r->rebuilt);
 	setfield_bool(L, "limit_access", r->limit_access);
 	setfield_bool(L, "no_policy", r->no_policy);
+	if (c->record_note)
+		setfield_str(L, "record_note", c->record_note);
 	push_report(L, c);
 	lua_setfield(L, -2, "before");
 	push_damage_list(L, r->unrepaired, r->n_unrepaired, 1);
@@ -1160,7 +1166,7 @@ static int l_isatty(lua_State *L)
 	return 1;
 }
 
-int luaopen_imagehealth_core(lua_State *L);
+IH_API int luaopen_imagehealth_core(lua_State *L);
 
 int luaopen_imagehealth_core(lua_State *L)
 {
