@@ -54,7 +54,7 @@ static int report_left(ih_damage *dm, const struct target *t)
 	dm->n_images = 0;
 	dm->code = t->drop ? IH_OK : t->code ? t->code : IH_ERR_SOURCE_MISSING;
 	const char *why = t->drop ? "no image uses it: its entry was removed"
-		: dm->code == IH_ERR_DOWNLOAD ? "a remote source has it; the download failed (0x800F0906)"
+		: dm->code == IH_ERR_DOWNLOAD ? "the download from a remote source failed (0x800F0906)"
 		: dm->code == IH_ERR_POLICY ? "no source has it; the repair server was not asked: "
 					      "remote access barred (0x800F0907)"
 		: "no source has it (0x800F081F)";

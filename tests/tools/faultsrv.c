@@ -23,7 +23,7 @@
  *               connection closes (retries for the rest are cut again)
  *   truncate1   the first data request only
  *   reset       responses over 256 bytes: half, then a TCP reset
- *   stall       data requests: some bytes, then nothing (until lifetime)
+ *   stall       data requests: some bytes, then nothing for 8 s, then a close
  *   s401 s403 s404  that status for every request
  *   s503        the first two data requests: 503 with Retry-After: 1
  *   s429        data requests: 429 with Retry-After: 3600
@@ -328,8 +328,7 @@ static int serve(int fd, char *req)
 			send_file(fd, ffd, a, n, limit);
 		if (cut) {
 			if (!strcmp(mode, "stall"))
-				for (;;)
-					sleep(60); /* until the lifetime ends */
+				sleep(8); /* then the connection closes */
 			if (!strcmp(mode, "reset")) {
 				struct linger lg = {1, 0};
 				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
