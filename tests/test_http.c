@@ -459,6 +459,56 @@ static void test_no_credentials(void)
 	ih_restore_report_free(r);
 }
 
+/* Credentials: in the URL, from a .netrc, as a header; through a proxy. */
+static void test_credentials_and_proxy(void)
+{
+	char u[800], netrc[600];
+	int rc;
+	snprintf(u, sizeof u, "http://ih:s3cr3t@127.0.0.1:%d/basic/lzx.wim", port);
+	const char *src[] = {u};
+	fresh_bad("lzx.wim");
+	ih_restore_report *r = run("lzx.wim", src, 1, (ih_restore_options){0}, &rc);
+	CHECK(r && r->state == IH_HEALTHY);
+	CHECK(r && !strstr(r->sources[0].spec, "s3cr3t") && !strstr(r->sources[0].path, "s3cr3t"));
+	ih_restore_report_free(r);
+	/* without credentials: 401, skipped */
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/basic/lzx.wim", port);
+	fresh_bad("lzx.wim");
+	r = run("lzx.wim", src, 1, (ih_restore_options){0}, &rc);
+	CHECK(r && r->state == IH_REPAIRABLE && r->sources[0].error &&
+	      strstr(r->sources[0].error, "HTTP 401"));
+	ih_restore_report_free(r);
+	/* from a .netrc */
+	snprintf(netrc, sizeof netrc, "%s/netrc", wd);
+	FILE *f = fopen(netrc, "w");
+	fprintf(f, "machine 127.0.0.1 login ih password s3cr3t\n");
+	fclose(f);
+	fresh_bad("lzx.wim");
+	r = run("lzx.wim", src, 1, (ih_restore_options){.http_netrc_file = netrc}, &rc);
+	CHECK(r && r->state == IH_HEALTHY);
+	ih_restore_report_free(r);
+	/* a bearer token as an extra header */
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/bearer/lzx.wim", port);
+	const char *hdr[] = {"Authorization: Bearer b34r3r"};
+	fresh_bad("lzx.wim");
+	r = run("lzx.wim", src, 1, (ih_restore_options){.http_headers = hdr, .n_http_headers = 1}, &rc);
+	CHECK(r && r->state == IH_HEALTHY);
+	ih_restore_report_free(r);
+	/* a proxy: the host in the URL does not exist, the proxy serves it */
+	char proxy[100];
+	snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", port);
+	snprintf(u, sizeof u, "http://imagehealth.invalid/ok/lzx.wim");
+	fresh_bad("lzx.wim");
+	r = run("lzx.wim", src, 1, (ih_restore_options){.http_proxy = proxy}, &rc);
+	CHECK(r && r->state == IH_HEALTHY);
+	ih_restore_report_free(r);
+	/* no proxy: the host does not resolve */
+	fresh_bad("lzx.wim");
+	r = run("lzx.wim", src, 1, (ih_restore_options){.http_retries = -1}, &rc);
+	CHECK(r && r->state == IH_REPAIRABLE && all_codes(r, IH_ERR_DOWNLOAD));
+	ih_restore_report_free(r);
+}
+
 /* The default repair server: after the caller's sources, only when needed,
  * never with limit_access. */
 static void test_default_server(void)
@@ -609,6 +659,7 @@ void test_http(void)
 	PART(counters)
 	PART(kinds)
 	PART(no_credentials)
+	PART(credentials_and_proxy)
 	PART(default_server)
 	PART(cancel)
 #undef PART

@@ -28,11 +28,16 @@
  *   s503        the first two data requests: 503 with Retry-After: 1
  *   s429        data requests: 429 with Retry-After: 3600
  *   s500        data requests: 500, always
+ *   basic       401 unless the request has Basic credentials ih:s3cr3t
+ *   bearer      401 unless it has "Authorization: Bearer b34r3r"
  *   redirect    302 to /ok/PATH
  *   redirloop   302 to itself
  *   replaced    data requests are served from DIR/PATH.v2 (another file,
  *               another ETag): a file replaced after its tables were read
  *   replacedx   the same, ignoring If-Range (206 with the new file's bytes)
+ *
+ * A request in a proxy's form (GET http://host/MODE/PATH) is served the
+ * same: the tests use faultsrv as the proxy too.
  *
  * --delay-ms delays every response (a slow link's round trip).  --log
  * appends "MODE PATH RANGE STATUS BODY_BYTES" per request. */
@@ -199,7 +204,7 @@ static int simple(int fd, int status, const char *text, const char *extra)
 /* One request; returns 0 to keep the connection, -1 to close it. */
 static int serve(int fd, char *req)
 {
-	char method[16], target[2048], range[4096] = "", ifrange[256] = "";
+	char method[16], target[2048], range[4096] = "", ifrange[256] = "", auth[512] = "";
 	if (sscanf(req, "%15s %2047s", method, target) != 2)
 		return -1;
 	for (char *l = strstr(req, "\r\n"); l && l[2]; l = strstr(l + 2, "\r\n")) {
@@ -208,6 +213,13 @@ static int serve(int fd, char *req)
 			sscanf(h + 6, " %4095[^\r\n]", range);
 		else if (!strncasecmp(h, "If-Range:", 9))
 			sscanf(h + 9, " %255[^\r\n]", ifrange);
+		else if (!strncasecmp(h, "Authorization:", 14))
+			sscanf(h + 14, " %511[^\r\n]", auth);
+	}
+	/* a proxy's request: the absolute URL's path is served */
+	if (!strncmp(target, "http://", 7)) {
+		char *p = strchr(target + 7, '/');
+		memmove(target, p ? p : "/", strlen(p ? p : "/") + 1);
 	}
 	if (delay_ms)
 		sleep_ms(delay_ms);
@@ -229,6 +241,12 @@ static int serve(int fd, char *req)
 		logline(mode, rest, range, st, 0);
 		return simple(fd, st, st == 401 ? "Unauthorized" : st == 403 ? "Forbidden" : "Not Found",
 			      st == 401 ? "WWW-Authenticate: Basic realm=\"x\"\r\n" : NULL);
+	}
+	/* basic: user ih, password s3cr3t; bearer: token b34r3r */
+	if ((!strcmp(mode, "basic") && strcmp(auth, "Basic aWg6czNjcjN0")) ||
+	    (!strcmp(mode, "bearer") && strcmp(auth, "Bearer b34r3r"))) {
+		logline(mode, rest, range, 401, 0);
+		return simple(fd, 401, "Unauthorized", "WWW-Authenticate: Basic realm=\"x\"\r\n");
 	}
 	if (!strcmp(mode, "redirect") || !strcmp(mode, "redirloop")) {
 		char loc[2300];
