@@ -296,14 +296,19 @@ static void take_validators(struct req *r)
 	f->validated = 1;
 }
 
-/* Does [a, b) start one of the ranges this request asked for (and end
- * inside it)? */
+/* Does [a, b) start where one of the ranges this request asked for starts,
+ * and end inside the ranges asked (a server may coalesce near ranges into
+ * one part)? */
 static int asked(const struct req *r, uint64_t a, uint64_t b)
 {
-	for (size_t k = 0; k < r->n; k++)
-		if (r->ask[2 * k] == a && b <= r->ask[2 * k + 1])
-			return 1;
-	return 0;
+	int starts = 0;
+	uint64_t end = 0;
+	for (size_t k = 0; k < r->n; k++) {
+		starts |= r->ask[2 * k] == a;
+		if (r->ask[2 * k + 1] > end)
+			end = r->ask[2 * k + 1];
+	}
+	return starts && b > a && b <= end;
 }
 
 static void range_text(const struct req *r, char *buf, size_t len)
