@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "imagehealth.h"
 #include "source/http_ranges.h"
+#include "source/source.h"
 #include "testutil.h"
 #include "util.h"
 #include "wimtest.h"
@@ -64,6 +65,17 @@ static void test_helpers(void)
 	CHECK_STR(u, "http://h:80/dir.x/noext2");
 	free(u);
 	CHECK(url_is_http("HTTPS://x/y") && url_is_http("http://x") && !url_is_http("/srv/http://x"));
+
+	struct source_spec sp;
+	CHECK(source_spec_parse("https://h:8443/d/x.wim:3", &sp) == 0);
+	CHECK(sp.index == 3 && !strcmp(sp.path, "https://h:8443/d/x.wim"));
+	source_spec_free(&sp);
+	CHECK(source_spec_parse("https://h:8443", &sp) == 0); /* a port is no index */
+	CHECK(sp.index == 0 && !strcmp(sp.path, "https://h:8443"));
+	source_spec_free(&sp);
+	CHECK(source_spec_parse("wim:http://h/x.esd", &sp) == 0);
+	CHECK(sp.index == 0 && sp.wim_prefix && !strcmp(sp.path, "http://h/x.esd"));
+	source_spec_free(&sp);
 }
 
 /* ------------------------------------------------------------ the server */

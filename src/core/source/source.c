@@ -47,7 +47,11 @@ int source_spec_parse(const char *spec, struct source_spec *out)
 		return -1;
 	/* "URL:INDEX": an index after the path (a port has a path after it) */
 	if (url_is_http(out->path)) {
-		out->index = split_index(out->path);
+		const char *auth = strstr(out->path, "://") + 3;
+		const char *path = strchr(auth, '/');
+		const char *colon = strrchr(out->path, ':');
+		if (path && colon > path)
+			out->index = split_index(out->path);
 		return 0;
 	}
 	/* "PATH:INDEX" when PATH itself does not exist with the colon */
