@@ -79,6 +79,17 @@ local function count_entries(wim, image)
   return files, dirs
 end
 
+-- This process's open descriptors and threads (as the kernel counts them).
+local PID = assert(io.open("/proc/self/stat")):read("n")
+local function count_dir(d)
+  local p = assert(io.popen("ls " .. d .. " | wc -l"))
+  local n = p:read("n")
+  p:close()
+  return n
+end
+local function own_fds() return count_dir("/proc/" .. PID .. "/fd") end
+local function own_threads() return count_dir("/proc/" .. PID .. "/task") end
+
 local function read_file(path)
   local f = assert(io.open(path, "rb"))
   local data = f:read("a")
@@ -261,12 +272,17 @@ describe("Session", function()
   end)
 
   it("is collected without being closed", function()
+    collectgarbage()
+    collectgarbage()
+    local before = own_fds()
     for _ = 1, 20 do
       local s = assert(open(healthy))
       s:info()
     end
+    assert.is_true(own_fds() >= before + 20) -- they hold descriptors...
     collectgarbage()
     collectgarbage()
+    assert.is_true(own_fds() <= before)       -- ...which __gc closed
   end)
 
   it("has the type names and metatables the convention asks for", function()
@@ -436,6 +452,18 @@ describe("check_health", function()
   end)
 end)
 
+-- Waits until job has read some bytes and asserts it is still running:
+-- a cancel after this is a cancel of a running job.
+local function running(j)
+  local deadline = os.time() + 30 -- a loaded machine may be slow to start it
+  while j:progress().bytes_done == 0 and not j:done() and os.time() < deadline do
+    j:wait_raw(5)
+    j:drain() -- else the fd stays readable and wait_raw returns at once
+  end
+  assert.is_true(j:progress().bytes_done > 0)
+  assert.is_false(j:done(), "the job ended before it could be cancelled")
+end
+
 describe("cancellation", function()
   it("a token cancelled before the start gives nil, cancelled", function()
     local s <close> = assert(open(big))
@@ -453,14 +481,17 @@ describe("cancellation", function()
     local s <close> = assert(open(big))
     local tok = ih.cancel_token()
     assert.is_false(tok:cancelled())
-    local calls = 0
-    local state, err = s:check_health{scan = true, threads = 1, cancel = tok, progress = function()
-      calls = calls + 1
-      tok:cancel()
+    local at, total
+    -- cancelled once the scan has really read something, not all of it
+    local state, err = s:check_health{scan = true, threads = 1, cancel = tok, progress = function(ev)
+      if not at and ev.bytes_done > 0 then
+        at, total = ev.bytes_done, ev.bytes_total
+        tok:cancel()
+      end
     end}
     assert.is_nil(state)
     assert.equal("cancelled", err.code)
-    assert.is_true(calls >= 1)
+    assert.is_true(at > 0 and at < total, tostring(at) .. " of " .. tostring(total))
   end)
 
   it("from another coroutine while the scanning one yields in its callback", function()
@@ -490,6 +521,8 @@ describe("cancellation", function()
     local tok = ih.cancel_token()
     local j1 <close> = assert(s1:check_health_job{scan = true, threads = 1, cancel = tok})
     local j2 <close> = assert(s2:check_health_job{scan = true, threads = 1, cancel = tok})
+    running(j1)
+    running(j2)
     tok:cancel()
     local a, e1 = j1:wait()
     local b, e2 = j2:wait()
@@ -502,6 +535,7 @@ describe("cancellation", function()
   it("job:cancel() cancels one job", function()
     local s <close> = assert(open(big))
     local j <close> = assert(s:check_health_job{scan = true, threads = 1})
+    running(j)
     j:cancel()
     local state, err = j:wait()
     assert.is_nil(state)
@@ -712,12 +746,22 @@ describe("Job", function()
   end)
 
   it("running jobs are collected safely", function()
+    collectgarbage()
+    collectgarbage()
+    local fds, threads = own_fds(), own_threads()
     local s = assert(open(big))
     for _ = 1, 3 do
-      s:check_health_job{scan = true, threads = 1}
+      local j = s:check_health_job{scan = true, threads = 1}
+      assert.is_false(j:done())
     end
+    assert.is_true(own_threads() > threads)
     s = nil -- luacheck: ignore
     collectgarbage()
     collectgarbage()
+    -- the jobs were stopped and their threads joined, the session closed
+    -- (at most as many as before: a thread of an earlier test may have
+    -- ended meanwhile)
+    assert.is_true(own_threads() <= threads, own_threads() .. " threads, " .. threads .. " before")
+    assert.is_true(own_fds() <= fds, own_fds() .. " fds, " .. fds .. " before")
   end)
 end)

@@ -74,9 +74,18 @@ describe("full scan against the oracles", function()
         else
           assert.is_true(same_set(ours, sz.damaged))
         end
+        -- the damaged blobs are exactly those the damage can reach: the
+        -- file's own blob, or for a solid image every blob of the chunk
+        local got = {}
         for _, dm in ipairs(report.damaged) do
-          assert.is_true(d.sha1s[1] ~= nil)
+          assert.is_truthy(F.set(d.sha1s)[dm.sha1], "not an expected damaged blob: " .. dm.sha1)
           assert.is_truthy(({hash_mismatch = 1, decompression_failure = 1})[dm.reason])
+          got[#got + 1] = dm.sha1
+        end
+        table.sort(got)
+        assert.same(d.sha1s, got)
+        if not kind:match("solid") then
+          assert.same({d.sha1}, got)
         end
       end)
 

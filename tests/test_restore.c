@@ -150,24 +150,35 @@ static void test_cancel_and_disk_full(void)
 	CHECK(damage("c.wim", "a/GPL-3") == 0);
 	tsh("cp %s/c.wim %s/c.orig", wd, wd);
 	snprintf(good, sizeof good, "%s/lzx.wim", wd);
-	/* cancelled before it starts: byte-identical */
+	/* cancelled while it fetches (every file damaged, a directory source
+	 * compressed anew: long enough): cancelled, byte-identical */
 	{
-		char p[600], sd[300];
+		char p[600], sd[300], src[600];
 		ih_session *s;
-		ih_restore_report *r = NULL;
-		snprintf(p, sizeof p, "%s/c.wim", wd);
+		ih_job *j;
+		CHECK(tbig_image(wd) == 0);
+		tsh("cp %s/big.wim %s/cb.wim", wd, wd);
+		snprintf(p, sizeof p, "%s/cb.wim", wd);
+		for (int i = 0; i < 8; i++) {
+			char f[600];
+			snprintf(f, sizeof f, "%s/big/f%d.txt", wd, i);
+			CHECK(tdamage(p, f) == 0);
+		}
+		tsh("cp %s/cb.wim %s/cb.orig", wd, wd);
 		snprintf(sd, sizeof sd, "%s/state", wd);
+		snprintf(src, sizeof src, "%s/big", wd);
 		CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
-		ih_cancel *tok = ih_cancel_new();
-		ih_cancel_trigger(tok);
-		const char *src[] = {good};
-		rc = ih_restore(s, &(ih_restore_options){.sources = src, .n_sources = 1,
-							.no_policy = 1, .cancel = tok},
-				&r, &err);
-		CHECK(rc == IH_ERR_CANCELLED);
-		ih_cancel_unref(tok);
+		const char *srcs[] = {src};
+		CHECK(ih_restore_start(s, &(ih_restore_options){.sources = srcs, .n_sources = 1,
+								.no_policy = 1},
+				       &j, &err) == IH_OK);
+		CHECK(tcancel_running(j, IH_PHASE_FETCH, NULL) == 1);
+		ih_restore_report *rr = NULL;
+		CHECK(ih_job_restore_result(j, &rr, &err) == IH_ERR_CANCELLED);
+		ih_restore_report_free(rr);
+		ih_job_free(j);
 		ih_session_close(s);
-		CHECK(tsh("cmp -s %s/c.wim %s/c.orig", wd, wd) == 0);
+		CHECK(tsh("cmp -s %s/cb.wim %s/cb.orig", wd, wd) == 0);
 	}
 	/* disk full (a file size limit): clear error, old image intact */
 	stat(good, &a);

@@ -43,8 +43,8 @@
 --                           notes (what the server did, one line each)}, in
 --                           the order they were tried; URLs are shown without
 --                           user:password and query string
---   report.bytes_written    bytes committed to the image (0 when the restore
---                           was rolled back)
+--   report.bytes_written    bytes committed to the image (0 when nothing
+--                           was committed: see report:committed())
 --   report.before           the check report the restore started from
 --   report.rebuilt          repaired into a compacted copy renamed over it
 --   report.policy           {local_source_path, use_windows_update (nil when
@@ -54,6 +54,7 @@
 --                           configures; report.default_barred "limit_access"
 --                           or "policy" when they were not asked
 --
+--   report:committed()      whether a restore changed the image at all
 --   report:summary()        one paragraph for a person
 --   report:files()          iterator: path, damage, image over the damaged
 --                           files (for a restore: those left unrepaired),
@@ -470,6 +471,17 @@ local function left_why(left)
   return table.concat(t, "; ")
 end
 
+-- Whether a restore changed the image: the core counts bytes_written only
+-- for what it committed (a rolled-back restore reports 0).
+function Report:committed()
+  return self.restored == true and (self.bytes_written or 0) > 0
+end
+
+-- bytes_written, counted only when something was committed
+function M.bytes_written(self)
+  return self:committed() and (self.bytes_written or 0) or 0
+end
+
 function restore_summary(self)
   local before, after = self.state_before or "?", self.state or "?"
   local head = after == before and after or string.format("%s (was %s)", after, before)
@@ -513,7 +525,7 @@ function restore_summary(self)
   if #liars > 0 then
     parts[#parts + 1] = "rejected mismatched data from " .. list_words(liars)
   end
-  if #repaired > 0 or (self.bytes_written or 0) > 0 then
+  if self:committed() then
     parts[#parts + 1] = string.format("wrote %s %s", M.format_bytes(self.bytes_written or 0),
       self.rebuilt and "into a rebuilt copy of the image" or "in place")
   else
@@ -582,9 +594,11 @@ function restore_lines(self)
       or self.recorded_at and string.format("recalled from the full scan of %s (use_record)",
         M.format_recorded(self.recorded_at))
       or "recalled from the last full scan of this file (state store)")
-    add("Restore:  %d of %s repaired; %s written %s; %s", #repaired,
-      plural(#repaired + #left, "damaged blob"), M.format_bytes(self.bytes_written or 0),
-      self.rebuilt and "into a compacted copy renamed over the image" or "in place",
+    add("Restore:  %d of %s repaired; %s; %s", #repaired,
+      plural(#repaired + #left, "damaged blob"),
+      not self:committed() and "nothing written (the image is as it was)"
+        or string.format("%s written %s", M.format_bytes(self.bytes_written or 0),
+          self.rebuilt and "into a compacted copy renamed over the image" or "in place"),
       M.format_seconds(self.seconds))
   elseif self.state == "nonrepairable" then
     add("Restore:  not possible: the image's structure cannot be read; nothing was written")

@@ -5,11 +5,13 @@
  * LocalSourcePath's Windows paths mapped to local ones. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hivex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "policy.h"
 #include "util.h"
@@ -76,17 +78,45 @@ static void read_values(hive_h *h, struct policy *p)
 	}
 }
 
+static void hive_note(struct policy *p, const char *file, const char *why)
+{
+	char buf[600];
+	snprintf(buf, sizeof buf, "cannot read the SOFTWARE hive %s: %s", file, why);
+	free(p->note);
+	p->note = ih_strdup(buf);
+}
+
 int policy_read_hive_file(const char *file, struct policy *p)
 {
-	hive_h *h = hivex_open(file, 0);
+	/* The file may be anything (a FIFO would block hivex's open for
+	 * ever): look at it through a non-blocking descriptor first, and let
+	 * hivex read that very file through /proc. */
+	int fd = open(file, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	char path[64];
+	if (fd < 0) {
+		hive_note(p, file, strerror(errno));
+		return -1;
+	}
+	const char *bad = fstat(fd, &st)		      ? strerror(errno)
+			  : !S_ISREG(st.st_mode)	      ? "not a regular file"
+			  : (uint64_t)st.st_size > HIVE_MAX ? "larger than 1 GiB"
+							      : NULL;
+	if (bad) {
+		hive_note(p, file, bad);
+		close(fd);
+		return -1;
+	}
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	hive_h *h = hivex_open(path, 0);
 	if (!h) {
-		char buf[600];
-		snprintf(buf, sizeof buf, "cannot read the SOFTWARE hive %s: %s", file, strerror(errno));
-		p->note = ih_strdup(buf);
+		hive_note(p, file, strerror(errno));
+		close(fd);
 		return -1;
 	}
 	read_values(h, p);
 	hivex_close(h);
+	close(fd);
 	return 0;
 }
 
@@ -132,10 +162,34 @@ int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 	return rc;
 }
 
-/* "C:\Sources\install.wim" -> "/mnt/sources/install.wim" by the longest
- * matching prefix, compared case-insensitively with either slash. */
-char *policy_map_path(const char *winpath, const char *const *map, size_t n_map)
+/* Does a path name ".." as one of its components ('\\' or '/' separated)? */
+static int has_dotdot(const char *path)
 {
+	for (const char *c = path; *c;) {
+		size_t n = strcspn(c, "\\/");
+		if (n == 2 && c[0] == '.' && c[1] == '.')
+			return 1;
+		c += n;
+		c += *c != '\0';
+	}
+	return 0;
+}
+
+/* "C:\Sources\install.wim" -> "/mnt/sources/install.wim" by the longest
+ * matching prefix, compared case-insensitively with either slash.  A path
+ * with a ".." component is never mapped: the image's policy must not reach
+ * outside the directories the caller mapped. */
+int policy_map_path_why(const char *winpath, const char *const *map, size_t n_map,
+			char **out_path, char *why, size_t whylen)
+{
+	*out_path = NULL;
+	if (has_dotdot(winpath)) {
+		snprintf(why, whylen,
+			 "the Windows path %s has a \"..\" component: refused, it could lead "
+			 "outside the mapped directory", winpath);
+		return POLICY_PATH_REFUSED;
+	}
+	snprintf(why, whylen, "no path_map entry maps the Windows path %s", winpath);
 	size_t best = SIZE_MAX, best_len = 0;
 	for (size_t i = 0; i < n_map; i++) {
 		const char *pre = map[2 * i];
@@ -156,13 +210,13 @@ char *policy_map_path(const char *winpath, const char *const *map, size_t n_map)
 		}
 	}
 	if (best == SIZE_MAX)
-		return NULL;
+		return POLICY_PATH_UNMAPPED;
 	const char *local = map[2 * best + 1];
 	const char *rest = winpath + best_len;
 	size_t len = strlen(local) + strlen(rest) + 2;
 	char *out = malloc(len);
 	if (!out)
-		return NULL;
+		return -1;
 	snprintf(out, len, "%s%s", local, rest);
 	for (char *c = out + strlen(local); *c; c++)
 		if (*c == '\\')
@@ -171,7 +225,16 @@ char *policy_map_path(const char *winpath, const char *const *map, size_t n_map)
 	size_t ll = strlen(local);
 	if (ll && out[ll - 1] == '/' && out[ll] == '/')
 		memmove(out + ll, out + ll + 1, strlen(out + ll));
-	return out;
+	*out_path = out;
+	return POLICY_PATH_MAPPED;
+}
+
+char *policy_map_path(const char *winpath, const char *const *map, size_t n_map)
+{
+	char why[8], *out;
+	return policy_map_path_why(winpath, map, n_map, &out, why, sizeof why) == POLICY_PATH_MAPPED
+		       ? out
+		       : NULL;
 }
 
 void policy_free(struct policy *p)

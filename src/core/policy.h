@@ -16,8 +16,15 @@ struct policy {
 int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 		struct policy *p);
 int policy_read_hive_file(const char *file, struct policy *p);
-/* Maps a Windows path by the caller's prefix map; NULL when no prefix fits. */
+/* Maps a Windows path by the caller's prefix map; NULL when no prefix fits
+ * or the path has a ".." component (why says which). */
 char *policy_map_path(const char *winpath, const char *const *map, size_t n_map);
+/* The same, saying why: POLICY_PATH_MAPPED with *out_path, _UNMAPPED (no
+ * prefix fits) or _REFUSED (a ".." component), why filled; -1 out of
+ * memory. */
+enum { POLICY_PATH_MAPPED = 0, POLICY_PATH_UNMAPPED = 1, POLICY_PATH_REFUSED = 2 };
+int policy_map_path_why(const char *winpath, const char *const *map, size_t n_map,
+			char **out_path, char *why, size_t whylen);
 void policy_free(struct policy *p);
 
 #endif

@@ -46,6 +46,8 @@ static int take_lock(struct restore_ctx *x, ih_error *err)
 {
 	int rc = ih_session_lock_exclusive(x->s, err);
 	x->locked = rc == IH_OK;
+	if (x->locked)
+		rebuild_sweep(x->s->w->path); /* what a killed rebuild left */
 	return rc;
 }
 

@@ -122,5 +122,8 @@ int rebuild_begin(const struct wim *w, struct rebuild *rb, ih_error *err);
 int rebuild_commit(const struct wim *w, struct rebuild *rb, const struct target *ts, size_t nt,
 		   ih_error *err);
 void rebuild_abort(struct rebuild *rb);
+/* Removes IMAGE.ihtmp.XXXXXX files a killed rebuild left beside the file
+ * path resolves to (the caller's own regular files no rebuild holds). */
+void rebuild_sweep(const char *path);
 
 #endif

@@ -238,7 +238,8 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		}
 		if (prc > 0)
-			source_unmapped(&x->src[i], &r->sources[i], spec, origin, why);
+			source_unmapped(&x->src[i], &r->sources[i], spec, origin,
+					prc == POLICY_PATH_REFUSED, why);
 		else
 			source_open(&x->src[i], &r->sources[i], spec, &sp, origin, opt);
 		source_spec_free(&sp);

@@ -299,17 +299,31 @@ static int token_tostring(lua_State *L)
 
 /* ------------------------------------------------------------ session */
 
+/* The string at idx, refused when it holds a NUL: C would see only the part
+ * before it (ih.open("x\0junk") opened x).  what names the option. */
+static const char *nul_free(lua_State *L, int idx, const char *what, int item)
+{
+	size_t len;
+	const char *v = lua_tolstring(L, idx, &len);
+	if (strlen(v) != len) {
+		if (item)
+			luaL_error(L, "bad option '%s' (item %d: string with an embedded NUL)", what,
+				   item);
+		luaL_error(L, "bad option '%s' (string with an embedded NUL)", what);
+	}
+	return v;
+}
+
+/* Leaves the value on the stack: with an options table whose __index
+ * makes fresh strings nothing else holds it, and a collection (in the next
+ * __index call, say) would free it while C still uses it. */
 static const char *opt_string(lua_State *L, int t, const char *k)
 {
-	const char *v = NULL;
-	if (lua_getfield(L, t, k) != LUA_TNIL) {
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "bad option '%s' (string expected, got %s)", k,
-				   luaL_typename(L, -1));
-		v = lua_tostring(L, -1);
-	}
-	lua_pop(L, 1); /* the string stays alive: the options table holds it */
-	return v;
+	if (lua_getfield(L, t, k) == LUA_TNIL)
+		return NULL;
+	if (lua_type(L, -1) != LUA_TSTRING)
+		luaL_error(L, "bad option '%s' (string expected, got %s)", k, luaL_typename(L, -1));
+	return nul_free(L, -1, k, 0);
 }
 
 static lua_Integer opt_integer(lua_State *L, int t, const char *k, lua_Integer def,
@@ -342,8 +356,11 @@ static int opt_boolean(lua_State *L, int t, const char *k)
 /* core.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err */
 static int l_open(lua_State *L)
 {
-	const char *path = luaL_checkstring(L, 1);
+	size_t plen;
+	const char *path = luaL_checklstring(L, 1, &plen);
 	ih_open_options o = {0};
+	if (strlen(path) != plen)
+		luaL_argerror(L, 1, "path with an embedded NUL");
 	if (!lua_isnoneornil(L, 2)) {
 		luaL_checktype(L, 2, LUA_TTABLE);
 		o.index = (uint32_t)opt_integer(L, 2, "index", 0, 0, UINT32_MAX);
@@ -499,7 +516,8 @@ static int session_tostring(lua_State *L)
 }
 
 /* The option 'cancel' of the options table at t: a live CancelToken or
- * nil; raises otherwise. */
+ * nil; raises otherwise.  The token stays on the stack (like opt_string's
+ * strings: an __index may have made it, and nothing else holds it). */
 static ltoken *opt_token(lua_State *L, int t)
 {
 	ltoken *tok = NULL;
@@ -511,7 +529,6 @@ static ltoken *opt_token(lua_State *L, int t)
 		if (!tok->c)
 			luaL_error(L, "bad option 'cancel' (attempt to use a closed %s)", TOKEN_MT);
 	}
-	lua_pop(L, 1); /* the options table keeps the token alive */
 	return tok;
 }
 
@@ -567,8 +584,9 @@ static int session_check_start(lua_State *L)
 }
 
 /* The list of strings at option k of the options table at t, as a C array
- * in a userdata left on the stack (the strings stay alive: the options
- * table holds them).  Raises on anything but a list of strings. */
+ * in a userdata left on the stack (the strings stay alive: the userdata
+ * holds the list, which an __index may have made).  Raises on anything but
+ * a list of strings. */
 static const char **opt_string_list(lua_State *L, int t, const char *k, size_t *n)
 {
 	*n = 0;
@@ -581,12 +599,14 @@ static const char **opt_string_list(lua_State *L, int t, const char *k, size_t *
 		luaL_error(L, "bad option '%s' (table expected, got %s)", k, luaL_typename(L, -1));
 	int list = lua_gettop(L);
 	size_t len = (size_t)luaL_len(L, list);
-	const char **v = lua_newuserdatauv(L, (len + 1) * sizeof *v, 0);
+	const char **v = lua_newuserdatauv(L, (len + 1) * sizeof *v, 1);
+	lua_pushvalue(L, list);
+	lua_setiuservalue(L, -2, 1);
 	for (size_t i = 0; i < len; i++) {
 		if (lua_rawgeti(L, list, (lua_Integer)i + 1) != LUA_TSTRING)
 			luaL_error(L, "bad option '%s' (item %d: string expected, got %s)", k,
 				   (int)i + 1, luaL_typename(L, -1));
-		v[i] = lua_tostring(L, -1);
+		v[i] = nul_free(L, -1, k, (int)i + 1);
 		lua_pop(L, 1);
 	}
 	v[len] = NULL;
@@ -610,7 +630,9 @@ static const char **opt_path_map(lua_State *L, int t, size_t *n)
 		luaL_error(L, "bad option 'path_map' (table expected, got %s)", luaL_typename(L, -1));
 	int list = lua_gettop(L);
 	size_t len = (size_t)luaL_len(L, list);
-	const char **v = lua_newuserdatauv(L, (2 * len + 1) * sizeof *v, 0);
+	const char **v = lua_newuserdatauv(L, (2 * len + 1) * sizeof *v, 1);
+	lua_pushvalue(L, list); /* holds the pairs and their strings */
+	lua_setiuservalue(L, -2, 1);
 	for (size_t i = 0; i < len; i++) {
 		if (lua_rawgeti(L, list, (lua_Integer)i + 1) != LUA_TTABLE)
 			luaL_error(L, "bad option 'path_map' (item %d: {windows_prefix, local_dir} "
@@ -620,7 +642,7 @@ static const char **opt_path_map(lua_State *L, int t, size_t *n)
 				luaL_error(L, "bad option 'path_map' (item %d: {windows_prefix, "
 					      "local_dir} expected, item [%d] is %s)",
 					   (int)i + 1, k, luaL_typename(L, -1));
-			v[2 * i + (size_t)k - 1] = lua_tostring(L, -1);
+			v[2 * i + (size_t)k - 1] = nul_free(L, -1, "path_map", (int)i + 1);
 			lua_pop(L, 1);
 		}
 		lua_pop(L, 1);

@@ -72,11 +72,9 @@ int source_spec_from_policy(const char *winspec, const char *const *path_map, si
 		return -1;
 	/* "C:\src\install.wim:1": the drive's colon is not an index */
 	out->index = split_index(winpath);
-	out->path = policy_map_path(winpath, path_map, n_map);
-	if (!out->path)
-		snprintf(why, whylen, "no path_map entry maps the Windows path %s", winpath);
+	int rc = policy_map_path_why(winpath, path_map, n_map, &out->path, why, whylen);
 	free(winpath);
-	return out->path ? 0 : 1;
+	return rc;
 }
 
 void source_spec_free(struct source_spec *sp)
@@ -114,12 +112,12 @@ static void report_init(struct source *src, ih_source_report *rep, const char *s
 }
 
 void source_unmapped(struct source *src, ih_source_report *rep, const char *spec,
-		     ih_source_origin origin, const char *why)
+		     ih_source_origin origin, int refused, const char *why)
 {
 	report_init(src, rep, spec, origin);
 	rep->kind = has_wim_prefix(spec) ? IH_SOURCE_WIM : IH_SOURCE_DIR;
-	rep->status = IH_SOURCE_UNMAPPED;
-	rep->error_code = IH_ERR_SOURCE_MISSING;
+	rep->status = refused ? IH_SOURCE_UNUSABLE : IH_SOURCE_UNMAPPED;
+	rep->error_code = refused ? IH_ERR_INVALID_ARG : IH_ERR_SOURCE_MISSING;
 	rep->error = ih_strdup(why);
 }
 

@@ -76,9 +76,9 @@ struct source {
 /* Parses spec.  0, or -1 when out of memory. */
 int source_spec_parse(const char *spec, struct source_spec *out);
 /* A policy's Windows spec ("wim:C:\src\install.wim:1", "D:\mount") made
- * local through the caller's path map.  0; 1 when the spec names no local
- * place (*why says why: no mapping, or a path leaving the mapped root);
- * -1 when out of memory. */
+ * local through the caller's path map.  0; POLICY_PATH_UNMAPPED (no
+ * mapping) or POLICY_PATH_REFUSED (a ".." component), *why saying so; -1
+ * when out of memory. */
 int source_spec_from_policy(const char *winspec, const char *const *path_map, size_t n_map,
 			    struct source_spec *out, char *why, size_t whylen);
 void source_spec_free(struct source_spec *sp);
@@ -90,9 +90,9 @@ void source_open(struct source *src, ih_source_report *rep, const char *spec,
 		 const struct source_spec *sp, ih_source_origin origin,
 		 const ih_restore_options *opt);
 /* A source that could not even be named locally (a policy spec no path map
- * entry covers): kept for the report. */
+ * entry covers, or one refused): kept for the report. */
 void source_unmapped(struct source *src, ih_source_report *rep, const char *spec,
-		     ih_source_origin origin, const char *why);
+		     ih_source_origin origin, int refused, const char *why);
 void source_close(struct source *src);
 /* Marks src unusable with a message (printf-style). */
 void source_fail(struct source *src, ih_errcode code, const char *fmt, ...)
