@@ -449,7 +449,7 @@ local WHY = {
     .. "access is barred by limit_access or the image's policy (0x800F0907)",
   nonrepairable = "the image cannot be repaired in place",
 }
-local function left_why(left)
+local function left_why(left, them)
   local seen, order = {}, {}
   for _, d in ipairs(left) do
     local c = d.code or "source_missing"
@@ -462,7 +462,7 @@ local function left_why(left)
   local t = {}
   for _, c in ipairs(order) do
     local fmt = WHY[c] or (c .. " (%s)")
-    local what = seen[c] == 1 and "it" or "them"
+    local what = (seen[c] == 1 and not them) and "it" or "them"
     if #order > 1 then
       what = seen[c] == 1 and "1 of them" or string.format("%d of them", seen[c])
     end
@@ -638,7 +638,7 @@ function restore_lines(self)
     end
   end
   if #left > 0 then
-    add_damage(self, add, left, "Not repaired (%d): " .. left_why(left):gsub("%%", "%%%%"),
+    add_damage(self, add, left, "Not repaired (%d): " .. left_why(left, true):gsub("%%", "%%%%"),
       "Files not repaired (%d):")
   end
   if #sources > 0 then
