@@ -4,6 +4,9 @@
  *   cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -Isrc/core -Itests bench/shapes.c \
  *      tests/wimgen.c build/libimagehealth.a -lwim -lcrypto -lhivex -lpthread -o build/shapes
  *   build/shapes nested|nested1|solid|norun|flood|overlap|meta|problems [scan]
+ *
+ * SHAPE_OUT=FILE keeps the image built (to run the CLI on it, e.g.
+ * `/usr/bin/time -f %M bin/imagehealth check FILE --json`).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +84,9 @@ int main(int argc, char **argv)
 	ih_report_free(r);
 	if (rc == IH_OK)
 		ih_session_close(s);
-	unlink(path);
+	/* SHAPE_OUT=FILE keeps the image, e.g. to time the CLI on it */
+	const char *keep = getenv("SHAPE_OUT");
+	if (!keep || rename(path, keep))
+		unlink(path);
 	return 0;
 }

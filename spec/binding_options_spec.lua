@@ -7,6 +7,7 @@
 
 local ih = require "imagehealth"
 local F = require "support.fixtures"
+local H = require "support.restore_helpers"
 
 local tree
 
@@ -15,9 +16,7 @@ lazy_setup(function()
 end)
 
 local function damaged(dir)
-  local img = F.copy(F.image("LZX"), dir .. "/img.wim")
-  F.damage_file_data(img, tree.text)
-  return img
+  return H.damaged_copy(dir, tree.text)
 end
 
 -- A string equal to s but built now (long: not one of the interned short

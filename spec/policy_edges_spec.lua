@@ -15,9 +15,7 @@ lazy_setup(function()
 end)
 
 local function damaged(dir)
-  local img = F.copy(F.image("LZX"), dir .. "/img.wim")
-  F.damage_file_data(img, tree.text)
-  return img
+  return H.damaged_copy(dir, tree.text)
 end
 
 describe("policy sources", function()

@@ -22,10 +22,7 @@ end
 
 -- A copy of the LZX image in dir (made if needed) with one file damaged.
 local function damaged_in(dir, name)
-  F.sh("mkdir -p " .. q(dir))
-  local img = F.copy(F.image("LZX"), dir .. "/" .. (name or "img.wim"))
-  F.damage_file_data(img, tree.text)
-  return img
+  return H.damaged_copy(dir, tree.text, name)
 end
 
 local function rebuild(img, open_opts)

@@ -128,6 +128,15 @@ function H.policy_image()
 end
 
 -- Are two files byte-identical?
+-- A copy of the LZX fixture image, named dir/name (default img.wim), with
+-- the data of the tree's file `file` damaged.
+function H.damaged_copy(dir, file, name)
+  F.sh("mkdir -p " .. F.q(dir))
+  local img = F.copy(F.image("LZX"), dir .. "/" .. (name or "img.wim"))
+  F.damage_file_data(img, file)
+  return img
+end
+
 function H.same_file(a, b)
   return (F.run("cmp -s " .. q(a) .. " " .. q(b)))
 end

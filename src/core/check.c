@@ -201,11 +201,11 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 		if (rc)
 			goto out;
 		if (!m->ok) {
-			size_t bi = w->metadata[m->image - 1];
-			if (bi == SIZE_MAX)
+			const struct wim_blob *mb = wim_image_metadata(w, m->image);
+			if (!mb)
 				problem_add(&pl, IH_PROBLEM_METADATA, IH_NONREPAIRABLE, "%s", m->detail);
 			else
-				damage_add(&d, w, w->blobs[bi].sha1, &w->blobs[bi], m->reason, m->detail);
+				damage_add(&d, w, mb->sha1, mb, m->reason, m->detail);
 			continue;
 		}
 		char why[128];

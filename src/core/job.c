@@ -316,28 +316,54 @@ int ih_job_wait(ih_job *j, int timeout_ms)
 	return d;
 }
 
-int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
+/* The finished job's outcome: its report of the kind asked for handed
+ * over (a restore's, or a check's), or the job's error. */
+static int take_outcome(ih_job *j, int restore, void **out, ih_error *err)
 {
 	int rc;
 	pthread_mutex_lock(&j->mu);
+	void *have = restore ? (void *)j->restore_report : (void *)j->report;
+	const void *other = restore ? (void *)j->report : (void *)j->restore_report;
 	if (!j->done) {
 		pthread_mutex_unlock(&j->mu);
 		return ih_fail(err, IH_ERR_BUSY, "the job is still running");
 	}
 	rc = j->rc;
+	if (rc == IH_OK && !have) {
+		pthread_mutex_unlock(&j->mu);
+		return ih_fail(err, IH_ERR_INVALID_ARG, "%s",
+			       !other ? "the job's report was already taken"
+			       : restore ? "not a restore job: use ih_job_result"
+					 : "a restore job: use ih_job_restore_result");
+	}
 	if (rc == IH_OK) {
-		if (!j->report) {
-			pthread_mutex_unlock(&j->mu);
-			return ih_fail(err, IH_ERR_INVALID_ARG, j->restore_report
-								  ? "a restore job: use ih_job_restore_result"
-								  : "the job's report was already taken");
-		}
-		*report = j->report;
-		j->report = NULL;
+		*out = have;
+		if (restore)
+			j->restore_report = NULL;
+		else
+			j->report = NULL;
 	} else if (err) {
 		*err = j->err;
 	}
 	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
+int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
+{
+	void *out = NULL;
+	int rc = take_outcome(j, 0, &out, err);
+	if (rc == IH_OK)
+		*report = out;
+	return rc;
+}
+
+int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err)
+{
+	void *out = NULL;
+	int rc = take_outcome(j, 1, &out, err);
+	if (rc == IH_OK)
+		*report = out;
 	return rc;
 }
 
@@ -385,26 +411,3 @@ int ih_job_finish(ih_job *j, ih_report **report, ih_error *err)
 	return rc;
 }
 
-int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err)
-{
-	int rc;
-	pthread_mutex_lock(&j->mu);
-	if (!j->done) {
-		pthread_mutex_unlock(&j->mu);
-		return ih_fail(err, IH_ERR_BUSY, "the job is still running");
-	}
-	rc = j->rc;
-	if (rc == IH_OK) {
-		if (!j->restore_report) {
-			pthread_mutex_unlock(&j->mu);
-			return ih_fail(err, IH_ERR_INVALID_ARG, j->report ? "not a restore job: use ih_job_result"
-								  : "the job's report was already taken");
-		}
-		*report = j->restore_report;
-		j->restore_report = NULL;
-	} else if (err) {
-		*err = j->err;
-	}
-	pthread_mutex_unlock(&j->mu);
-	return rc;
-}

@@ -210,7 +210,7 @@ int rebuild_commit(const struct wim *w, struct rebuild *rb, const struct target 
 	uint8_t hdr[WIM_HEADER_SIZE];
 	struct new_table t = {0};
 	struct wim_reshdr boot = {0};
-	uint32_t image = 0;
+	const struct wim_blob *bootb = wim_boot_metadata(w);
 	int rc = IH_OK, solid_ok = p->hdr.version == WIM_VERSION_SOLID;
 	char *target = NULL;
 
@@ -224,9 +224,10 @@ int rebuild_commit(const struct wim *w, struct rebuild *rb, const struct target 
 		wimfmt_get_blob_entry(raw, &e);
 		int solid = solid_ok && (e.res.flags & RESHDR_FLAG_SOLID);
 		int metadata = (e.res.flags & RESHDR_FLAG_METADATA) && e.refcnt;
+		int is_boot = bootb && bootb->part == 1 && bootb->entry == i;
 		if (hit) {
 			fail = table_put_repaired(&t, raw, hit);
-			if (metadata && ++image == p->hdr.boot_index) {
+			if (is_boot) {
 				boot = hit->sup.res;
 				boot.flags |= RESHDR_FLAG_METADATA;
 			}
@@ -248,7 +249,7 @@ int rebuild_commit(const struct wim *w, struct rebuild *rb, const struct target 
 			}
 			if (copy_resource(rb, p->fd, &e.res))
 				goto write_failed;
-			if (metadata && ++image == p->hdr.boot_index)
+			if (is_boot)
 				boot = e.res;
 			fail = table_put(&t, &e);
 		}

@@ -227,13 +227,13 @@ int image_meta_read(const struct wim *w, struct ih_reader *r, uint32_t image,
 
 	memset(m, 0, sizeof *m);
 	m->image = image;
-	if (image == 0 || image > w->image_count || w->metadata[image - 1] == SIZE_MAX) {
+	b = wim_image_metadata(w, image);
+	if (!b) {
 		m->reason = IH_REASON_MISSING;
 		snprintf(m->detail, sizeof m->detail, "metadata resource of image %u is missing",
 			 image);
 		return IH_OK;
 	}
-	b = &w->blobs[w->metadata[image - 1]];
 	/* Metadata legitimately decompresses to many times its stored size;
 	 * 512x the file bounds what hostile input can make us allocate. */
 	max = w->parts[0].size * 512;

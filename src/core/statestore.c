@@ -309,12 +309,7 @@ static int parse_record(const ih_session *s, uint32_t image, struct cur c, int a
 				return rc == IH_ERR_NOMEM ? REC_NOMEM : REC_BAD;
 			if (apply) {
 				char detail[160];
-				size_t *bi = ih_blobindex_get(&w->index, sha1);
-				const struct wim_blob *b = bi ? &w->blobs[*bi] : NULL;
-				for (uint32_t i = 0; !b && i < w->image_count; i++)
-					if (w->metadata[i] != SIZE_MAX &&
-					    !memcmp(w->blobs[w->metadata[i]].sha1, sha1, 20))
-						b = &w->blobs[w->metadata[i]];
+				const struct wim_blob *b = wim_find_blob(w, sha1);
 				snprintf(detail, sizeof detail, "recorded by the full scan of %s: %.90s",
 					 when, text);
 				size_t before = d->n;

@@ -35,41 +35,46 @@
 /* WIMLIB_COMPRESSION_TYPE_* values, the same numbers as WIMGAPI's. */
 enum { CTYPE_NONE = 0, CTYPE_XPRESS = 1, CTYPE_LZX = 2, CTYPE_LZMS = 3 };
 
+/* A resource header, 24 bytes on disk. */
 struct wim_reshdr {
-	uint64_t stored_size; /* 56 bits on disk */
-	uint8_t flags;
-	uint64_t offset;
-	uint64_t orig_size;
+	uint64_t stored_size; /* @0: 7 bytes (56 bits) on disk */
+	uint8_t flags;        /* @7: RESHDR_FLAG_* */
+	uint64_t offset;      /* @8 */
+	uint64_t orig_size;   /* @16: uncompressed size */
 };
 
+/* The header, 208 bytes at the start of every part (magic "MSWIM\0\0\0"
+ * @0; bytes 0x94..0xCF reserved). */
 struct wim_header {
-	uint32_t hdr_size;
-	uint32_t version;
-	uint32_t flags;
-	uint32_t chunk_size;
-	uint8_t guid[16];
-	uint16_t part_number;
-	uint16_t total_parts;
-	uint32_t image_count;
-	struct wim_reshdr blob_table;
-	struct wim_reshdr xml;
-	struct wim_reshdr boot_metadata;
-	uint32_t boot_index;
-	struct wim_reshdr integrity;
-	int ctype;            /* CTYPE_*, from the flags */
+	uint32_t hdr_size;                /* @0x08: 208 */
+	uint32_t version;                 /* @0x0C: WIM_VERSION_* */
+	uint32_t flags;                   /* @0x10: WIM_HDR_FLAG_* */
+	uint32_t chunk_size;              /* @0x14 */
+	uint8_t guid[16];                 /* @0x18 */
+	uint16_t part_number;             /* @0x28: 1-based */
+	uint16_t total_parts;             /* @0x2A */
+	uint32_t image_count;             /* @0x2C */
+	struct wim_reshdr blob_table;     /* @0x30 */
+	struct wim_reshdr xml;            /* @0x48 */
+	struct wim_reshdr boot_metadata;  /* @0x60 */
+	uint32_t boot_index;              /* @0x78: 1-based, 0 for none */
+	struct wim_reshdr integrity;      /* @0x7C */
+	int ctype;                        /* not on disk: CTYPE_*, from the flags */
 };
 
+/* A blob table entry, 50 bytes on disk. */
 struct wim_blob_entry {
-	struct wim_reshdr res;
-	uint16_t part_number;
-	uint32_t refcnt;
-	uint8_t sha1[20];
+	struct wim_reshdr res;  /* @0 */
+	uint16_t part_number;   /* @24 */
+	uint32_t refcnt;        /* @26 */
+	uint8_t sha1[20];       /* @30 */
 };
 
+/* The header of a solid resource, 16 bytes before its chunk table. */
 struct wim_solid_header {
-	uint64_t usize;
-	uint32_t chunk_size;
-	uint32_t ctype;
+	uint64_t usize;       /* @0: uncompressed size of the whole run */
+	uint32_t chunk_size;  /* @8 */
+	uint32_t ctype;       /* @12: compression format */
 };
 
 void wimfmt_get_reshdr(const uint8_t p[RESHDR_SIZE], struct wim_reshdr *r);
@@ -111,7 +116,9 @@ int wimfmt_solid_chunk_offsets(const uint8_t *table, uint64_t nchunks,
 
 /* Integrity table header: total size, entry count, chunk size. */
 struct wim_integrity_header {
-	uint32_t size, num_entries, chunk_size;
+	uint32_t size;         /* @0: of the whole table */
+	uint32_t num_entries;  /* @4: one SHA-1 each, from @12 */
+	uint32_t chunk_size;   /* @8 */
 };
 int wimfmt_parse_integrity(const uint8_t *buf, size_t len, struct wim_integrity_header *ih,
 			   uint64_t covered_bytes);
