@@ -160,7 +160,8 @@ describe("restore_health from nginx", function()
     assert.equal(0x800F0906, r.unrepaired[1].hresult)
     -- trusted with it; HTTP/2, every request on one connection
     N.log(srv)
-    state, r = restore(img, {sources = {url}, http = {ca_file = srv.ca}})
+    state, r = restore(img, {sources = {url}, http = {ca_file = srv.ca,
+      headers = {["X-Imagehealth-Test"] = "map form", "X-Other: list form"}}})
     assert.equal("healthy", state, tostring(r))
     assert.equal(1, r.sources[1].blobs_used)
     local log, conns = N.log(srv), {}

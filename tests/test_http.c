@@ -588,6 +588,39 @@ static void test_default_server(void)
 	unsetenv("IMAGEHEALTH_REPAIR_SOURCES");
 }
 
+/* A restore job tells of its downloads as it goes (per source). */
+static void test_progress(void)
+{
+	char p[600], sd[300];
+	ih_session *s;
+	ih_error err;
+	ih_job *j;
+	const char *src[] = {url(0, "ok", "lzx.wim")};
+	int seen = 0;
+	fresh_bad("lzx.wim");
+	snprintf(p, sizeof p, "%s/bad-lzx.wim", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	CHECK(ih_session_open(p, &(ih_open_options){.state_dir = sd}, &s, &err) == IH_OK);
+	ih_restore_options o = {.sources = src, .n_sources = 1, .no_policy = 1,
+				.default_sources_file = "/nonexistent"};
+	CHECK(ih_restore_start(s, &o, &j, &err) == IH_OK);
+	for (int done = 0; !done;) {
+		ih_event ev[16];
+		size_t n;
+		done = ih_job_wait(j, 100);
+		while ((n = ih_job_events(j, ev, 16)) > 0)
+			for (size_t i = 0; i < n; i++)
+				seen += ev[i].type == IH_EVENT_MESSAGE && strstr(ev[i].text, "bytes fetched") &&
+					strstr(ev[i].text, "/ok/lzx.wim");
+	}
+	CHECK_MSG(seen >= 3, "a message per round trip (header, tables, the wave)");
+	ih_restore_report *r = NULL;
+	CHECK(ih_job_restore_result(j, &r, &err) == IH_OK && r && r->state == IH_HEALTHY);
+	ih_restore_report_free(r);
+	ih_job_free(j);
+	ih_session_close(s);
+}
+
 /* Cancel aborts a stalled transfer within 100 ms; the image is as it was. */
 static void test_cancel(void)
 {
@@ -673,6 +706,7 @@ void test_http(void)
 	PART(no_credentials)
 	PART(credentials_and_proxy)
 	PART(default_server)
+	PART(progress)
 	PART(cancel)
 #undef PART
 	stop_server();

@@ -1004,6 +1004,12 @@ int http_fetch(struct http_xfer *x, struct http_file *files, size_t nfiles,
 		curl_multi_remove_handle(x->multi, live[k]->e);
 		req_free(live[k]);
 	}
+	if (x->job && nw)
+		ih_job_post(x->job, IH_EVENT_MESSAGE,
+			    "%s: round trip %llu: %llu of %llu bytes fetched so far, %llu requests",
+			    files[0].shown, (unsigned long long)x->rep->round_trips,
+			    (unsigned long long)x->rep->bytes_fetched,
+			    (unsigned long long)x->rep->bytes_total, (unsigned long long)x->rep->requests);
 	free(ws);
 	free(live);
 	free(pick);
