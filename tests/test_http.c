@@ -65,6 +65,11 @@ static void test_helpers(void)
 	CHECK_STR(u, "http://h:80/dir.x/noext2");
 	free(u);
 	CHECK(url_is_http("HTTPS://x/y") && url_is_http("http://x") && !url_is_http("/srv/http://x"));
+	CHECK(url_same_origin("https://H:1/a?x", "https://h:1/b/c"));
+	CHECK(!url_same_origin("https://h:1/a", "http://h:1/a"));
+	CHECK(!url_same_origin("https://h:1/a", "https://h:2/a"));
+	CHECK(!url_same_origin("https://u:p@h/a", "https://h/b"));
+	CHECK(!url_same_origin("https://h/a", "https://h.evil/b"));
 
 	struct source_spec sp;
 	CHECK(source_spec_parse("https://h:8443/d/x.wim:3", &sp) == 0);
@@ -373,8 +378,25 @@ static void test_server_behaviours(void)
 	}
 	expect_skipped_alone("s429", quick, "longer than the retry limit");
 	expect_skipped("s500", quick, "giving up after 2 tries");
-	/* redirects */
-	expect_repaired("redirect", quick, NULL);
+	/* redirects: one within the origin is followed once, then remembered */
+	expect_repaired("redirect", quick, "asking there from now on");
+	{
+		char logp[300], line[4096];
+		int n302 = 0, nok = 0;
+		snprintf(logp, sizeof logp, "%s/srv.log", wd);
+		FILE *lf = fopen(logp, "r");
+		while (lf && fgets(line, sizeof line, lf)) {
+			if (!strncmp(line, "redirect ", 9)) {
+				n302++;
+				nok = 0; /* the ok requests after it */
+			}
+			nok += !strncmp(line, "ok ", 3);
+		}
+		if (lf)
+			fclose(lf);
+		CHECK_MSG(n302 == 1, "one redirect followed");
+		CHECK_MSG(nok >= 3, "then every request went straight to the target");
+	}
 	expect_skipped_alone("redirloop", quick, "too many redirects");
 	/* the file replaced after its tables were read: never mixed */
 	expect_skipped("replaced", quick, "changed during the repair");

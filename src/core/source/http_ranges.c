@@ -161,3 +161,24 @@ char *url_part(const char *url, unsigned n)
 		snprintf(s, len, "%.*s%u%s", (int)stem, url, n, url + stem);
 	return s;
 }
+
+/* The authority of a URL: [start, end), and whether it has userinfo. */
+static int authority(const char *url, const char **start, size_t *len)
+{
+	const char *se = strstr(url, "://");
+	if (!se)
+		return -1;
+	*start = se + 3;
+	*len = strcspn(*start, "/?#");
+	return memchr(*start, '@', *len) ? 1 : 0;
+}
+
+int url_same_origin(const char *a, const char *b)
+{
+	const char *sa, *sb;
+	size_t la, lb;
+	if (authority(a, &sa, &la) != 0 || authority(b, &sb, &lb) != 0)
+		return 0;
+	return sa - a == sb - b && !strncasecmp(a, b, (size_t)(sa - a)) && la == lb &&
+	       !strncasecmp(sa, sb, la);
+}

@@ -35,6 +35,10 @@ size_t spans_coalesce(struct span *v, size_t n, uint64_t gap);
 /* The URL as a report may show it: no user:password@, no query string or
  * fragment (which may hold a token).  malloc'd, or NULL. */
 char *url_shown(const char *url);
+/* Do a and b have the same scheme, host and port, and neither a
+ * user:password?  (A redirect within that origin may be followed once and
+ * remembered.) */
+int url_same_origin(const char *a, const char *b);
 /* Is spec an http:// or https:// URL? */
 int url_is_http(const char *spec);
 /* The URL of part n of a split set whose first part is url ("x.swm" ->

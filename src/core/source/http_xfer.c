@@ -733,6 +733,29 @@ static void retry_later(struct http_xfer *x, struct req *r, const char *what, do
 	}
 }
 
+/* A redirect within the same origin (and no credentials in the URL) is
+ * remembered: the next requests go straight to where it led, saving a
+ * round trip each. */
+static void remember_redirect(struct http_xfer *x, struct req *r)
+{
+	struct http_file *f = r->f;
+	char *eff = NULL;
+	long nredir = 0;
+	if (curl_easy_getinfo(r->e, CURLINFO_REDIRECT_COUNT, &nredir) != CURLE_OK || nredir <= 0 ||
+	    curl_easy_getinfo(r->e, CURLINFO_EFFECTIVE_URL, &eff) != CURLE_OK || !eff ||
+	    !strcmp(eff, f->url) || !url_same_origin(f->url, eff))
+		return;
+	char *n = ih_strdup(eff);
+	if (!n)
+		return;
+	char *shown = url_shown(eff);
+	http_note(x, "%s: redirected to %s: asking there from now on", f->shown,
+		  shown ? shown : "(out of memory)");
+	free(shown);
+	free(f->url);
+	f->url = n;
+}
+
 static void finish(struct http_xfer *x, struct req *r, CURLcode rc)
 {
 	struct http_file *f = r->f;
@@ -803,6 +826,8 @@ static void finish(struct http_xfer *x, struct req *r, CURLcode rc)
 	long st = r->status;
 	if (st == 206 || st == 200) {
 		int missing = 0;
+		if (r->mode != BODY_DISCARD)
+			remember_redirect(x, r);
 		for (size_t k = 0; k < r->n; k++)
 			missing += r->spans[r->idx[k]].state == SP_INFLIGHT;
 		if (!missing)
