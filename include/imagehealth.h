@@ -234,6 +234,8 @@ typedef struct ih_check_options {
 	int threads;        /* <= 0: the session's */
 	ih_cancel *cancel;  /* optional */
 	int no_record;      /* do not write the state store */
+	int deep;           /* with scan: decompress and SHA-1 every blob, never
+			     * take unchanged bytes from fingerprints */
 } ih_check_options;
 
 int ih_check_start(ih_session *s, const ih_check_options *opt,
@@ -400,6 +402,21 @@ typedef struct ih_restore_options {
 				      * server list from this file instead */
 } ih_restore_options;
 
+/* How a check looked at the image (ih_report.scan_kind). */
+typedef enum ih_scan_kind {
+	IH_SCAN_QUICK = 0,      /* quick check: metadata decoded and walked */
+	IH_SCAN_QUICK_RECORD,   /* quick check: metadata and blob table proven
+				 * unchanged by hashes of their raw bytes kept
+				 * in the record; the record's findings reported */
+	IH_SCAN_DEEP,           /* full scan: every blob decompressed and SHA-1 checked */
+	IH_SCAN_FINGERPRINT,    /* full scan: raw bytes hashed against the record's
+				 * fingerprints; blobs in changed bytes deep-scanned */
+	IH_SCAN_INTEGRITY,      /* full scan: raw bytes checked against the image's
+				 * own integrity table; blobs in chunks that fail it
+				 * (or that it does not cover) deep-scanned */
+} ih_scan_kind;
+const char *ih_scan_kind_name(ih_scan_kind k); /* "quick", "quick_record", "deep", ... */
+
 /* A check's report (DismCheckImageHealth). */
 struct ih_report {
 	ih_health state;
@@ -417,6 +434,13 @@ struct ih_report {
 	ih_damage *damage;      /* sorted by sha1 */
 	size_t n_problems;
 	ih_problem *problems;
+	ih_scan_kind scan_kind;     /* how the check ran */
+	uint64_t bytes_deep_scanned; /* blob bytes decompressed and SHA-1 checked
+				     * now (all of them in a deep scan) */
+	uint64_t bytes_fingerprinted; /* raw file bytes hashed against fingerprints
+				       * (record or integrity table) */
+	const char *scan_note;      /* static text: why a full scan ran deep rather
+				     * than from fingerprints, or NULL */
 };
 
 /* A restore's report (DismRestoreImageHealth).  It embeds the check it

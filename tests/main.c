@@ -14,6 +14,7 @@ void test_pipeline(void);
 void test_job(void);
 void test_state(void);
 void test_bounds(void);
+void test_fingerprint(void);
 void test_http(void);
 
 static const struct {
@@ -29,6 +30,7 @@ static const struct {
 	{"job", test_job},
 	{"state", test_state},
 	{"bounds", test_bounds},
+	{"fingerprint", test_fingerprint},
 	{"http", test_http},
 };
 

@@ -158,8 +158,8 @@ end
 
 local function start(s, opts)
   -- the C side checks the option types
-  return s:check_start{scan = opts.scan, threads = opts.threads, cancel = opts.cancel,
-                       no_record = opts.no_record}
+  return s:check_start{scan = opts.scan, deep = opts.deep, threads = opts.threads,
+                       cancel = opts.cancel, no_record = opts.no_record}
 end
 
 -- Each long operation is two methods: NAME{...} drives the job to its end
@@ -194,8 +194,10 @@ local function define_operation(name, starter)
   end)
 end
 
--- s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
+-- s:check_health{scan=, deep=, progress=, cancel=, threads=, no_record=, poll=}
 --   -> state, report | nil, err   (err.code == "cancelled" when cancelled)
+--   deep = true (with scan): decompress every blob, never take unchanged
+--   bytes from fingerprints; report.scan_kind says how the check ran
 -- s:check_health_job{...} -> Job | nil, err
 define_operation("check_health", start)
 

@@ -9,6 +9,15 @@
 --   report.record_note      why no state record was read or kept (or nil)
 --   report.image, .index    image path, selected index (0: all)
 --   report.blobs_checked, .bytes_checked, .seconds
+--   report.scan_kind        how the check ran: "quick" (metadata decoded),
+--                           "quick_record" (the record vouched for the blob
+--                           table and metadata), "deep" (every blob
+--                           decompressed), "fingerprint" or "integrity" (raw
+--                           bytes hashed against the last full scan's
+--                           fingerprints or the integrity table; only blobs
+--                           in changed bytes decompressed)
+--   report.bytes_deep_scanned, .bytes_fingerprinted
+--   report.scan_note        why a full scan ran deep unasked (or nil)
 --   report.damaged          list of {sha1, size, reason, detail, is_metadata,
 --                           solid, part, offset, stored_size, images = {..},
 --                           paths = {..}, refs = {{image=, path=}, ..}}
@@ -187,8 +196,23 @@ end
 
 local function what_checked(self)
   if self.scanned then
-    return string.format("full scan of %s (%s) in %s", plural(self.blobs_checked or 0, "blob"),
-      M.format_bytes(self.bytes_checked), M.format_seconds(self.seconds))
+    local how = ""
+    if self.scan_kind == "fingerprint" or self.scan_kind == "integrity" then
+      how = string.format("; %s of raw bytes hashed against %s, %s deep-scanned",
+        M.format_bytes(self.bytes_fingerprinted or 0),
+        self.scan_kind == "fingerprint" and "the last full scan's fingerprints"
+          or "the image's integrity table",
+        M.format_bytes(self.bytes_deep_scanned or 0))
+    elseif self.scan_kind == "deep" then
+      how = "; deep: every blob decompressed"
+    end
+    return string.format("full scan of %s (%s) in %s%s", plural(self.blobs_checked or 0, "blob"),
+      M.format_bytes(self.bytes_checked), M.format_seconds(self.seconds), how)
+  end
+  if self.scan_kind == "quick_record" and self.recorded_at then
+    return string.format("quick check (structure, and recorded damage from the full scan of "
+      .. "%s; its record vouches for the blob table and metadata as they are, so nothing "
+      .. "was decoded)", M.format_recorded(self.recorded_at))
   end
   if self.from_record and self.recorded_at then
     if self.restored then
@@ -304,6 +328,9 @@ function Report:lines()
   add("Checked:  %s", what_checked(self))
   if self.record_note then
     add("Record:   %s", self.record_note)
+  end
+  if self.scan_note then
+    add("Scan:     %s", self.scan_note)
   end
   local damaged = self.damaged or {}
   if #damaged > 0 then

@@ -191,19 +191,34 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 		     size_t nmetas, ih_report *r)
 {
 	int need_walk = 0;
-	(void)w;
 	if (d->oom)
 		return IH_ERR_NOMEM; /* something was lost: no report rather than a wrong one */
 	for (size_t i = d->walked; i < d->n; i++)
 		need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
 	for (size_t i = 0; i < nmetas && need_walk; i++) {
 		struct ref_ctx c = {.d = d, .image = metas[i].image};
+		struct image_meta again = {0};
+		const struct image_meta *m = &metas[i];
 		char why[128];
-		if (!metas[i].ok)
+		int wr;
+		if (!m->ok)
 			continue;
-		if (ih_meta_walk(metas[i].buf, metas[i].len, collect_ref, &c, NULL, why, sizeof why) ==
-			    IH_META_NOMEM ||
-		    c.oom)
+		if (!m->buf) {
+			/* freed after its first walk: read again, alone */
+			struct ih_reader rd;
+			ih_reader_init(&rd, w);
+			rd.threads = d->threads > 0 ? d->threads : 1;
+			int rc = image_meta_read(w, &rd, m->image, &again, NULL);
+			ih_reader_free(&rd);
+			if (rc)
+				return rc == IH_ERR_NOMEM ? IH_ERR_NOMEM : IH_ERR_IO;
+			if (!again.ok)
+				continue; /* changed meanwhile: its paths are lost */
+			m = &again;
+		}
+		wr = ih_meta_walk(m->buf, m->len, collect_ref, &c, NULL, why, sizeof why);
+		image_meta_free(&again);
+		if (wr == IH_META_NOMEM || c.oom)
 			return IH_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < d->n; i++) {

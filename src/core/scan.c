@@ -5,10 +5,19 @@
  * non-solid blobs (streamed chunk by chunk), single chunks of solid
  * resources (decompressed in parallel, hashed in order under the resource's
  * lock), and integrity-table chunks.  Big blobs go first so no thread is
- * left alone with one at the end; the rest follow in file order. */
+ * left alone with one at the end; the rest follow in file order.
+ *
+ * A fingerprint re-scan first hashes the file's raw bytes (fingerprint
+ * chunks, or the integrity table's chunks) on all threads, then reads as
+ * above only the blobs whose stored bytes are not all proven unchanged;
+ * the other blobs get the verdict the record holds for them (the integrity
+ * table's: the verdict of the bytes as written).  The record is of the
+ * same layout (raw headers and blob tables): the same entries, chunk
+ * tables and solid headers, so the same bytes give the same verdict. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <openssl/evp.h>
 #include "job.h"
 #include "session.h"
 #include "sha1.h"
@@ -17,7 +26,7 @@
 #define BIG_BLOB (32u << 20)
 #define INTEGRITY_WINDOW (1u << 20)
 
-enum task_kind { T_BLOB, T_SOLID_CHUNK, T_INTEGRITY };
+enum task_kind { T_BLOB, T_SOLID_CHUNK, T_INTEGRITY, T_FP };
 
 struct task {
 	uint8_t kind;
@@ -37,10 +46,24 @@ struct solid_state {
 	ih_sha1_ctx *md;
 };
 
-struct bad_integrity {
-	uint16_t part;
-	uint32_t entry;
+/* Which byte ranges of a part may have changed since the record: units
+ * (fingerprint or integrity chunks) from base, covering [lo, hi); pre
+ * holds prefix counts of changed units (NULL: nothing is proven). */
+struct part_map {
+	uint64_t base, lo, hi, n;
+	uint32_t unit;
+	uint64_t *pre;
 };
+
+static int range_changed(const struct part_map *m, uint64_t off, uint64_t end)
+{
+	if (!m->pre || off >= end || off < m->lo || end > m->hi)
+		return 1;
+	uint64_t a = (off - m->base) / m->unit, b = (end - 1 - m->base) / m->unit;
+	if (b >= m->n)
+		return 1;
+	return m->pre[b + 1] != m->pre[a];
+}
 
 struct scan {
 	ih_session *s;
@@ -58,15 +81,35 @@ struct scan {
 	int running;
 	int rc;
 	ih_error err;
-	struct bad_integrity *bad_int;
-	size_t nbad_int;
+	struct fp_bad_int *bad_int;
+	size_t nbad_int, cap_bad_int;
+	struct scan_opts *so;
+	struct part_map *maps;  /* per part, once the changes are known; NULL: deep */
+	int integrity_is_fp;    /* integrity chunks are the fingerprints now */
+	atomic_uint_fast64_t deep_bytes, fp_bytes, int_bytes;
+	uint64_t unchanged_bytes;  /* blob bytes proven unchanged */
 };
 
 struct worker {
 	struct scan *sc;
 	struct ih_reader r;
 	ih_sha1_ctx *md;
+	EVP_MD_CTX *md256;
 };
+
+static int add_bad_int(struct scan *sc, uint16_t part, uint32_t entry)
+{
+	if (sc->nbad_int == sc->cap_bad_int) {
+		size_t nc = sc->cap_bad_int ? sc->cap_bad_int * 2 : 16;
+		struct fp_bad_int *nb = realloc(sc->bad_int, nc * sizeof *nb);
+		if (!nb)
+			return -1;
+		sc->bad_int = nb;
+		sc->cap_bad_int = nc;
+	}
+	sc->bad_int[sc->nbad_int++] = (struct fp_bad_int){part, entry};
+	return 0;
+}
 
 __attribute__((format(printf, 3, 0)))
 static void scan_error(struct scan *sc, int code, const char *fmt, const char *a, int e)
@@ -97,6 +140,7 @@ static int hash_chunk(void *ctx, const uint8_t *data, size_t len)
 	struct worker *wk = ctx;
 	ih_sha1_update(wk->md, data, len);
 	atomic_fetch_add_explicit(&wk->sc->j->bytes_done, len, memory_order_relaxed);
+	atomic_fetch_add_explicit(&wk->sc->deep_bytes, len, memory_order_relaxed);
 	return 0;
 }
 
@@ -203,6 +247,7 @@ static void do_solid_chunk(struct worker *wk, uint32_t k, uint64_t c)
 			solid_feed(sc, s, ss, cend, UINT64_MAX, NULL, IH_REASON_BAD_ENTRY,
 				   "blob extends past the end of its solid resource");
 		atomic_fetch_add_explicit(&sc->j->bytes_done, cend - c * cs, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sc->deep_bytes, cend - c * cs, memory_order_relaxed);
 	}
 	pthread_cond_broadcast(&ss->cv);
 	pthread_mutex_unlock(&ss->mu);
@@ -240,6 +285,9 @@ static void do_integrity(struct worker *wk, uint16_t part, uint32_t entry)
 		}
 		ih_sha1_update(wk->md, wk->r.in, n);
 		atomic_fetch_add_explicit(&sc->j->bytes_done, n, memory_order_relaxed);
+		if (sc->integrity_is_fp)
+			atomic_fetch_add_explicit(&sc->fp_bytes, n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&sc->int_bytes, n, memory_order_relaxed);
 		off += n;
 	}
 	if (!bad) {
@@ -248,15 +296,38 @@ static void do_integrity(struct worker *wk, uint16_t part, uint32_t entry)
 	}
 	if (bad) {
 		pthread_mutex_lock(&sc->mu);
-		struct bad_integrity *nb = realloc(sc->bad_int, (sc->nbad_int + 1) * sizeof *nb);
-		if (nb) {
-			sc->bad_int = nb;
-			nb[sc->nbad_int].part = part;
-			nb[sc->nbad_int].entry = entry;
-			sc->nbad_int++;
-		}
+		int oom = add_bad_int(sc, part, entry);
 		pthread_mutex_unlock(&sc->mu);
+		if (oom) /* a lost mismatch would be a false verdict */
+			scan_error(sc, IH_ERR_NOMEM, "%s: %s", "integrity", ENOMEM);
 	}
+}
+
+/* One fingerprint chunk of a part's raw bytes. */
+static void do_fp(struct worker *wk, uint16_t part, uint64_t n)
+{
+	struct scan *sc = wk->sc;
+	struct fp_set *f = sc->so->fp_out;
+	const struct wim_part *p = &sc->w->parts[part - 1];
+	uint64_t start = n * f->chunk, end = start + f->chunk;
+	uint8_t *out = f->fp[f->first[part - 1] + n];
+
+	if (end > p->size)
+		end = p->size;
+	if ((!wk->md256 && !(wk->md256 = fp_md_new())) ||
+	    ih_reader_reserve_in(&wk->r, INTEGRITY_WINDOW)) {
+		scan_error(sc, IH_ERR_NOMEM, "%s: %s", "fingerprints", ENOMEM);
+		return;
+	}
+	if (fp_hash_range(sc->w, part, start, end, wk->r.in, INTEGRITY_WINDOW, wk->md256, out)) {
+		if (errno) {
+			scan_error(sc, IH_ERR_IO, "%s: read error: %s", p->path, errno);
+			return;
+		}
+		memset(out, 0, FP_LEN); /* the file shrank: matches no fingerprint */
+	}
+	atomic_fetch_add_explicit(&sc->j->bytes_done, end - start, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sc->fp_bytes, end - start, memory_order_relaxed);
 }
 
 static void *worker_main(void *arg)
@@ -273,6 +344,7 @@ static void *worker_main(void *arg)
 		case T_BLOB: do_blob(wk, &sc->w->blobs[t->idx]); break;
 		case T_SOLID_CHUNK: do_solid_chunk(wk, t->idx, t->n); break;
 		case T_INTEGRITY: do_integrity(wk, (uint16_t)t->idx, (uint32_t)t->n); break;
+		case T_FP: do_fp(wk, (uint16_t)t->idx, t->n); break;
 		}
 	}
 	pthread_mutex_lock(&sc->mu);
@@ -290,35 +362,80 @@ static int cmp_task(const void *a, const void *b)
 
 /* Should blob i be scanned?  Skips metadata (the quick phase read it),
  * duplicates, entries already known bad, and blobs outside `want`. */
-static int wanted(const struct wim *w, size_t i, const uint8_t *want)
+int scan_candidate(const struct wim *w, size_t i)
 {
 	const struct wim_blob *b = &w->blobs[i];
 	if (b->image || b->dup || b->bad || b->size == 0)
 		return 0;
-	if (b->solid >= 0 && w->solids[b->solid].bad)
-		return 0;
-	return !want || want[i];
+	return !(b->solid >= 0 && w->solids[b->solid].bad);
 }
 
-static int build_tasks(struct scan *sc, const uint8_t *want, uint64_t *bytes,
+static int wanted(const struct wim *w, size_t i, const uint8_t *want)
+{
+	return scan_candidate(w, i) && (!want || want[i]);
+}
+
+/* Are blob i's stored bytes (a solid blob: its whole resource) possibly
+ * changed since the record?  Always, in a deep scan. */
+static int blob_changed(const struct scan *sc, size_t i)
+{
+	const struct wim *w = sc->w;
+	const struct wim_blob *b = &w->blobs[i];
+	if (!sc->maps)
+		return 1;
+	if (b->solid >= 0) {
+		const struct wim_solid *s = &w->solids[b->solid];
+		return range_changed(&sc->maps[s->part - 1], s->offset, s->offset + s->stored_size);
+	}
+	return range_changed(&sc->maps[b->part - 1], b->offset, b->offset + b->stored_size);
+}
+
+/* Must integrity chunk e of part p be hashed now?  In a deep scan, all; in
+ * a fingerprint re-scan, those whose bytes (or the table) changed. */
+static int integrity_changed(const struct scan *sc, unsigned p, uint32_t e)
+{
+	const struct wim_part *pt = &sc->w->parts[p];
+	uint32_t cs = get_le32(pt->integrity + 8);
+	uint64_t start = WIM_HEADER_SIZE + (uint64_t)e * cs;
+	uint64_t end = pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size;
+	if (!sc->maps || sc->integrity_is_fp)
+		return 1;
+	if (range_changed(&sc->maps[p], pt->hdr.integrity.offset,
+			  pt->hdr.integrity.offset + pt->hdr.integrity.stored_size))
+		return 1;
+	if (start + cs < end)
+		end = start + cs;
+	return range_changed(&sc->maps[p], start, end);
+}
+
+/* Which tasks build_tasks makes. */
+enum { B_BLOBS = 1, B_INTEGRITY = 2, B_FP = 4 };
+
+static int build_tasks(struct scan *sc, const uint8_t *want, int what, uint64_t *bytes,
 		       uint64_t *blobs)
 {
 	const struct wim *w = sc->w;
 	size_t cap = w->nblobs + 16;
 	uint64_t pos_base = 1ULL << 62;
+	const struct fp_set *f = sc->so->fp_out;
 
 	for (size_t k = 0; k < w->nsolids; k++)
 		cap += w->solids[k].bad ? 0 : w->solids[k].nchunks;
 	for (unsigned p = 0; p < w->nparts; p++)
 		if (w->parts[p].integrity_ok)
 			cap += get_le32(w->parts[p].integrity + 4);
+	if ((what & B_FP) && f)
+		cap += f->first[f->nparts];
+	free(sc->tasks);
+	sc->ntasks = 0;
+	atomic_store(&sc->next, 0);
 	sc->tasks = malloc(cap * sizeof *sc->tasks);
 	if (!sc->tasks)
 		return -1;
 	*bytes = *blobs = 0;
-	for (size_t i = 0; i < w->nblobs; i++) {
+	for (size_t i = 0; i < w->nblobs && (what & B_BLOBS); i++) {
 		const struct wim_blob *b = &w->blobs[i];
-		if (!wanted(w, i, want) || b->solid >= 0)
+		if (!wanted(w, i, want) || b->solid >= 0 || !blob_changed(sc, i))
 			continue;
 		struct task *t = &sc->tasks[sc->ntasks++];
 		t->kind = T_BLOB;
@@ -329,10 +446,11 @@ static int build_tasks(struct scan *sc, const uint8_t *want, uint64_t *bytes,
 		*bytes += b->size;
 		(*blobs)++;
 	}
-	for (size_t k = 0; k < w->nsolids; k++) {
+	for (size_t k = 0; k < w->nsolids && (what & B_BLOBS); k++) {
 		const struct wim_solid *s = &w->solids[k];
 		size_t n = 0;
-		if (s->bad)
+		if (s->bad || (sc->maps && !range_changed(&sc->maps[s->part - 1], s->offset,
+							   s->offset + s->stored_size)))
 			continue;
 		for (size_t i = 0; i < s->nblobs; i++)
 			n += wanted(w, s->blobs[i], want);
@@ -348,19 +466,36 @@ static int build_tasks(struct scan *sc, const uint8_t *want, uint64_t *bytes,
 		}
 		*bytes += s->sh.usize;
 	}
-	for (unsigned p = 0; p < w->nparts; p++) {
+	for (unsigned p = 0; p < w->nparts && (what & B_INTEGRITY); p++) {
 		const struct wim_part *pt = &w->parts[p];
 		if (!pt->integrity_ok)
 			continue;
-		uint32_t n = get_le32(pt->integrity + 4);
+		uint32_t n = get_le32(pt->integrity + 4), cs = get_le32(pt->integrity + 8);
+		uint64_t end = pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size;
 		for (uint32_t e = 0; e < n; e++) {
+			if (!integrity_changed(sc, p, e))
+				continue;
 			struct task *t = &sc->tasks[sc->ntasks++];
+			uint64_t start = WIM_HEADER_SIZE + (uint64_t)e * cs;
 			t->kind = T_INTEGRITY;
 			t->idx = p + 1;
 			t->n = e;
 			t->order = UINT64_MAX - 1 - ((uint64_t)(w->nparts - p) << 32) + e;
+			*bytes += start < end ? (end - start < cs ? end - start : cs) : 0;
 		}
-		*bytes += pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size - WIM_HEADER_SIZE;
+	}
+	for (unsigned p = 0; f && p < f->nparts && (what & B_FP); p++) {
+		uint64_t n = f->first[p + 1] - f->first[p];
+		for (uint64_t c = 0; c < n; c++) {
+			struct task *t = &sc->tasks[sc->ntasks++];
+			t->kind = T_FP;
+			t->idx = p + 1;
+			t->n = c;
+			/* after the blobs (the cache holds what they read), before
+			 * the integrity chunks */
+			t->order = (UINT64_C(3) << 62) + ((uint64_t)p << 48) + c;
+		}
+		*bytes += w->parts[p].size;
 	}
 	if (sc->ntasks > 1)
 		qsort(sc->tasks, sc->ntasks, sizeof *sc->tasks, cmp_task);
@@ -420,7 +555,7 @@ static int judge_integrity(struct scan *sc, const struct wim *w, struct problem_
 		v[k].maxend = k > 0 && v[k - 1].part == v[k].part && v[k - 1].maxend > v[k].end
 				      ? v[k - 1].maxend : v[k].end;
 	for (size_t i = 0; i < sc->nbad_int; i++) {
-		const struct bad_integrity *bi = &sc->bad_int[i];
+		const struct fp_bad_int *bi = &sc->bad_int[i];
 		const struct wim_part *p = &w->parts[bi->part - 1];
 		uint32_t cs = get_le32(p->integrity + 8);
 		uint64_t start = WIM_HEADER_SIZE + (uint64_t)bi->entry * cs, end = start + cs;
@@ -442,29 +577,231 @@ static int judge_integrity(struct scan *sc, const struct wim *w, struct problem_
 	return 0;
 }
 
-int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
-	       struct damage_set *d, struct problem_list *pl, ih_error *err)
+/* Runs sc->tasks on the workers (started here, joined before returning);
+ * this thread watches: progress every 100 ms, cancellation within 50. */
+static int run_pool(struct scan *sc, struct worker *wks, int threads, ih_error *err)
 {
-	struct scan sc = {.s = s, .w = s->w, .j = j, .d = d, .want = want};
+	const struct wim *w = sc->w;
+	pthread_t tids[64];
+	int started = 0;
+
+	if (sc->ntasks == 0)
+		return IH_OK;
+	if (threads > (int)sc->ntasks)
+		threads = (int)sc->ntasks;
+	if (threads > 64)
+		threads = 64;
+	for (int t = 0; t < threads; t++) {
+		pthread_mutex_lock(&sc->mu);
+		sc->running++;
+		pthread_mutex_unlock(&sc->mu);
+		if (pthread_create(&tids[t], NULL, worker_main, &wks[t])) {
+			pthread_mutex_lock(&sc->mu);
+			sc->running--;
+			pthread_mutex_unlock(&sc->mu);
+			break;
+		}
+		started++;
+	}
+	if (!started)
+		return ih_fail(err, IH_ERR_NOMEM, "cannot start scanner threads");
+	pthread_mutex_lock(&sc->mu);
+	while (sc->running > 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&sc->cv, &sc->mu, &ts);
+		pthread_mutex_unlock(&sc->mu);
+		if (ih_job_cancelled(sc->j)) {
+			atomic_store(&sc->stop, 1);
+			for (size_t k = 0; k < w->nsolids; k++) {
+				pthread_mutex_lock(&sc->ss[k].mu);
+				pthread_cond_broadcast(&sc->ss[k].cv);
+				pthread_mutex_unlock(&sc->ss[k].mu);
+			}
+		}
+		ih_job_tick(sc->j);
+		pthread_mutex_lock(&sc->mu);
+	}
+	pthread_mutex_unlock(&sc->mu);
+	for (int t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	if (sc->rc) {
+		if (err)
+			*err = sc->err;
+		return sc->rc;
+	}
+	return IH_OK;
+}
+
+/* Prefix counts of changed units into m. */
+static int map_from(struct part_map *m, uint64_t base, uint64_t lo, uint64_t hi, uint32_t unit,
+		    uint64_t n, int (*is_changed)(void *, uint64_t), void *ctx)
+{
+	*m = (struct part_map){.base = base, .lo = lo, .hi = hi, .unit = unit, .n = n};
+	if (unit == 0 || !(m->pre = malloc((n + 1) * sizeof *m->pre)))
+		return unit == 0 ? 0 : -1;
+	m->pre[0] = 0;
+	for (uint64_t u = 0; u < n; u++)
+		m->pre[u + 1] = m->pre[u] + (is_changed(ctx, u) != 0);
+	return 0;
+}
+
+struct fp_cmp {
+	const struct fp_set *now, *then;
+	uint64_t first;
+};
+
+static int fp_differs(void *ctx, uint64_t u)
+{
+	const struct fp_cmp *c = ctx;
+	return memcmp(c->now->fp[c->first + u], c->then->fp[c->first + u], FP_LEN) != 0;
+}
+
+static int byte_set(void *ctx, uint64_t u)
+{
+	return ((const uint8_t *)ctx)[u];
+}
+
+/* After the first pass of a re-scan: which ranges changed, part by part. */
+static int build_maps(struct scan *sc)
+{
+	const struct wim *w = sc->w;
+	sc->maps = calloc(w->nparts, sizeof *sc->maps);
+	if (!sc->maps)
+		return -1;
+	for (unsigned p = 0; p < w->nparts; p++) {
+		const struct wim_part *pt = &w->parts[p];
+		if (sc->so->mode == IH_SCAN_FINGERPRINT) {
+			const struct fp_set *f = sc->so->fp_out;
+			struct fp_cmp c = {f, &sc->so->rec->fps, f->first[p]};
+			if (map_from(&sc->maps[p], 0, 0, pt->size, f->chunk, f->first[p + 1] - f->first[p],
+				     fp_differs, &c))
+				return -1;
+		} else if (pt->integrity_ok) {
+			uint32_t n = get_le32(pt->integrity + 4), cs = get_le32(pt->integrity + 8);
+			uint8_t *bad = calloc((size_t)n + 1, 1);
+			if (!bad)
+				return -1;
+			for (size_t i = 0; i < sc->nbad_int; i++)
+				if (sc->bad_int[i].part == p + 1 && sc->bad_int[i].entry < n)
+					bad[sc->bad_int[i].entry] = 1;
+			int rc = map_from(&sc->maps[p], WIM_HEADER_SIZE, WIM_HEADER_SIZE,
+					  pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size,
+					  cs, n, byte_set, bad);
+			free(bad);
+			if (rc)
+				return -1;
+			/* A changed blob table: any entry may now name other bytes or
+			 * another SHA-1 than the writer's, so nothing in this part is
+			 * proven by the integrity table. */
+			if (range_changed(&sc->maps[p], pt->hdr.blob_table.offset,
+					  pt->hdr.blob_table.offset + pt->hdr.blob_table.stored_size)) {
+				free(sc->maps[p].pre);
+				sc->maps[p].pre = NULL;
+			}
+		} /* else: no map, nothing in this part is proven */
+	}
+	return 0;
+}
+
+/* A fingerprint re-scan: what the record says of the blobs and integrity
+ * chunks this scan does not read again. */
+static int recall_unchanged(struct scan *sc, const uint8_t *want, uint64_t *unchanged)
+{
+	const struct wim *w = sc->w;
+	const struct fp_record *rec = sc->so->rec;
+	*unchanged = 0;
+	/* checked, by their raw bytes: counted as a deep scan counts them */
+	for (size_t i = 0; i < w->nblobs; i++)
+		if (wanted(w, i, want) && !blob_changed(sc, i)) {
+			(*unchanged)++;
+			sc->unchanged_bytes += w->blobs[i].size;
+		}
+	if (sc->so->mode != IH_SCAN_FINGERPRINT)
+		return 0; /* integrity table: bytes as written, nothing damaged */
+	for (size_t k = 0; k < rec->ndmg; k++) {
+		const size_t *v = ih_blobindex_get(&w->index, rec->dmg[k].sha1);
+		if (!v || !wanted(w, *v, want) || blob_changed(sc, *v))
+			continue;
+		report_damage(sc, &w->blobs[*v], rec->dmg[k].reason, rec->dmg[k].detail);
+	}
+	for (size_t k = 0; k < rec->nbad; k++) {
+		unsigned p = rec->bad[k].part - 1u;
+		if (p >= w->nparts || !w->parts[p].integrity_ok ||
+		    rec->bad[k].entry >= get_le32(w->parts[p].integrity + 4) ||
+		    integrity_changed(sc, p, rec->bad[k].entry))
+			continue;
+		if (add_bad_int(sc, rec->bad[k].part, rec->bad[k].entry))
+			return -1;
+	}
+	return sc->d->oom ? -1 : 0;
+}
+
+int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
+	       struct scan_opts *so, struct damage_set *d, struct problem_list *pl, ih_error *err)
+{
+	struct scan sc = {.s = s, .w = s->w, .j = j, .d = d, .want = want, .so = so};
 	struct worker *wks = NULL;
-	pthread_t *tids = NULL;
-	uint64_t bytes, blobs;
-	int started = 0, rc = IH_OK;
+	uint64_t bytes, blobs, unchanged = 0;
+	int rc = IH_OK;
 
 	pthread_mutex_init(&sc.mu, NULL);
 	pthread_cond_init(&sc.cv, NULL);
-	if (build_tasks(&sc, want, &bytes, &blobs)) {
-		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		goto out;
-	}
+	if (so->mode == IH_SCAN_FINGERPRINT && (!so->rec || !so->fp_out))
+		so->mode = IH_SCAN_DEEP;
 	sc.ss = calloc(s->w->nsolids + 1, sizeof *sc.ss);
-	if (!sc.ss) {
+	if (threads < 1)
+		threads = 1;
+	if (threads > 64)
+		threads = 64;
+	wks = calloc((size_t)threads, sizeof *wks);
+	if (!sc.ss || !wks) {
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		goto out;
 	}
 	for (size_t k = 0; k < s->w->nsolids; k++) {
 		pthread_mutex_init(&sc.ss[k].mu, NULL);
 		pthread_cond_init(&sc.ss[k].cv, NULL);
+	}
+	for (int t = 0; t < threads; t++) {
+		ih_reader_init(&wks[t].r, s->w);
+		wks[t].sc = &sc;
+		if (!(wks[t].md = ih_sha1_new())) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+	}
+
+	/* A re-scan: first the raw bytes against the fingerprints. */
+	if (so->mode != IH_SCAN_DEEP) {
+		int what = so->mode == IH_SCAN_FINGERPRINT ? B_FP : B_INTEGRITY | B_FP;
+		sc.integrity_is_fp = so->mode == IH_SCAN_INTEGRITY;
+		if (build_tasks(&sc, want, what, &bytes, &blobs)) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		ih_job_set_phase(j, IH_PHASE_SCAN, bytes, 0);
+		rc = run_pool(&sc, wks, threads, err);
+		if (rc || ih_job_cancelled(j))
+			goto out;
+		if (build_maps(&sc) || recall_unchanged(&sc, want, &unchanged)) {
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		sc.integrity_is_fp = 0;
+	}
+
+	/* Then every blob not proven unchanged, decompressed and hashed. */
+	int what = so->mode == IH_SCAN_DEEP ? B_BLOBS | B_INTEGRITY | B_FP
+		   : so->mode == IH_SCAN_FINGERPRINT ? B_BLOBS | B_INTEGRITY : B_BLOBS;
+	if (build_tasks(&sc, want, what, &bytes, &blobs)) {
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		goto out;
 	}
 	/* A digest only for resources the scan reads (not for bad ones). */
 	for (size_t i = 0; i < sc.ntasks; i++) {
@@ -474,81 +811,26 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 			goto out;
 		}
 	}
-	ih_job_set_phase(j, IH_PHASE_SCAN, bytes, blobs);
-	if (threads > (int)sc.ntasks)
-		threads = sc.ntasks ? (int)sc.ntasks : 1;
-	wks = calloc((size_t)threads, sizeof *wks);
-	tids = calloc((size_t)threads, sizeof *tids);
-	if (!wks || !tids) {
+	ih_job_set_phase(j, IH_PHASE_SCAN, bytes + sc.unchanged_bytes, blobs + unchanged);
+	atomic_fetch_add(&j->blobs_done, unchanged);
+	atomic_fetch_add(&j->bytes_done, sc.unchanged_bytes);
+	rc = run_pool(&sc, wks, threads, err);
+	if (rc == IH_OK && !ih_job_cancelled(j) && judge_integrity(&sc, s->w, pl))
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	for (int t = 0; t < threads; t++) {
-		ih_reader_init(&wks[t].r, s->w);
-	}
-	for (int t = 0; t < threads; t++) {
-		wks[t].sc = &sc;
-		if (!(wks[t].md = ih_sha1_new())) {
-			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-			break;
-		}
-		pthread_mutex_lock(&sc.mu);
-		sc.running++;
-		pthread_mutex_unlock(&sc.mu);
-		if (pthread_create(&tids[t], NULL, worker_main, &wks[t])) {
-			pthread_mutex_lock(&sc.mu);
-			sc.running--;
-			pthread_mutex_unlock(&sc.mu);
-			break;
-		}
-		started++;
-	}
-	if (rc)
-		atomic_store(&sc.stop, 1); /* those started end early; the error stands */
-	if (!started) {
-		if (!rc)
-			rc = ih_fail(err, IH_ERR_NOMEM, "cannot start scanner threads");
-		goto out;
-	}
-	/* This thread watches: progress every 100 ms, cancellation within 50. */
-	pthread_mutex_lock(&sc.mu);
-	while (sc.running > 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 50 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&sc.cv, &sc.mu, &ts);
-		pthread_mutex_unlock(&sc.mu);
-		if (ih_job_cancelled(j)) {
-			atomic_store(&sc.stop, 1);
-			for (size_t k = 0; k < s->w->nsolids; k++) {
-				pthread_mutex_lock(&sc.ss[k].mu);
-				pthread_cond_broadcast(&sc.ss[k].cv);
-				pthread_mutex_unlock(&sc.ss[k].mu);
-			}
-		}
-		ih_job_tick(j);
-		pthread_mutex_lock(&sc.mu);
-	}
-	pthread_mutex_unlock(&sc.mu);
-	for (int t = 0; t < started; t++)
-		pthread_join(tids[t], NULL);
-	if (sc.rc) {
-		rc = sc.rc;
-		if (err)
-			*err = sc.err;
-	} else if (!ih_job_cancelled(j)) {
-		if (judge_integrity(&sc, s->w, pl))
-			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	}
 out:
+	so->bytes_deep = atomic_load(&sc.deep_bytes);
+	so->bytes_checked = so->bytes_deep + sc.unchanged_bytes + atomic_load(&sc.int_bytes);
+	so->bytes_fp = atomic_load(&sc.fp_bytes);
+	if (rc == IH_OK) {
+		so->bad_int = sc.bad_int;
+		so->nbad_int = sc.nbad_int;
+		sc.bad_int = NULL;
+	}
 	if (wks)
 		for (int t = 0; t < threads; t++) {
 			ih_reader_free(&wks[t].r);
 			ih_sha1_free(wks[t].md);
+			fp_md_free(wks[t].md256);
 		}
 	if (sc.ss)
 		for (size_t k = 0; k < s->w->nsolids; k++) {
@@ -556,9 +838,12 @@ out:
 			pthread_cond_destroy(&sc.ss[k].cv);
 			ih_sha1_free(sc.ss[k].md);
 		}
+	if (sc.maps)
+		for (unsigned p = 0; p < s->w->nparts; p++)
+			free(sc.maps[p].pre);
+	free(sc.maps);
 	free(sc.ss);
 	free(wks);
-	free(tids);
 	free(sc.tasks);
 	free(sc.bad_int);
 	pthread_mutex_destroy(&sc.mu);

@@ -10,6 +10,7 @@
 #include "reader.h"
 #include "wim.h"
 #include "metadata.h"
+#include "fingerprint.h"
 
 struct ih_session {
 	struct wim *w;
@@ -75,6 +76,7 @@ struct damage_set {
 	size_t walked;           /* entries [0, walked) have their refs already */
 	size_t ref_bytes;        /* paths kept, with their overhead */
 	int oom;                 /* something was lost: damage_to_report fails */
+	int threads;             /* for decoding metadata again (damage_to_report) */
 };
 
 int damage_set_init(struct damage_set *d);
@@ -89,7 +91,8 @@ ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t s
 int damage_note_ref(struct damage_set *d, uint32_t image, const uint8_t sha1[20],
 		    const char *path);
 /* Sorts, attaches the paths from the images' metadata (walking it again
- * only for entries added after `walked`), moves into report. */
+ * only for entries added after `walked`; a tree whose buffer was freed
+ * after its first walk is read again, one at a time), moves into report. */
 int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
 		     size_t nmetas, ih_report *r);
 
@@ -98,6 +101,9 @@ struct state_recall {
 	ih_health state;
 	double scanned_at;
 	const char *note;  /* static text: why a record there was not used, or NULL */
+	uint8_t layout[FP_LEN];  /* raw headers and blob tables when recorded */
+	uint8_t metaraw[FP_LEN]; /* the image's raw metadata resource then */
+	int have_metaraw;
 };
 /* Adds what the record of (file, image) holds to d and pl, if there is a
  * trustworthy record of this very file (GUID, sizes, mtimes) whose
@@ -113,6 +119,12 @@ int state_recall(const ih_session *s, uint32_t image, int with_refs, struct dama
  * directory is not one we may keep records in. */
 int state_save_report(const ih_session *s, const ih_report *r);
 int state_save_report_note(const ih_session *s, const ih_report *r, const char **note);
+/* The file's fingerprint record (what the last full scan of all its blobs
+ * found, and the fingerprints of the bytes it read), if there is a
+ * trustworthy one whose sizes match the file: IH_OK, IH_ERR_NOMEM, or
+ * STATE_NO_RECORD (*note may say why).  The caller compares the layout. */
+int state_fp_load(const ih_session *s, struct fp_record *rec, const char **note);
+int state_fp_save(const ih_session *s, const struct fp_record *rec);
 
 /* The health check itself, run on the caller's job thread. */
 /* A report made from the records alone, when every selected image has one:
@@ -123,9 +135,24 @@ int check_from_records(ih_session *s, ih_report **out);
 int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
 	      ih_error *err);
 
-/* Full scan: reads every blob whose want[i] is set (want NULL: all), adds
- * damage. */
+/* How a full scan runs, and what it did. */
+struct scan_opts {
+	ih_scan_kind mode;          /* DEEP, FINGERPRINT (rec set) or INTEGRITY */
+	const struct fp_record *rec;
+	struct fp_set *fp_out;      /* fingerprints to compute now, or NULL (FINGERPRINT: required) */
+	uint64_t bytes_deep;        /* out: blob bytes decompressed and hashed */
+	uint64_t bytes_fp;          /* out: raw bytes hashed for fingerprints */
+	uint64_t bytes_checked;     /* out: blob bytes verified (read now or proven
+				     * unchanged) and integrity chunk bytes */
+	struct fp_bad_int *bad_int; /* out: integrity chunks that did not match (caller frees) */
+	size_t nbad_int;
+};
+/* Full scan: every blob whose want[i] is set (want NULL: all) is read, or
+ * proven unchanged since the record; adds damage. */
 int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
-	       struct damage_set *d, struct problem_list *problems, ih_error *err);
+	       struct scan_opts *so, struct damage_set *d, struct problem_list *problems,
+	       ih_error *err);
+/* Whether scan_blobs reads blob i when nothing limits it. */
+int scan_candidate(const struct wim *w, size_t i);
 
 #endif

@@ -6,11 +6,13 @@
  * regular file of the caller's that nobody else may write, and only when
  * its checksum matches and all of it parses; else it is ignored whole.
  *
- *   imagehealth-state 3
+ *   imagehealth-state 4
  *   image N
  *   part K SIZE MTIME_NS          one per part; all must match the file
  *   scanned_at UNIX_TIME
  *   state 0|1|2
+ *   layout HEX                    SHA-256 of the raw headers and blob tables
+ *   metaraw HEX|-                 SHA-256 of image N's raw metadata resource
  *   problem KIND SEVERITY TEXT    problems the scan found
  *   damage SHA1 SIZE REASON TEXT  a damaged blob, then its uses in image N:
  *   meta IMAGE                      it is that image's metadata resource
@@ -20,7 +22,25 @@
  *
  * TEXT is LENGTH:BYTES (decimal length, then exactly that many bytes, no
  * NUL): a field of any length and content cannot be read as anything else.
- * Every line ends with '\n' right after its last field. */
+ * Every line ends with '\n' right after its last field.
+ *
+ * The quick check takes a record's findings without decoding any metadata
+ * when layout and metaraw match the file as it is now.
+ *
+ * Beside them, one fingerprint record per file (GUID-HASH.fingerprints), kept
+ * after a full scan of every blob (and of nothing else: it is a cache of
+ * that scan), in the same encoding:
+ *
+ *   imagehealth-fingerprints 1
+ *   part K SIZE MTIME_NS          one per part; sizes must match the file
+ *   layout HEX
+ *   scanned_at UNIX_TIME
+ *   chunk BYTES
+ *   fp HEX                        SHA-256 of each chunk, parts in order
+ *   damage SHA1 REASON TEXT       each blob the scan found damaged
+ *   badint PART ENTRY             each integrity chunk that did not match
+ *   end
+ *   sha256 HEX */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -31,10 +51,12 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "fingerprint.h"
 #include "session.h"
 #include "util.h"
 
-#define STATE_MAGIC "imagehealth-state 3\n"
+#define STATE_MAGIC "imagehealth-state 4\n"
+#define FP_MAGIC "imagehealth-fingerprints 1\n"
 /* A record holds damaged paths: bounded so a planted one cannot take
  * memory without end (a few hundred thousand paths fit). */
 #define RECORD_MAX ((off_t)128 << 20)
@@ -52,7 +74,10 @@ static void state_name(const ih_session *s, uint32_t image, char *buf, size_t le
 	for (; *p; p++)
 		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
 	free(real);
-	snprintf(buf, len, "%s-%016llx-%u.state", guid, (unsigned long long)h, image);
+	if (image == 0) /* the whole file's fingerprint record */
+		snprintf(buf, len, "%s-%016llx.fingerprints", guid, (unsigned long long)h);
+	else
+		snprintf(buf, len, "%s-%016llx-%u.state", guid, (unsigned long long)h, image);
 }
 
 /* mkdir -p */
@@ -179,6 +204,33 @@ static int get_i64(struct cur *c, int64_t *v)
 	return *e || errno ? -1 : 0;
 }
 
+/* 64 hex digits. */
+static int get_hash(struct cur *c, uint8_t out[FP_LEN])
+{
+	if (c->end - c->p < 2 * FP_LEN)
+		return -1;
+	for (int i = 0; i < 2 * FP_LEN; i++) {
+		char ch = c->p[i];
+		int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+		if (v < 0)
+			return -1;
+		if (i % 2)
+			out[i / 2] = (uint8_t)(out[i / 2] | v);
+		else
+			out[i / 2] = (uint8_t)(v << 4);
+	}
+	c->p += 2 * FP_LEN;
+	if (c->p < c->end && *c->p != ' ' && *c->p != '\n')
+		return -1;
+	return 0;
+}
+
+static void put_hash(FILE *f, const uint8_t h[FP_LEN])
+{
+	for (int i = 0; i < FP_LEN; i++)
+		fprintf(f, "%02x", h[i]);
+}
+
 /* LENGTH:BYTES into a fresh NUL-terminated string (NULL when only
  * checking). */
 static int get_text(struct cur *c, char **out)
@@ -268,6 +320,26 @@ static int parse_record(const ih_session *s, uint32_t image, struct cur c, int a
 		out->scanned_at = at;
 		out->state = (ih_health)u;
 	}
+	uint8_t layout[FP_LEN], metaraw[FP_LEN];
+	int have_metaraw = 0;
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "layout") || get_sep(&c, ' ') ||
+	    get_hash(&c, layout) || line_end(&c))
+		return REC_BAD;
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "metaraw") || get_sep(&c, ' '))
+		return REC_BAD;
+	if (c.p < c.end && *c.p == '-')
+		c.p++;
+	else if (get_hash(&c, metaraw))
+		return REC_BAD;
+	else
+		have_metaraw = 1;
+	if (line_end(&c))
+		return REC_BAD;
+	if (apply) {
+		memcpy(out->layout, layout, FP_LEN);
+		memcpy(out->metaraw, metaraw, FP_LEN);
+		out->have_metaraw = have_metaraw;
+	}
 	time_t t = (time_t)at;
 	struct tm tm;
 	gmtime_r(&t, &tm);
@@ -312,15 +384,20 @@ static int parse_record(const ih_session *s, uint32_t image, struct cur c, int a
 				const struct wim_blob *b = wim_find_blob(w, sha1);
 				snprintf(detail, sizeof detail, "recorded by the full scan of %s: %.90s",
 					 when, text);
-				size_t before = d->n;
 				cur = damage_add(d, w, sha1, b, (ih_reason)u, detail);
+				if (!cur && !d->oom) {
+					/* known already (another image's record, or the
+					 * scan): this record's refs are this image's */
+					size_t *v = ih_blobindex_get(&d->idx, sha1);
+					cur = v ? &d->v[*v] : NULL;
+				} else if (cur && !b) {
+					cur->size = size;
+				}
 				if (!cur) {
 					free(text);
 					return REC_NOMEM;
 				}
-				if (!b)
-					cur->size = size;
-				if (d->n == before || !with_refs) /* known: refs come only once */
+				if (!with_refs)
 					cur = NULL;
 			}
 		} else if (!strcmp(tag, "meta")) {
@@ -439,13 +516,20 @@ int state_recall(const ih_session *s, uint32_t image, int with_refs, struct dama
 }
 
 static void write_record(FILE *f, const ih_session *s, uint32_t image, const ih_report *r,
-			 double when)
+			 double when, const uint8_t layout[FP_LEN], const uint8_t *metaraw)
 {
 	fprintf(f, "%simage %u\n", STATE_MAGIC, image);
 	for (unsigned k = 0; k < s->w->nparts; k++)
 		fprintf(f, "part %u %llu %lld\n", k + 1, (unsigned long long)s->w->parts[k].size,
 			(long long)s->w->parts[k].mtime_ns);
-	fprintf(f, "scanned_at %.3f\nstate %d\n", when, (int)r->state);
+	fprintf(f, "scanned_at %.3f\nstate %d\nlayout ", when, (int)r->state);
+	put_hash(f, layout);
+	fputs("\nmetaraw ", f);
+	if (metaraw)
+		put_hash(f, metaraw);
+	else
+		fputc('-', f);
+	fputc('\n', f);
 	for (size_t i = 0; i < r->n_problems; i++) {
 		fprintf(f, "problem %d %d ", (int)r->problems[i].kind, (int)r->problems[i].severity);
 		put_text(f, r->problems[i].message);
@@ -476,21 +560,10 @@ static void write_record(FILE *f, const ih_session *s, uint32_t image, const ih_
 	fputs("end\n", f);
 }
 
-/* Writes one record: the body into memory, its checksum after it. */
-static int save_one(int dfd, const ih_session *s, uint32_t image, const ih_report *r,
-		    double when)
+/* Writes a record body made in memory, its checksum after it, atomically. */
+static int save_body(int dfd, const ih_session *s, uint32_t image, char *body, size_t len)
 {
 	char name[128], tmp[160], hex[65];
-	char *body = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&body, &len);
-	if (!m)
-		return IH_ERR_NOMEM;
-	write_record(m, s, image, r, when);
-	if (fclose(m)) {
-		free(body);
-		return IH_ERR_NOMEM;
-	}
 	sha256_hex(body, len, hex);
 	state_name(s, image, name, sizeof name);
 	int fd = -1;
@@ -523,19 +596,211 @@ static int save_one(int dfd, const ih_session *s, uint32_t image, const ih_repor
 	return IH_OK;
 }
 
+/* One image's record. */
+static int save_one(int dfd, const ih_session *s, uint32_t image, const ih_report *r,
+		    double when, const uint8_t layout[FP_LEN])
+{
+	char *body = NULL;
+	size_t len = 0;
+	uint8_t metaraw[FP_LEN];
+	int have_meta = fp_metadata_hash(s->w, image, metaraw) == 0;
+	FILE *m = open_memstream(&body, &len);
+	if (!m)
+		return IH_ERR_NOMEM;
+	write_record(m, s, image, r, when, layout, have_meta ? metaraw : NULL);
+	if (fclose(m)) {
+		free(body);
+		return IH_ERR_NOMEM;
+	}
+	return save_body(dfd, s, image, body, len);
+}
+
 int state_save_report_note(const ih_session *s, const ih_report *r, const char **note)
 {
 	const char *why = NULL;
 	double when = ih_wallclock();
+	uint8_t layout[FP_LEN];
 	int dfd = open_state_dir(s, 1, &why), rc = IH_OK;
 	if (note)
 		*note = why;
 	if (dfd < 0)
 		return IH_ERR_ACCESS;
+	fp_layout_hash(s->w, layout);
 	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s) && rc == IH_OK; i++)
-		rc = save_one(dfd, s, i, r, when);
+		rc = save_one(dfd, s, i, r, when, layout);
 	close(dfd);
 	return rc;
+}
+
+/* ------------------------------------------------ fingerprint records */
+
+int state_fp_save(const ih_session *s, const struct fp_record *rec)
+{
+	const char *why = NULL;
+	char *body = NULL;
+	size_t len = 0;
+	int dfd, rc;
+	FILE *f;
+
+	if (rec->fps.nparts != s->w->nparts)
+		return IH_ERR_INVALID_ARG;
+	if ((dfd = open_state_dir(s, 1, &why)) < 0)
+		return IH_ERR_ACCESS;
+	if (!(f = open_memstream(&body, &len))) {
+		close(dfd);
+		return IH_ERR_NOMEM;
+	}
+	fputs(FP_MAGIC, f);
+	for (unsigned k = 0; k < s->w->nparts; k++)
+		fprintf(f, "part %u %llu %lld\n", k + 1, (unsigned long long)s->w->parts[k].size,
+			(long long)s->w->parts[k].mtime_ns);
+	fputs("layout ", f);
+	put_hash(f, rec->layout);
+	fprintf(f, "\nscanned_at %.3f\nchunk %u\n", rec->scanned_at, rec->fps.chunk);
+	for (uint64_t i = 0; i < rec->fps.first[rec->fps.nparts]; i++) {
+		fputs("fp ", f);
+		put_hash(f, rec->fps.fp[i]);
+		fputc('\n', f);
+	}
+	for (size_t i = 0; i < rec->ndmg; i++) {
+		char hex[41];
+		ih_sha1_hex(rec->dmg[i].sha1, hex);
+		fprintf(f, "damage %s %d ", hex, (int)rec->dmg[i].reason);
+		put_text(f, rec->dmg[i].detail);
+		fputc('\n', f);
+	}
+	for (size_t i = 0; i < rec->nbad; i++)
+		fprintf(f, "badint %u %u\n", rec->bad[i].part, rec->bad[i].entry);
+	fputs("end\n", f);
+	if (fclose(f)) {
+		free(body);
+		close(dfd);
+		return IH_ERR_NOMEM;
+	}
+	rc = save_body(dfd, s, 0, body, len);
+	close(dfd);
+	return rc;
+}
+
+/* Appends to a growing array (doubling). */
+static int grow(void *pp, size_t *cap, size_t n, size_t elem)
+{
+	void **p = pp;
+	if (n < *cap)
+		return 0;
+	size_t nc = *cap ? *cap * 2 : 16;
+	void *np = realloc(*p, nc * elem);
+	if (!np)
+		return -1;
+	*p = np;
+	*cap = nc;
+	return 0;
+}
+
+static int parse_fp_record(const ih_session *s, struct cur c, struct fp_record *rec)
+{
+	const struct wim *w = s->w;
+	char tag[16], word[48], *e;
+	uint64_t u, v, size;
+	int64_t mtime;
+	size_t dcap = 0, bcap = 0;
+	uint64_t nfp = 0;
+
+	if ((size_t)(c.end - c.p) < sizeof FP_MAGIC - 1 || memcmp(c.p, FP_MAGIC, sizeof FP_MAGIC - 1))
+		return REC_BAD;
+	c.p += sizeof FP_MAGIC - 1;
+	for (unsigned k = 0; k < w->nparts; k++) {
+		if (get_word(&c, tag, sizeof tag) || strcmp(tag, "part") || get_sep(&c, ' ') ||
+		    get_u64(&c, &u) || get_sep(&c, ' ') || get_u64(&c, &size) || get_sep(&c, ' ') ||
+		    get_i64(&c, &mtime) || line_end(&c))
+			return REC_BAD;
+		if (u != k + 1 || size != w->parts[k].size)
+			return REC_OTHER_FILE; /* another size: another file */
+	}
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "layout") || get_sep(&c, ' ') ||
+	    get_hash(&c, rec->layout) || line_end(&c))
+		return REC_BAD;
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "scanned_at") || get_sep(&c, ' ') ||
+	    get_word(&c, word, sizeof word) || line_end(&c))
+		return REC_BAD;
+	rec->scanned_at = strtod(word, &e);
+	if (*e || !(rec->scanned_at >= 0 && rec->scanned_at < 1e12))
+		return REC_BAD;
+	if (get_word(&c, tag, sizeof tag) || strcmp(tag, "chunk") || get_sep(&c, ' ') ||
+	    get_u64(&c, &u) || u < (64u << 10) || u > (1u << 30) || line_end(&c))
+		return REC_BAD;
+	if (fp_set_alloc(&rec->fps, w, (uint32_t)u))
+		return REC_NOMEM;
+	for (;;) {
+		if (get_word(&c, tag, sizeof tag))
+			return REC_BAD;
+		if (!strcmp(tag, "end")) {
+			if (line_end(&c) || c.p != c.end)
+				return REC_BAD;
+			break;
+		}
+		if (get_sep(&c, ' '))
+			return REC_BAD;
+		if (!strcmp(tag, "fp")) {
+			if (nfp >= rec->fps.first[w->nparts] || get_hash(&c, rec->fps.fp[nfp]))
+				return REC_BAD;
+			nfp++;
+		} else if (!strcmp(tag, "damage")) {
+			char *text = NULL;
+			int rc;
+			if (grow(&rec->dmg, &dcap, rec->ndmg, sizeof *rec->dmg))
+				return REC_NOMEM;
+			struct fp_damage *dm = &rec->dmg[rec->ndmg];
+			if (get_word(&c, word, sizeof word) || strlen(word) != 40 ||
+			    ih_sha1_from_hex(word, dm->sha1) || get_sep(&c, ' ') || get_u64(&c, &u) ||
+			    u < IH_REASON_HASH_MISMATCH || u > IH_REASON_BAD_ENTRY || get_sep(&c, ' '))
+				return REC_BAD;
+			if ((rc = get_text(&c, &text)))
+				return rc == IH_ERR_NOMEM ? REC_NOMEM : REC_BAD;
+			dm->reason = (ih_reason)u;
+			snprintf(dm->detail, sizeof dm->detail, "%s", text);
+			free(text);
+			rec->ndmg++;
+		} else if (!strcmp(tag, "badint")) {
+			if (get_u64(&c, &u) || u < 1 || u > w->nparts || get_sep(&c, ' ') ||
+			    get_u64(&c, &v) || v > UINT32_MAX)
+				return REC_BAD;
+			if (grow(&rec->bad, &bcap, rec->nbad, sizeof *rec->bad))
+				return REC_NOMEM;
+			rec->bad[rec->nbad++] = (struct fp_bad_int){(uint16_t)u, (uint32_t)v};
+		} else {
+			return REC_BAD;
+		}
+		if (line_end(&c))
+			return REC_BAD;
+	}
+	return nfp == rec->fps.first[w->nparts] ? REC_OK : REC_BAD;
+}
+
+int state_fp_load(const ih_session *s, struct fp_record *rec, const char **note)
+{
+	char *buf = NULL, hex[65];
+	size_t len = 0;
+	int rc = read_record(s, 0, &buf, &len, note);
+	memset(rec, 0, sizeof *rec);
+	if (rc != IH_OK)
+		return rc;
+	rc = REC_BAD;
+	if (len >= SUM_LINE_LEN && !memcmp(buf + len - SUM_LINE_LEN, "sha256 ", 7) &&
+	    buf[len - 1] == '\n') {
+		sha256_hex(buf, len - SUM_LINE_LEN, hex);
+		if (!memcmp(buf + len - SUM_LINE_LEN + 7, hex, 64))
+			rc = parse_fp_record(s, (struct cur){buf, buf + len - SUM_LINE_LEN}, rec);
+	}
+	free(buf);
+	if (rc == REC_BAD)
+		*note = "the fingerprint record is damaged (its checksum or format is wrong): "
+			"ignored";
+	else if (rc == REC_OTHER_FILE)
+		*note = "the file's size changed since its fingerprints were recorded";
+	if (rc != REC_OK)
+		fp_record_free(rec);
+	return rc == REC_OK ? IH_OK : rc == REC_NOMEM ? IH_ERR_NOMEM : STATE_NO_RECORD;
 }
 
 int state_save_report(const ih_session *s, const ih_report *r)

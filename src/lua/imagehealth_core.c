@@ -558,7 +558,7 @@ static void register_job(lua_State *L)
 	lua_pop(L, 1);
 }
 
-/* session:check_start{scan=, threads=, cancel=, no_record=} -> Job | nil, err */
+/* session:check_start{scan=, deep=, threads=, cancel=, no_record=} -> Job | nil, err */
 static int session_check_start(lua_State *L)
 {
 	lsession *ls = check_session(L, 1);
@@ -568,6 +568,7 @@ static int session_check_start(lua_State *L)
 		luaL_checktype(L, 2, LUA_TTABLE);
 		o.scan = opt_boolean(L, 2, "scan");
 		o.no_record = opt_boolean(L, 2, "no_record");
+		o.deep = opt_boolean(L, 2, "deep");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		tok = opt_token(L, 2);
 	}
@@ -1133,6 +1134,11 @@ static void push_report(lua_State *L, const ih_report *r)
 	setfield_u64(L, "blobs_checked", r->blobs_checked);
 	setfield_u64(L, "bytes_checked", r->bytes_checked);
 	setfield_num(L, "seconds", r->seconds);
+	setfield_str(L, "scan_kind", ih_scan_kind_name(r->scan_kind));
+	setfield_u64(L, "bytes_deep_scanned", r->bytes_deep_scanned);
+	setfield_u64(L, "bytes_fingerprinted", r->bytes_fingerprinted);
+	if (r->scan_note)
+		setfield_str(L, "scan_note", r->scan_note);
 	push_damage_list(L, r->damage, r->n_damage, 0);
 	lua_setfield(L, -2, "damaged");
 	push_problems(L, r->problems, r->n_problems);
@@ -1158,6 +1164,9 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	setfield_u64(L, "blobs_checked", c->blobs_checked);
 	setfield_u64(L, "bytes_checked", c->bytes_checked);
 	setfield_num(L, "seconds", r->seconds);
+	setfield_str(L, "scan_kind", ih_scan_kind_name(c->scan_kind));
+	setfield_u64(L, "bytes_deep_scanned", c->bytes_deep_scanned);
+	setfield_u64(L, "bytes_fingerprinted", c->bytes_fingerprinted);
 	setfield_bool(L, "restored", 1);
 	setfield_str(L, "state_before", ih_health_name(c->state));
 	setfield_int(L, "health_before", c->state);
