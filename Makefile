@@ -28,11 +28,11 @@ $(B)/faultsrv: tests/tools/faultsrv.c | $(B)/obj/tests
 	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $< -lpthread
 
 define flavour
-$(1)/obj/%.o: src/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h src/lua/*.h) | $(1)/obj/core $(1)/obj/core/source $(1)/obj/lua
+$(1)/obj/%.o: src/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h src/lua/*.h) | $(1)/obj/core $(1)/obj/core/source $(1)/obj/core/tree $(1)/obj/lua
 	$$(CC) $$(CFLAGS_BASE) $(2) -fPIC -fvisibility=hidden -DIH_BUILDING -c $$< -o $$@
 $(1)/obj/tests/%.o: tests/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h tests/*.h) | $(1)/obj/tests
 	$$(CC) $$(CFLAGS_BASE) $(2) -c $$< -o $$@
-$(1)/obj/core $(1)/obj/core/source $(1)/obj/lua $(1)/obj/tests $(1)/lua/imagehealth:
+$(1)/obj/core $(1)/obj/core/source $(1)/obj/core/tree $(1)/obj/lua $(1)/obj/tests $(1)/lua/imagehealth:
 	mkdir -p $$@
 $(1)/libimagehealth.a: $$(CORE_SRC:src/%.c=$(1)/obj/%.o)
 	rm -f $$@ && ar rcs $$@ $$^

@@ -53,6 +53,7 @@ build = {
       ["imagehealth.job"] = "lua/imagehealth/job.lua",
       ["imagehealth.report"] = "lua/imagehealth/report.lua",
       ["imagehealth.json"] = "lua/imagehealth/json.lua",
+      ["imagehealth.tree_report"] = "lua/imagehealth/tree_report.lua",
     },
     lib = {
       ["imagehealth.core"] = "build/lua/imagehealth/core.so",

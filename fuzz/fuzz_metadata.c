@@ -37,6 +37,19 @@ static int on_stream(void *ctx, const uint8_t sha1[20], const char *path, int na
 	return ++s->streams == s->stop_after ? 42 : 0;
 }
 
+/* ih_meta_walk3 sees the same entries, each with its own name inside its path. */
+static int on_file(void *ctx, const ih_meta_file *f)
+{
+	size_t n = strlen(f->path);
+	check_path(f->path);
+	if (f->name_off < 1 || f->name_off > n || f->path[f->name_off - 1] != '/')
+		abort();
+	if (f->name_has_slash != (strchr(f->path + f->name_off, '/') != NULL))
+		abort();
+	((struct seen *)ctx)->entries++;
+	return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct seen s = {0, 0, 0};
@@ -51,6 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (r == 0 && s.entries != (s.entries ? 1 + st.files + st.dirs : 0))
 		abort(); /* every kept entry but the root is counted once */
+	struct seen s3 = {0, 0, 0};
+	if (ih_meta_walk3(data, size, on_file, &s3, NULL, NULL, 0) != r)
+		abort();
+	if (r == 0 && s3.entries != s.entries)
+		abort();
 	if (r == 0 && s.streams > 1) {
 		/* Stopping midway returns the callback's value. */
 		struct seen s2 = {0, 0, s.streams / 2};

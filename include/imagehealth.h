@@ -78,6 +78,14 @@ typedef struct ih_open_options {
 	uint32_t index;        /* 0: all images; else 1-based image index */
 	const char *state_dir; /* NULL: $XDG_STATE_HOME/imagehealth */
 	int threads;           /* <= 0: number of online CPUs */
+	/* An applied image tree: path is a directory checked against this
+	 * reference: "wim:PATH:INDEX" (or PATH.wim / .esd with index below),
+	 * "seal:FILE" (a manifest written by ih_tree_seal), or "seal" (this
+	 * tree's seal in the state store).  NULL with a directory path: the
+	 * state store's seal. */
+	const char *reference;
+	int case_insensitive;  /* tree: names compare case-insensitively (also
+				* automatic on an ntfs-3g / FUSE or FAT mount) */
 } ih_open_options;
 
 typedef struct ih_image_info {
@@ -154,7 +162,7 @@ typedef struct ih_progress {
 
 typedef enum ih_event_type {
 	IH_EVENT_PROGRESS = 1,
-	IH_EVENT_DAMAGE,     /* a damaged blob was found; text has details */
+	IH_EVENT_DAMAGE,     /* a damaged blob was found: sha1, size, reason; text has details */
 	IH_EVENT_MESSAGE,
 	IH_EVENT_DONE,
 	IH_EVENT_REQUEST,    /* a worker asks for a blob: see ih_job_request */
@@ -165,6 +173,11 @@ typedef struct ih_event {
 	ih_progress progress;
 	char text[256];
 	uint64_t request_id; /* IH_EVENT_REQUEST: the request's id */
+	/* IH_EVENT_DAMAGE: the blob (its paths are in the report) */
+	uint8_t sha1[20];
+	uint64_t size;       /* uncompressed size the image claims */
+	int reason;          /* ih_reason */
+	int is_metadata;
 } ih_event;
 
 typedef struct ih_job ih_job;
@@ -195,15 +208,33 @@ void ih_job_free(ih_job *j);
  * core never calls its caller.  Each request the caller saw should be ended
  * with ih_job_reply_end, even after a call returned IH_ERR_CANCELLED: that
  * releases it (otherwise it is released when the job is freed). */
+typedef enum ih_request_kind {
+	IH_REQUEST_BLOB = 0,  /* a scripted source ("script:NAME") is asked for the blob: answer
+			       * its bytes (ih_job_reply_data) and end found = 1, or end
+			       * found = 0 (reason: why not) */
+	IH_REQUEST_ORDER,     /* (ih_restore_options.ask_order) the sources to try for this
+			       * blob: answer the 0-based source indexes as uint32_t values
+			       * (native byte order) and end found = 1; found = 0 keeps the
+			       * restore's order */
+	IH_REQUEST_ACCEPT,    /* (ih_restore_options.ask_accept) end found = 1 to repair the
+			       * blob, found = 0 to skip it (reason: why; the report lists it
+			       * unrepaired with code IH_ERR_POLICY) */
+} ih_request_kind;
+
 typedef struct ih_request {
 	uint64_t id;
-	int source;                 /* index of the asking source in the restore's sources */
+	int source;                 /* BLOB: index of the asking source in the restore's
+				     * sources (as in the report); else -1 */
 	uint8_t sha1[20];
 	uint64_t size;              /* expected size, 0 when unknown */
 	size_t n_refs;
 	const struct ih_ref *refs;  /* paths that use it (ih_ref below) */
 	uint32_t n_images;
 	const uint32_t *images;     /* images (1-based) that use it */
+	ih_request_kind kind;
+	int reason;                 /* ih_reason: how the blob is damaged */
+	int is_metadata;            /* the directory tree of images[0] */
+	size_t n_sources;           /* the restore's sources (ORDER picks among them) */
 } ih_request;
 /* Details of a request; refs and images stay valid until the caller's
  * ih_job_reply_end for it or ih_job_free.  IH_OK; IH_ERR_CANCELLED when the
@@ -252,8 +283,22 @@ typedef enum ih_reason {
 	IH_REASON_TRUNCATED,   /* resource extends past the end of its file */
 	IH_REASON_MISSING,     /* referenced but not in the blob table */
 	IH_REASON_BAD_ENTRY,   /* its blob table entry is inconsistent */
+	/* An applied tree (IH_REASON_MISSING: the path is not there): */
+	IH_REASON_MODIFIED,    /* the file's content is not the reference's */
+	IH_REASON_WRONG_TYPE,  /* a file where a directory belongs, the reverse, or a link */
+	IH_REASON_SUSPECT,     /* quick check: its mtime differs; not read */
 } ih_reason;
 const char *ih_reason_name(ih_reason r); /* "hash_mismatch", ... */
+
+/* Entries of an applied tree. */
+typedef enum ih_tree_type {
+	IH_TREE_NONE = 0,
+	IH_TREE_FILE,
+	IH_TREE_DIR,
+	IH_TREE_LINK,       /* a symbolic link (a reparse point in the reference) */
+	IH_TREE_OTHER,      /* a FIFO, device or socket */
+} ih_tree_type;
+const char *ih_tree_type_name(ih_tree_type t); /* "none", "file", "directory", ... */
 
 typedef struct ih_ref {
 	uint32_t image;     /* 1-based */
@@ -276,9 +321,15 @@ typedef struct ih_damage {
 	size_t n_refs;
 	ih_ref *refs;           /* files hit, sorted by (image, path) */
 	char detail[160];       /* e.g. "chunk 3 of 7 failed to decompress" */
+	char policy_reason[128];/* code IH_ERR_POLICY: the reason the caller's ACCEPT
+				 * answer gave for skipping it, or "" */
 	size_t n_refs_omitted;  /* further files hit whose paths were not kept
 				 * (at most 1000 per blob and 16 MiB of paths
 				 * per report); their images are in images */
+	/* An applied tree: one entry per path (refs[0]), sha1/size those the
+	 * reference wants (zero for a directory or an empty file). */
+	ih_tree_type want_type; /* what the reference has there; 0: not a tree */
+	ih_tree_type found_type;/* what the tree has there (IH_TREE_NONE: nothing) */
 } ih_damage;
 
 typedef enum ih_problem_kind {
@@ -301,6 +352,7 @@ typedef struct ih_problem {
 typedef enum ih_source_kind {
 	IH_SOURCE_WIM = 1,   /* wim:PATH[:INDEX], esd:..., or a .wim/.esd/.swm path */
 	IH_SOURCE_DIR,       /* an extracted or mounted image tree */
+	IH_SOURCE_SCRIPT,    /* script:NAME: the caller answers IH_REQUEST_BLOB requests */
 	IH_SOURCE_HTTP,      /* http:// or https:// URL of a WIM, ESD or first .swm */
 } ih_source_kind;
 
@@ -355,11 +407,17 @@ typedef struct ih_repair {
 	int source;             /* index into report sources */
 	int raw_copy;           /* compressed bytes copied as they were */
 	int is_metadata;        /* the directory tree of images[0] */
+	const char *action;     /* an applied tree: what was done to refs[0]
+				 * ("rewritten", "created", "replaced a directory",
+				 * ...); static text, else NULL */
 	size_t n_images;
 	uint32_t *images;       /* images it serves, sorted */
 	size_t n_refs;
 	ih_ref *refs;
 } ih_repair;
+
+/* Answers one request (see ih_request); runs on the thread that waits. */
+typedef void (*ih_answer_fn)(ih_job *j, const ih_request *req, void *data);
 
 typedef struct ih_restore_options {
 	const char *const *sources;  /* in order; may be NULL */
@@ -376,6 +434,20 @@ typedef struct ih_restore_options {
 	const char *policy_hive;     /* test/override: read policy from this hive file */
 	int use_record;              /* trust the last full scan's state record
 				      * instead of scanning (DISM scans) */
+	int no_reference_source;     /* an applied tree: do not ask the reference
+				      * image first (only the sources above) */
+	int dry_run;                 /* plan and look up, verify the bytes, write nothing:
+				      * the image is never opened for writing; the report's
+				      * repaired list says what would come from where */
+	int ask_order;               /* an IH_REQUEST_ORDER request per blob */
+	int ask_accept;              /* an IH_REQUEST_ACCEPT request per blob */
+	/* For the synchronous ih_restore (and ih_job_wait_answering): called
+	 * on the caller's own thread, from its wait loop, for each request;
+	 * answers with ih_job_reply_data / ih_job_reply_end (a request it
+	 * leaves unended is ended "not found").  NULL: every request is
+	 * answered "not found". */
+	ih_answer_fn answer;
+	void *answer_data;
 	/* Remote (http://, https://) sources.  Zero/NULL: the default. */
 	const char *http_ca_file;    /* CA bundle (PEM) to verify servers with */
 	const char *http_client_cert;/* client certificate (PEM) */
@@ -441,6 +513,16 @@ struct ih_report {
 				       * (record or integrity table) */
 	const char *scan_note;      /* static text: why a full scan ran deep rather
 				     * than from fingerprints, or NULL */
+	/* An applied tree (image_path is the directory): */
+	int tree;
+	char *reference;        /* the reference as used */
+	uint64_t files_checked;
+	size_t n_extra;
+	char **extra;           /* paths the reference does not have: listed,
+				 * never touched (sorted; at most 10000 kept) */
+	size_t n_extra_omitted;
+	uint64_t named_streams_skipped; /* named data streams the tree has no place for */
+	uint64_t links_unverified;      /* reparse points: checked as links only */
 };
 
 /* A restore's report (DismRestoreImageHealth).  It embeds the check it
@@ -469,6 +551,9 @@ typedef struct ih_restore_report {
 	char *policy_local_source_path; /* as read from the hive, or NULL */
 	int policy_use_windows_update;  /* -1: not set */
 	char *policy_note;              /* why the policy could not be read, or NULL */
+	int dry_run;                    /* nothing was written: repaired lists what would
+					 * be, from which source; state is the image's as found */
+	uint64_t bytes_planned;         /* dry run: bytes the repairs would take */
 	/* The default repair server: how many URLs the host configures, and
 	 * whether they were barred (1: limit_access, 2: the policy's
 	 * UseWindowsUpdate = 2); 0: allowed (then they are among sources). */
@@ -481,8 +566,17 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 /* Synchronous convenience: start + wait + result. */
 int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report **report,
 	       ih_error *err);
+/* Waits for the job to end, answering each request it makes with fn
+ * (NULL: "not found") on this thread, and draining other events. */
+void ih_job_wait_answering(ih_job *j, ih_answer_fn fn, void *data);
 /* After a restore job is done: its outcome (ih_job_result is for checks). */
 int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
+
+/* Records the reference manifest of a tree session, so that later checks
+ * need no image: in the file `file` (written atomically, tamper-evident: a
+ * SHA-256 over the record), or with file NULL in the state store.  *where
+ * (may be NULL) gets the path written (the caller frees it). */
+int ih_tree_seal(ih_session *s, const char *file, char **where, ih_error *err);
 
 void ih_report_free(ih_report *r);
 void ih_restore_report_free(ih_restore_report *r);

@@ -15,6 +15,8 @@ void test_job(void);
 void test_state(void);
 void test_bounds(void);
 void test_fingerprint(void);
+void test_tree(void);
+void test_scripted(void);
 void test_http(void);
 
 static const struct {
@@ -31,6 +33,8 @@ static const struct {
 	{"state", test_state},
 	{"bounds", test_bounds},
 	{"fingerprint", test_fingerprint},
+	{"tree", test_tree},
+	{"scripted", test_scripted},
 	{"http", test_http},
 };
 

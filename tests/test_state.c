@@ -326,7 +326,7 @@ static void test_lock_kept(void)
 struct info_loop {
 	ih_session *s;
 	atomic_int stop;
-	long calls, fails;
+	atomic_long calls, fails;
 };
 
 static void *info_thread(void *p)
@@ -364,6 +364,10 @@ static void test_info_during_restore(void)
 		ih_error err;
 		ih_restore_report *r = NULL;
 		CHECK(pthread_create(&t, NULL, info_thread, &l) == 0);
+		/* the info loop runs before the restore starts, however busy the
+		 * machine (else it might not run at all during the restore) */
+		for (int spin = 0; spin < 5000 && atomic_load(&l.calls) == 0; spin++)
+			usleep(1000);
 		ih_restore_options ro = {.sources = srcs, .n_sources = 1, .no_policy = 1};
 		CHECK(ih_restore_start(s, &ro, &j, &err) == IH_OK);
 		while (!ih_job_wait(j, 1000)) {

@@ -73,9 +73,75 @@ local function drain(job, max)
   end
   return evs
 end
+-- Answers one request event with the job's hooks (a restore's scripted
+-- functions, see M.drive), or "not found" when there are none.  If a
+-- scripted function raises, the job is cancelled and hooks.script_err set
+-- (the operation's error, with the traceback).
+local function answer_one(job, ev, hooks, wait_room)
+  local answer = hooks and hooks.answer
+  if not answer or hooks.script_err then
+    job:reply_end(ev.id, false, answer and "cancelled" or "nothing answers requests")
+    return
+  end
+  local ok, e = xpcall(answer, debug.traceback, job, ev, wait_room)
+  if ok then
+    return
+  end
+  local what = hooks.describe or "a scripted function"
+  hooks.describe = nil
+  -- cancel first: the worker waiting for this answer must see the cancel,
+  -- not a "not found" it would go on from (to the commit)
+  job:cancel()
+  job:reply_end(ev.id, false, "raised an error")
+  local msg, first = tostring(e), nil
+  if getmetatable(e) == M.Raised then
+    first = tostring(e.message)
+  else
+    first = msg:match("^[^\n]*")
+  end
+  local err = core.error("cancelled", string.format("%s raised an error: %s; the restore was "
+    .. "cancelled before anything was written: the image is as it was", what, first))
+  err.traceback = msg
+  err.raised = true
+  hooks.script_err = err
+end
+
+-- job:drain([max]): the queued events but requests, which are answered
+-- here with the scripted functions the job was started with (so a caller
+-- polling the job's fd and draining it needs nothing more; they may yield).
 core.interpose("imagehealth.Job", "drain", function(job, max)
   check_open(job)
-  return drain(job, max)
+  local evs = drain(job, max)
+  local out, reqs = {}, {}
+  local function sort(list)
+    for i = 1, #list do
+      local ev = list[i]
+      if ev.type == "request" then
+        reqs[#reqs + 1] = ev
+      else
+        out[#out + 1] = ev
+      end
+    end
+  end
+  sort(evs)
+  if #reqs == 0 then
+    return evs
+  end
+  local data = jobdata[job] or {}
+  local function wait_room()
+    if data.poll then
+      data.poll(job)
+    else
+      job:wait_raw(M.WAIT_MS_CALLBACK)
+    end
+    sort(drain(job))
+  end
+  local i = 1
+  while i <= #reqs do
+    answer_one(job, reqs[i], data.hooks, wait_room)
+    i = i + 1
+  end
+  return out
 end)
 
 core.interpose("imagehealth.Job", "progress", function(job)
@@ -85,6 +151,10 @@ end)
 
 -- job:result() -> state, report | nil, err
 local function result(job)
+  local data = jobdata[job]
+  if data and data.hooks and data.hooks.script_err then
+    return nil, data.hooks.script_err
+  end
   local r, err = c_result(job)
   if not r then
     return nil, err
@@ -97,9 +167,9 @@ end
 core.interpose("imagehealth.Job", "result", result)
 
 -- Remembers the callback and token a job was started with.
-function M.attach(job, opts)
+function M.attach(job, opts, hooks)
   jobdata[job] = {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
-                  poll_forget = opts.poll_forget}
+                  poll_forget = opts.poll_forget, hooks = hooks}
   return job
 end
 
@@ -112,6 +182,29 @@ local function check_callback(f, name)
   end
 end
 M.check_callback = check_callback
+
+M.WAIT_KEYS = {"progress", "poll", "poll_forget"}
+
+-- Refuses keys of opts not in the list known (misspelt options must not be
+-- ignored): the error names the key and the known ones, at `level`.
+function M.check_keys(opts, fname, known, level)
+  local set = {}
+  for _, k in ipairs(known) do
+    set[k] = true
+  end
+  for k in pairs(opts) do
+    if not set[k] then
+      local names = {}
+      for _, n in ipairs(known) do
+        names[#names + 1] = n
+      end
+      table.sort(names)
+      error(string.format("bad argument #1 to '%s' (unknown option %s; known: %s)", fname,
+        type(k) == "string" and ("'" .. k .. "'") or ("[" .. tostring(k) .. "]"),
+        table.concat(names, ", ")), level + 1)
+    end
+  end
+end
 
 -- Drives job to its end; see the header.  Returns state, report | nil, err.
 -- If the callback raises, the job is cancelled and the error propagates.
@@ -131,7 +224,16 @@ local function forgetter(poll, poll_forget)
   end
 end
 
-function M.drive(job, progress, token, poll, poll_forget)
+-- hooks (a restore's scripted functions, see init.lua), optional:
+--   hooks.answer(job, ev, wait_room) answers a request event (ev.type ==
+--     "request"); called here, in the caller's coroutine, so it may yield;
+--     wait_room() waits until a reply refused as "busy" may be retried.
+--   hooks.finish(state, report) -> state, report | nil, err: after the job.
+--   hooks.describe: set by answer to what it is calling, for the error.
+-- Request events never reach the progress callback.  If answer raises, the
+-- job is cancelled (before any commit, so the image is as it was), driven
+-- to its end, and the operation's error carries the Lua traceback.
+function M.drive(job, progress, token, poll, poll_forget, hooks)
   local wait_ms = progress and M.WAIT_MS_CALLBACK or M.WAIT_MS_PLAIN
   local forget = forgetter(poll, poll_forget)
   local _ <close> = setmetatable({}, {__close = function(_, err)
@@ -144,6 +246,32 @@ function M.drive(job, progress, token, poll, poll_forget)
       end
     end
   end})
+  local pending, head, tail = {}, 1, 0
+  local function pump()
+    local evs = drain(job)
+    for i = 1, #evs do
+      tail = tail + 1
+      pending[tail] = evs[i]
+    end
+  end
+  -- a reply was refused for lack of room: wait for the job to make some
+  local function wait_room()
+    if poll then
+      poll(job)
+    else
+      job:wait_raw(M.WAIT_MS_CALLBACK)
+    end
+    pump()
+  end
+  local function handle(ev)
+    if ev.type ~= "request" then
+      if progress then
+        progress(ev) -- may yield: we are in Lua, in the caller's coroutine
+      end
+      return
+    end
+    answer_one(job, ev, hooks, wait_room)
+  end
   while true do
     local done
     if poll then
@@ -154,19 +282,41 @@ function M.drive(job, progress, token, poll, poll_forget)
     else
       done = job:wait_raw(wait_ms)
     end
-    local evs = drain(job)
-    if progress then
-      for i = 1, #evs do
-        progress(evs[i]) -- may yield: we are in Lua, in the caller's coroutine
-      end
+    pump()
+    local had = head <= tail
+    while head <= tail do
+      local ev = pending[head]
+      pending[head] = nil
+      head = head + 1
+      handle(ev)
     end
     -- (the core watches the token too; this only makes it prompt)
     if token and not token:closed() and token:cancelled() and not job:done() then
       job:cancel()
     end
-    if done and #evs == 0 then
+    if done and not had then
       break
     end
+  end
+  local script_err = hooks and hooks.script_err
+  if script_err then
+    local r = c_result(job)
+    if r then -- (cannot happen: requests come before the commit)
+      script_err.message = script_err.message:gsub("; the restore was cancelled.*$",
+        "; the restore had completed already")
+      if not report.is_report(r) then
+        report.new(r)
+      end
+      script_err.report = r
+    end
+    return nil, script_err
+  end
+  if hooks and hooks.finish then
+    local state, r = result(job)
+    if not state then
+      return nil, r
+    end
+    return hooks.finish(state, r)
   end
   return result(job)
 end
@@ -175,6 +325,9 @@ end
 core.interpose("imagehealth.Job", "wait", function(job, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("bad argument #1 to 'wait' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  if opts ~= nil then
+    M.check_keys(opts, "wait", M.WAIT_KEYS, 2)
   end
   local data = jobdata[job] or {}
   local progress = opts and opts.progress or data.progress
@@ -187,7 +340,7 @@ core.interpose("imagehealth.Job", "wait", function(job, opts)
     -- a closed job can still give the result it collected
     return result(job)
   end
-  return M.drive(job, progress, data.cancel, poll, forget)
+  return M.drive(job, progress, data.cancel, poll, forget, data.hooks)
 end)
 
 return M

@@ -229,6 +229,9 @@ M.what_checked = what_checked
 local restore_summary, restore_lines
 
 function Report:summary()
+  if self.tree or (self.before and self.before.tree) then -- an applied tree
+    return require("imagehealth.tree_report").summary(self)
+  end
   if self.restored then
     return restore_summary(self)
   end
@@ -315,6 +318,9 @@ end
 
 -- The detailed text, as a list of lines (without a hint of what to do).
 function Report:lines()
+  if self.tree or (self.before and self.before.tree) then
+    return require("imagehealth.tree_report").lines(self)
+  end
   if self.restored then
     return restore_lines(self)
   end
@@ -474,12 +480,16 @@ local WHY = {
   download_failed = "a remote source could not deliver %s (0x800F0906 download failed)",
   policy_disallowed = "no source has %s, and the default repair server was not asked: remote "
     .. "access is barred by limit_access or the image's policy (0x800F0907)",
+  skipped = "%s skipped by policy (0x800F0907)",
   nonrepairable = "the image cannot be repaired in place",
 }
 local function left_why(left, them)
   local seen, order = {}, {}
   for _, d in ipairs(left) do
     local c = d.code or "source_missing"
+    if c == "policy_disallowed" and d.policy_reason then
+      c = "skipped"
+    end
     if not seen[c] then
       seen[c] = 0
       order[#order + 1] = c
@@ -528,15 +538,31 @@ function restore_summary(self)
       #msgs > 0 and (" (" .. table.concat(msgs, "; ") .. ")") or "")
   end
   local total = #repaired + #left
+  local verb = self.dry_run and "would repair" or "repaired"
+  -- blobs the caller's accept policy skipped are not "missing"
+  local skipped, missing = {}, {}
+  for _, d in ipairs(left) do
+    if d.code == "policy_disallowed" and d.policy_reason then -- (else: the repair server barred)
+      skipped[#skipped + 1] = d
+    else
+      missing[#missing + 1] = d
+    end
+  end
   if #repaired > 0 then
     local _, nfiles = some_paths(repaired, 0)
-    parts[#parts + 1] = string.format("repaired %s%s (%s%s): %s",
+    parts[#parts + 1] = string.format(verb .. " %s%s (%s%s): %s",
       #left > 0 and string.format("%d of ", #repaired) or "",
       plural(#left > 0 and total or #repaired, "damaged blob"), M.format_bytes(sum_sizes(repaired)),
       nfiles > 0 and ", " .. plural(nfiles, "file") or "", per_source(self))
   elseif total > 0 then
-    parts[#parts + 1] = "repaired nothing"
+    parts[#parts + 1] = verb .. " nothing"
   end
+  if #skipped > 0 then
+    local names = some_paths(skipped, 5)
+    parts[#parts + 1] = string.format("%s skipped by policy (0x800F0907)%s",
+      plural(#skipped, "blob"), names ~= "" and ": " .. names or "")
+  end
+  left = missing
   if #left > 0 then
     local names, nfiles = some_paths(left, 5)
     parts[#parts + 1] = string.format("%s (%s%s) left unrepaired: %s%s", plural(#left, "blob"),
@@ -555,6 +581,8 @@ function restore_summary(self)
   if self:committed() then
     parts[#parts + 1] = string.format("wrote %s %s", M.format_bytes(self.bytes_written or 0),
       self.rebuilt and "into a rebuilt copy of the image" or "in place")
+  elseif self.dry_run then
+    parts[#parts + 1] = "nothing was written (a dry run)"
   else
     parts[#parts + 1] = "nothing was written"
   end
@@ -621,8 +649,8 @@ function restore_lines(self)
       or self.recorded_at and string.format("recalled from the full scan of %s (use_record)",
         M.format_recorded(self.recorded_at))
       or "recalled from the last full scan of this file (state store)")
-    add("Restore:  %d of %s repaired; %s; %s", #repaired,
-      plural(#repaired + #left, "damaged blob"),
+    add("Restore:  %d of %s %s; %s; %s", #repaired, plural(#repaired + #left, "damaged blob"),
+      self.dry_run and "would be repaired (a dry run)" or "repaired",
       not self:committed() and "nothing written (the image is as it was)"
         or string.format("%s written %s", M.format_bytes(self.bytes_written or 0),
           self.rebuilt and "into a compacted copy renamed over the image" or "in place"),
@@ -665,7 +693,14 @@ function restore_lines(self)
     end
   end
   if #left > 0 then
-    add_damage(self, add, left, "Not repaired (%d): " .. left_why(left, true):gsub("%%", "%%%%"),
+    local skipped_only = true
+    for _, d in ipairs(left) do
+      skipped_only = skipped_only and d.code == "policy_disallowed" and d.policy_reason ~= nil
+    end
+    local why = left[1].code == "nonrepairable" and "the image cannot be repaired in place"
+      or skipped_only and "skipped by policy (0x800F0907)"
+      or left_why(left, true)
+    add_damage(self, add, left, "Not repaired (%d): " .. why:gsub("%%", "%%%%"),
       "Files not repaired (%d):")
   end
   if #sources > 0 then

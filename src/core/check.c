@@ -13,6 +13,7 @@
 #include <time.h>
 #include "job.h"
 #include "session.h"
+#include "tree/tree.h"
 #include "util.h"
 
 struct check_arg {
@@ -317,6 +318,8 @@ static void save_fingerprints(ih_session *s, const struct scan_opts *so, struct 
 int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report **out,
 	      ih_error *err)
 {
+	if (s->tree)
+		return tree_check_run(s, j, opt, out, err);
 	struct wim *w = s->w;
 	uint32_t first = ih_session_first(s), last = ih_session_last(s);
 	size_t nmetas = w->image_count && last >= first ? last - first + 1 : 0;

@@ -255,5 +255,9 @@ void ih_report_free(ih_report *r)
 	free(r->damage);
 	free(r->problems);
 	free(r->image_path);
+	for (size_t i = 0; i < r->n_extra; i++)
+		free(r->extra[i]);
+	free(r->extra);
+	free(r->reference);
 	free(r);
 }

@@ -61,8 +61,17 @@ const char *ih_reason_name(ih_reason r)
 	case IH_REASON_TRUNCATED: return "truncated";
 	case IH_REASON_MISSING: return "missing";
 	case IH_REASON_BAD_ENTRY: return "bad_entry";
+	case IH_REASON_MODIFIED: return "modified";
+	case IH_REASON_WRONG_TYPE: return "wrong_type";
+	case IH_REASON_SUSPECT: return "suspect";
 	}
 	return "unknown";
+}
+
+const char *ih_tree_type_name(ih_tree_type t)
+{
+	static const char *names[] = {"none", "file", "directory", "link", "special file"};
+	return (unsigned)t < IH_ARRAY_LEN(names) ? names[t] : "unknown";
 }
 
 const char *ih_phase_name(ih_phase p)

@@ -358,3 +358,26 @@ int ih_job_reply_end(ih_job *j, uint64_t id, int found, const char *reason)
 	free(copy);
 	return rc;
 }
+
+/* ------------------------------------------------------------ a C caller */
+
+void ih_job_wait_answering(ih_job *j, ih_answer_fn fn, void *data)
+{
+	while (!ih_job_wait(j, -1)) {
+		ih_event evs[16];
+		size_t n = ih_job_events(j, evs, 16);
+		for (size_t i = 0; i < n; i++) {
+			ih_request req;
+			uint64_t id = evs[i].request_id;
+			if (evs[i].type != IH_EVENT_REQUEST)
+				continue;
+			if (fn && ih_job_request(j, id, &req) == IH_OK)
+				fn(j, &req, data);
+			/* a request the callback left open is not there;
+			 * one it ended gives IH_ERR_INVALID_ARG here */
+			ih_job_reply_end(j, id, 0,
+					 fn ? "the answer callback did not end the request"
+					    : "no caller answers requests in a synchronous call");
+		}
+	}
+}

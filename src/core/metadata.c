@@ -19,6 +19,9 @@
 /* Offsets inside the fixed part of a dentry. */
 #define D_ATTRIBUTES 8
 #define D_SUBDIR_OFFSET 16
+#define D_CREATION_TIME 40
+#define D_LAST_ACCESS_TIME 48
+#define D_LAST_WRITE_TIME 56
 #define D_MAIN_HASH 64
 #define D_NUM_EXTRA_STREAMS 96
 #define D_SHORT_NAME_NBYTES 98
@@ -58,6 +61,7 @@ struct walker {
 	size_t len;
 	ih_meta_entry_fn entry_fn;
 	ih_meta_stream_fn stream_fn;
+	ih_meta_file_fn file_fn;
 	void *ctx;
 	ih_meta_stats st;
 	char *errmsg;
@@ -71,6 +75,8 @@ struct walker {
 	size_t nframes, frames_cap;
 	struct name_key *keys;
 	size_t keys_cap;
+	size_t name_off;        /* of the entry being visited */
+	int name_slash;
 };
 
 
@@ -397,6 +403,8 @@ static int append_name(struct walker *w, size_t base, const struct child *c, siz
 	w->path[base] = '/';
 	size_t n = base + 1 + ih_utf16le_to_utf8(child_name(w, c), c->name_nbytes,
 						  w->path + base + 1);
+	w->name_off = base + 1;
+	w->name_slash = memchr(w->path + base + 1, '/', n - base - 1) != NULL;
 	if (n > IH_META_MAX_PATH)
 		return fail(w, "path longer than %u bytes", IH_META_MAX_PATH);
 	w->path[n] = '\0';
@@ -405,11 +413,41 @@ static int append_name(struct walker *w, size_t base, const struct child *c, siz
 }
 
 /* Reports the entry whose path is path[0..plen) and its streams. */
+/* The facts of an entry for ih_meta_walk3. */
+static int visit_file(struct walker *w, const struct child *c)
+{
+	const uint8_t *p = w->buf + c->off;
+	ih_meta_file f = {.path = w->path, .name_off = w->name_off,
+			  .name_has_slash = w->name_slash, .attributes = c->attributes,
+			  .creation_time = get_le64(p + D_CREATION_TIME),
+			  .last_access_time = get_le64(p + D_LAST_ACCESS_TIME),
+			  .last_write_time = get_le64(p + D_LAST_WRITE_TIME)};
+	memcpy(f.data_sha1, p + D_MAIN_HASH, 20);
+	int have = !is_zero_hash(f.data_sha1);
+	uint64_t s = c->streams_off;
+	for (unsigned i = 0; i < c->num_streams; i++) {
+		const uint8_t *e = w->buf + s;
+		uint16_t nb = get_le16(e + S_NAME_NBYTES);
+		s += align8(get_le64(e)); /* validated by read_dentry */
+		if (is_zero_hash(e + S_HASH))
+			continue;
+		if (nb)
+			f.named_streams++;
+		else if (!have && !(c->attributes & IH_FILE_ATTRIBUTE_REPARSE_POINT)) {
+			memcpy(f.data_sha1, e + S_HASH, 20);
+			have = 1;
+		}
+	}
+	return cb_result(w->file_fn(w->ctx, &f));
+}
+
 static int visit(struct walker *w, const struct child *c, size_t plen)
 {
 	int r;
 	if (w->entry_fn && (r = w->entry_fn(w->ctx, w->path, c->attributes)))
 		return cb_result(r);
+	if (w->file_fn && (r = visit_file(w, c)))
+		return r;
 	const uint8_t *main_hash = w->buf + c->off + D_MAIN_HASH;
 	if (!is_zero_hash(main_hash)) {
 		w->st.streams++;
@@ -466,6 +504,7 @@ static int walk(struct walker *w)
 	if ((r = reserve_path(w, 2)))
 		return r;
 	memcpy(w->path, "/", 2); /* the root's own name is ignored */
+	w->name_off = 1;
 	if ((r = visit(w, &root, 1)))
 		return r;
 	if (root.subdir_offset != 0 && (r = push_dir(w, root.subdir_offset, 0)))
@@ -498,11 +537,12 @@ static int walk(struct walker *w)
 	return 0;
 }
 
-int ih_meta_walk2(const uint8_t *buf, size_t len, ih_meta_entry_fn entry_fn,
-		  ih_meta_stream_fn stream_fn, void *ctx, ih_meta_stats *stats,
-		  char *errmsg, size_t errlen)
+static int walk_all(const uint8_t *buf, size_t len, ih_meta_entry_fn entry_fn,
+		    ih_meta_stream_fn stream_fn, ih_meta_file_fn file_fn, void *ctx,
+		    ih_meta_stats *stats, char *errmsg, size_t errlen)
 {
 	struct walker w = {
+		.file_fn = file_fn,
 		.buf = buf,
 		.len = buf ? len : 0,
 		.entry_fn = entry_fn,
@@ -522,6 +562,19 @@ int ih_meta_walk2(const uint8_t *buf, size_t len, ih_meta_entry_fn entry_fn,
 	free(w.frames);
 	free(w.keys);
 	return r;
+}
+
+int ih_meta_walk2(const uint8_t *buf, size_t len, ih_meta_entry_fn entry_fn,
+		  ih_meta_stream_fn stream_fn, void *ctx, ih_meta_stats *stats,
+		  char *errmsg, size_t errlen)
+{
+	return walk_all(buf, len, entry_fn, stream_fn, NULL, ctx, stats, errmsg, errlen);
+}
+
+int ih_meta_walk3(const uint8_t *buf, size_t len, ih_meta_file_fn fn, void *ctx,
+		  ih_meta_stats *stats, char *errmsg, size_t errlen)
+{
+	return walk_all(buf, len, NULL, NULL, fn, ctx, stats, errmsg, errlen);
 }
 
 int ih_meta_walk(const uint8_t *buf, size_t len, ih_meta_stream_fn fn, void *ctx,

@@ -74,6 +74,26 @@ int ih_meta_walk2(const uint8_t *buf, size_t len, ih_meta_entry_fn entry_fn,
 		  ih_meta_stream_fn stream_fn, void *ctx, ih_meta_stats *stats,
 		  char *errmsg, size_t errlen);
 
+/* One entry as ih_meta_walk3 reports it: what checking an applied tree
+ * needs.  Valid only during the call. */
+typedef struct ih_meta_file {
+	const char *path;          /* as for ih_meta_entry_fn */
+	size_t name_off;           /* the entry's own name is path + name_off */
+	int name_has_slash;        /* the name holds a '/': no POSIX tree can hold it */
+	uint32_t attributes;
+	uint8_t data_sha1[20];     /* the unnamed data stream (zero: empty, or none);
+				    * for a reparse point, its reparse data */
+	uint64_t creation_time;    /* FILETIME: 100 ns since 1601-01-01 */
+	uint64_t last_access_time;
+	uint64_t last_write_time;
+	uint32_t named_streams;    /* named data streams with content */
+} ih_meta_file;
+typedef int (*ih_meta_file_fn)(void *ctx, const ih_meta_file *f);
+
+/* Like ih_meta_walk2, with each entry's facts (fn may be NULL). */
+int ih_meta_walk3(const uint8_t *buf, size_t len, ih_meta_file_fn fn, void *ctx,
+		  ih_meta_stats *stats, char *errmsg, size_t errlen);
+
 /* Converts nbytes of UTF-16LE to UTF-8 at out, which must hold
  * IH_UTF8_MAX(nbytes) bytes; returns the bytes written (no NUL added).
  * Surrogate pairs are combined; unpaired surrogates and a dangling odd byte

@@ -15,6 +15,7 @@
 #include "restore.h"
 #include "session.h"
 #include "sha1.h"
+#include "tree/tree.h"
 #include "util.h"
 
 struct restore_arg {
@@ -44,6 +45,8 @@ static void free_restore_arg(void *p)
  * process or another, has the image open meanwhile. */
 static int take_lock(struct restore_ctx *x, ih_error *err)
 {
+	if (x->opt->dry_run) /* writes nothing: the shared lock will do */
+		return IH_OK;
 	int rc = ih_session_lock_exclusive(x->s, err);
 	x->locked = rc == IH_OK;
 	if (x->locked)
@@ -164,6 +167,8 @@ static void cleanup(struct restore_ctx *x)
 	for (size_t i = 0; i < x->nsrc; i++)
 		source_close(&x->src[i]);
 	free(x->src);
+	for (size_t k = 0; x->ts && k < x->nt; k++)
+		free(x->ts[k].order);
 	free(x->ts);
 	ih_report_free(x->before);
 	if (x->locked)
@@ -179,6 +184,8 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 	int rc;
 
 	(void)out; /* a restore's report is not a check's: see ih_job_restore_result */
+	if (a->s->tree)
+		return tree_restore_job(j, a->s, &a->opt, err);
 	rc = take_lock(&x, err);
 	if (rc == IH_OK)
 		rc = find_damage(&x, err);
@@ -190,7 +197,7 @@ static int run_restore(ih_job *j, void *argp, ih_report **out, ih_error *err)
 		rc = restore_plan(&x, err);
 	if (repair && rc == IH_OK && !ih_job_cancelled(j))
 		rc = restore_fetch(&x, err);
-	if (repair && rc == IH_OK && !ih_job_cancelled(j))
+	if (repair && rc == IH_OK && !ih_job_cancelled(j) && !a->opt.dry_run)
 		rc = restore_commit(&x, err);
 	if (x.committed) {
 		ih_error verr = {0};
@@ -302,7 +309,7 @@ int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report *
 	int rc = ih_restore_start(s, opt, &j, err);
 	if (rc)
 		return rc;
-	ih_job_wait_done(j);
+	ih_job_wait_answering(j, opt ? opt->answer : NULL, opt ? opt->answer_data : NULL);
 	rc = ih_job_restore_result(j, report, err);
 	ih_job_free(j);
 	return rc;

@@ -24,6 +24,10 @@ struct target {
 	int source;                  /* index of the source that supplied it; -1: none */
 	int drop;                    /* no image uses it: remove its entry */
 	int kept;                    /* its repair (or drop) was committed */
+	int skipped;                 /* the caller's ACCEPT answer skipped it */
+	char skip_reason[128];
+	uint32_t *order;             /* the caller's ORDER answer: sources to try, or NULL */
+	size_t norder;               /* (with order NULL: all, in the restore's order) */
 	struct supplied sup;
 	int download_failed;         /* a remote source has it, and could not deliver */
 	ih_errcode code;             /* unsupplied: why (source_missing, download, policy) */
@@ -82,6 +86,8 @@ struct committer {
 
 int inplace_committer_new(struct restore_ctx *x, struct committer **out, ih_error *err);
 int rebuild_committer_new(struct restore_ctx *x, struct committer **out, ih_error *err);
+/* A dry run's: no writer (the sink only verifies), nothing to commit. */
+int verify_committer_new(struct restore_ctx *x, struct committer **out, ih_error *err);
 
 /* The repaired (or dropped) target whose old entry is `entry` of `part`,
  * or NULL. */

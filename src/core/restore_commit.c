@@ -328,6 +328,50 @@ int rebuild_committer_new(struct restore_ctx *x, struct committer **out, ih_erro
 	return IH_OK;
 }
 
+/* ------------------------------------------------------------ dry run */
+
+/* A dry run's committer: the fetch stage gets no writer, so the sink only
+ * hashes; nothing is opened for writing and there is nothing to commit. */
+static int verify_writer_for(struct committer *c, uint16_t part, struct writer **wr,
+			     ih_error *err)
+{
+	(void)c;
+	(void)part;
+	(void)err;
+	*wr = NULL;
+	return IH_OK;
+}
+
+static int verify_commit(struct committer *c, struct restore_ctx *x, ih_error *err)
+{
+	(void)c;
+	(void)x;
+	(void)err;
+	return IH_OK;
+}
+
+static void verify_close(struct committer *c)
+{
+	free(c);
+}
+
+static const struct committer_ops verify_ops = {
+	.writer_for = verify_writer_for,
+	.commit = verify_commit,
+	.close = verify_close,
+};
+
+int verify_committer_new(struct restore_ctx *x, struct committer **out, ih_error *err)
+{
+	(void)x;
+	struct committer *c = calloc(1, sizeof *c);
+	if (!c)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	c->ops = &verify_ops;
+	*out = c;
+	return IH_OK;
+}
+
 /* ------------------------------------------------------------ the stage */
 
 int restore_commit(struct restore_ctx *x, ih_error *err)

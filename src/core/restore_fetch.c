@@ -28,6 +28,8 @@ static enum sink_result take(struct source *src, const struct candidate *c,
 			     struct supplied *out)
 {
 	enum sink_result res;
+	if (!wr) /* a dry run: verified, nothing written */
+		return take_pass(src, c, sk, NULL, SINK_VERIFY, w->sha1, out);
 	if (c->size != w->size) {
 		res = take_pass(src, c, sk, NULL, SINK_VERIFY, w->sha1, out);
 		if (res != SINK_OK)
@@ -42,7 +44,9 @@ static enum sink_result take(struct source *src, const struct candidate *c,
 static struct want want_of(const struct target *t)
 {
 	return (struct want){.sha1 = t->dm->sha1, .size = t->blob ? t->blob->size : 0,
-			     .refs = t->dm->refs, .n_refs = t->dm->n_refs};
+			     .refs = t->dm->refs, .n_refs = t->dm->n_refs,
+			     .images = t->dm->images, .n_images = t->dm->n_images,
+			     .reason = t->dm->reason, .is_metadata = t->dm->is_metadata};
 }
 
 /* Asks source i for target t.  1: supplied; 0: not there; -1: stop
@@ -81,14 +85,14 @@ static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct 
 	return 0;
 }
 
-/* The r-th source to ask for target t: today one order for every target
- * (DISM's: caller's, policy's, the default repair server); a per-blob
- * order would answer here. */
+/* The r-th source to ask for target t: its own order (the caller's ORDER
+ * answer), else the restore's (DISM's: caller's, policy's, the default
+ * repair server); SIZE_MAX when it has no r-th. */
 static size_t source_of(const struct restore_ctx *x, const struct target *t, size_t r)
 {
-	(void)x;
-	(void)t;
-	return r;
+	if (t->order)
+		return r < t->norder && t->order[r] < x->nsrc ? t->order[r] : SIZE_MAX;
+	return r < x->nsrc ? r : SIZE_MAX;
 }
 
 /* One target, supplied or given up: progress. */
@@ -115,7 +119,7 @@ static int fetch_round(struct restore_ctx *x, size_t r, struct sink *sk, size_t 
 			continue;
 		for (size_t k = 0; k < x->nt; k++) {
 			const struct target *t = &x->ts[k];
-			if (!t->drop && t->source < 0 && source_of(x, t, r) == i) {
+			if (!t->drop && !t->skipped && t->source < 0 && source_of(x, t, r) == i) {
 				group[ng] = k;
 				wants[ng++] = want_of(t);
 			}
@@ -165,12 +169,20 @@ int restore_fetch(struct restore_ctx *x, ih_error *err)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	ih_job_set_phase(x->j, IH_PHASE_FETCH, total, x->nt);
-	for (size_t r = 0; r < x->nsrc && rc == IH_OK && !ih_job_cancelled(x->j); r++)
+	size_t rounds = x->nsrc;
+	for (size_t k = 0; k < x->nt; k++)
+		if (x->ts[k].order && x->ts[k].norder > rounds)
+			rounds = x->ts[k].norder;
+	for (size_t r = 0; r < rounds && rc == IH_OK && !ih_job_cancelled(x->j); r++)
 		rc = fetch_round(x, r, &sk, group, wants, &done_bytes, err);
 	for (size_t k = 0; k < x->nt; k++) {
 		struct target *t = &x->ts[k];
 		if (t->source >= 0 || t->drop)
 			continue;
+		if (t->skipped) {
+			target_done(x, t, &done_bytes);
+			continue;
+		}
 		t->code = t->download_failed ? IH_ERR_DOWNLOAD
 			  : x->default_barred ? IH_ERR_POLICY : IH_ERR_SOURCE_MISSING;
 		target_done(x, t, &done_bytes);

@@ -242,6 +242,8 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 					prc == POLICY_PATH_REFUSED, why);
 		else
 			source_open(&x->src[i], &r->sources[i], spec, &sp, origin, opt);
+		x->src[i].index = (int)i;
+		x->src[i].job = x->j;
 		source_spec_free(&sp);
 	}
 	free_specs(pol_specs, npol);
@@ -297,6 +299,131 @@ static int plan_targets(struct restore_ctx *x, ih_error *err)
 	return IH_OK;
 }
 
+/* Asks the caller about target t (ACCEPT or ORDER).  1: found (for ORDER,
+ * *data and *len the answer, malloc'd); 0: not found (reason copied to
+ * why); -1: cancelled; -2: out of memory. */
+static int ask_caller(struct restore_ctx *x, const struct target *t, ih_request_kind kind,
+		      uint8_t **data, size_t *len, char *why, size_t whylen)
+{
+	const ih_damage *dm = t->dm;
+	ih_request req = {.kind = kind, .source = -1, .size = dm->size, .n_refs = dm->n_refs,
+			  .refs = dm->refs, .n_images = (uint32_t)dm->n_images,
+			  .images = dm->images, .reason = dm->reason,
+			  .is_metadata = dm->is_metadata, .n_sources = x->nsrc};
+	uint64_t id;
+	ih_error e;
+	int rc;
+
+	*data = NULL;
+	*len = 0;
+	memcpy(req.sha1, dm->sha1, 20);
+	if (ih_job_ask(x->j, &req, &id, &e) != IH_OK)
+		return e.code == IH_ERR_NOMEM ? -2 : -1;
+	for (;;) {
+		const void *piece;
+		size_t n;
+		const char *reason;
+		ih_answer a = ih_job_answer_next(x->j, id, &piece, &n, &reason);
+		if (a == IH_ANSWER_DATA) {
+			if (n > ((size_t)1 << 20) - *len)
+				continue; /* an order longer than any sane one: ignored */
+			uint8_t *nd = realloc(*data, *len + n);
+			if (!nd) {
+				rc = -2;
+				break;
+			}
+			memcpy(nd + *len, piece, n);
+			*data = nd;
+			*len += n;
+			continue;
+		}
+		if (a == IH_ANSWER_FOUND) {
+			rc = 1;
+		} else if (a == IH_ANSWER_NOT_FOUND) {
+			snprintf(why, whylen, "%s", reason ? reason : "");
+			rc = 0;
+		} else {
+			rc = -1;
+		}
+		break;
+	}
+	ih_job_ask_end(x->j, id);
+	if (rc != 1) {
+		free(*data);
+		*data = NULL;
+		*len = 0;
+	}
+	return rc;
+}
+
+/* The caller's source order for t: valid indexes, each once, in the order
+ * given.  An answer naming no usable index leaves t with no source. */
+static int take_order(struct restore_ctx *x, struct target *t, const uint8_t *data, size_t len)
+{
+	size_t n = len / sizeof(uint32_t);
+	t->order = calloc(n + 1, sizeof *t->order);
+	if (!t->order)
+		return -1;
+	t->norder = 0;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v;
+		memcpy(&v, data + i * sizeof v, sizeof v);
+		int dup = v >= x->nsrc;
+		for (size_t k = 0; k < t->norder && !dup; k++)
+			dup = t->order[k] == v;
+		if (!dup)
+			t->order[t->norder++] = v;
+	}
+	return 0;
+}
+
+/* The caller's policies, per target: whether to repair it (ACCEPT) and the
+ * sources to try (ORDER).  Stops quietly when cancelled (the run reports
+ * it). */
+static int plan_policies(struct restore_ctx *x, ih_error *err)
+{
+	if (!x->opt->ask_accept && !x->opt->ask_order)
+		return IH_OK;
+	for (size_t k = 0; k < x->nt && !ih_job_cancelled(x->j); k++) {
+		struct target *t = &x->ts[k];
+		uint8_t *data;
+		size_t len;
+		char why[sizeof t->skip_reason];
+		int a;
+		if (t->drop)
+			continue;
+		if (x->opt->ask_accept) {
+			why[0] = '\0';
+			a = ask_caller(x, t, IH_REQUEST_ACCEPT, &data, &len, why, sizeof why);
+			free(data);
+			if (a == -2)
+				return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			if (a < 0)
+				return IH_OK;
+			if (a == 0) {
+				t->skipped = 1;
+				snprintf(t->skip_reason, sizeof t->skip_reason, "%s", why);
+				continue;
+			}
+		}
+		if (x->opt->ask_order) {
+			a = ask_caller(x, t, IH_REQUEST_ORDER, &data, &len, why, sizeof why);
+			if (a == -2)
+				return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			if (a < 0)
+				return IH_OK;
+			if (a == 1 && take_order(x, t, data, len)) {
+				free(data);
+				return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			}
+			free(data);
+		}
+		atomic_fetch_add(&x->j->blobs_done, 1);
+		ih_job_tick(x->j);
+	}
+	return IH_OK;
+}
+
 int restore_plan(struct restore_ctx *x, ih_error *err)
 {
 	int rc;
@@ -305,7 +432,10 @@ int restore_plan(struct restore_ctx *x, ih_error *err)
 	if (rc == IH_OK)
 		rc = plan_targets(x, err);
 	if (rc == IH_OK)
-		rc = x->opt->rebuild ? rebuild_committer_new(x, &x->cm, err)
-				     : inplace_committer_new(x, &x->cm, err);
+		rc = plan_policies(x, err);
+	if (rc == IH_OK && !ih_job_cancelled(x->j))
+		rc = x->opt->dry_run   ? verify_committer_new(x, &x->cm, err)
+		     : x->opt->rebuild ? rebuild_committer_new(x, &x->cm, err)
+				       : inplace_committer_new(x, &x->cm, err);
 	return rc;
 }

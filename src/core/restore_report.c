@@ -52,8 +52,13 @@ static int report_left(ih_damage *dm, const struct target *t)
 	dm->n_refs = 0;
 	dm->images = NULL;
 	dm->n_images = 0;
-	dm->code = t->drop ? IH_OK : t->code ? t->code : IH_ERR_SOURCE_MISSING;
+	dm->code = t->drop ? IH_OK : t->skipped ? IH_ERR_POLICY : t->code ? t->code
+									    : IH_ERR_SOURCE_MISSING;
+	if (t->skipped) /* never empty: it tells a skip from a barred repair server */
+		snprintf(dm->policy_reason, sizeof dm->policy_reason, "%s",
+			 t->skip_reason[0] ? t->skip_reason : "declined by the caller");
 	const char *why = t->drop ? "no image uses it: its entry was removed"
+		: t->skipped ? "skipped by policy (0x800F0907)"
 		: dm->code == IH_ERR_DOWNLOAD ? "the download from a remote source failed (0x800F0906)"
 		: dm->code == IH_ERR_POLICY ? "no source has it; the repair server was not asked: "
 					      "remote access barred (0x800F0907)"
@@ -77,6 +82,7 @@ int restore_report_start(struct restore_ctx *x)
 	r->policy_use_windows_update = -1;
 	r->limit_access = x->opt->limit_access;
 	r->no_policy = x->opt->no_policy;
+	r->dry_run = x->opt->dry_run;
 	x->r = r;
 	return r->image_path ? IH_OK : IH_ERR_NOMEM;
 }
@@ -123,8 +129,10 @@ int restore_report_finish(struct restore_ctx *x, ih_error *err)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	for (size_t k = 0; k < x->nt && !bad; k++) {
 		const struct target *t = &x->ts[k];
-		if (t->source >= 0)
+		if (t->source >= 0) {
 			bad = report_repair(&r->repaired[r->n_repaired++], t);
+			r->bytes_planned += t->sup.size;
+		}
 		else if (t->drop)
 			bad = report_left(&r->dropped[r->n_dropped++], t);
 		else
@@ -139,6 +147,8 @@ int restore_report_finish(struct restore_ctx *x, ih_error *err)
 			r->problems[r->n_problems++] = c->problems[i];
 	if (r->n_problems)
 		r->state = IH_NONREPAIRABLE;
+	if (r->dry_run) /* nothing was written: the image is as found */
+		r->state = c->state;
 	return IH_OK;
 }
 

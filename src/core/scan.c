@@ -129,9 +129,12 @@ static void report_damage(struct scan *sc, const struct wim_blob *b, ih_reason r
 	if (sc->want && !sc->want[b - sc->w->blobs])
 		return;
 	if (damage_add(sc->d, sc->w, b->sha1, b, reason, detail)) {
+		ih_event ev = {.type = IH_EVENT_DAMAGE, .size = b->size, .reason = (int)reason,
+			       .is_metadata = b->image != 0};
 		ih_sha1_hex(b->sha1, hex);
-		ih_job_post(sc->j, IH_EVENT_DAMAGE, "%s %s %s", hex, ih_reason_name(reason),
-			    detail);
+		memcpy(ev.sha1, b->sha1, 20);
+		snprintf(ev.text, sizeof ev.text, "%s %s %s", hex, ih_reason_name(reason), detail);
+		ih_job_post_event(sc->j, &ev);
 	}
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include "session.h"
 #include "sha1.h"
+#include "tree/tree.h"
 #include "util.h"
 
 static int online_cpus(void)
@@ -52,7 +53,8 @@ int ih_session_open(const char *path, const ih_open_options *opt, ih_session **o
 	s->lock_fd = -1;
 	pthread_mutex_init(&s->mu, NULL);
 	atomic_store(&s->refs, 1);
-	rc = wim_open(path, &s->w, err);
+	int tree = tree_wanted(path, opt); /* an applied tree: see tree/open.c */
+	rc = tree ? IH_OK : wim_open(path, &s->w, err);
 	if (rc) {
 		ih_session_unref(s);
 		return rc;
@@ -68,7 +70,7 @@ int ih_session_open(const char *path, const ih_open_options *opt, ih_session **o
 		ih_session_unref(s);
 		return rc;
 	}
-	if (opt && opt->index) {
+	if (opt && opt->index && !tree) {
 		if (s->w->nonrepairable && s->w->image_count == 0) {
 			/* The header is unreadable: the index cannot be checked. */
 		} else if (opt->index > s->w->image_count) {
@@ -91,6 +93,10 @@ int ih_session_open(const char *path, const ih_open_options *opt, ih_session **o
 	}
 	if (!s->state_dir && !s->state_note) {		ih_session_unref(s);
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	if (tree && (rc = tree_open(s, path, opt, err))) {
+		ih_session_unref(s);
+		return rc;
 	}
 	s->lock_mode = LOCK_SH;
 	*out = s;
@@ -206,6 +212,7 @@ void ih_session_unref(ih_session *s)
 	if (s->lock_fd >= 0)
 		close(s->lock_fd); /* releases the lock */
 	free_info(&s->info);
+	tree_free(s->tree);
 	wim_free(s->w);
 	free(s->state_dir);
 	pthread_mutex_destroy(&s->mu);
@@ -290,6 +297,10 @@ int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
 	/* s->w only under the lock: a restore frees and swaps it under mu. */
 	pthread_mutex_lock(&s->mu);
 	struct wim *w = s->w;
+	if (!w) {
+		pthread_mutex_unlock(&s->mu);
+		return ih_fail(err, IH_ERR_INVALID_ARG, "a tree checked against a seal has no image to describe");
+	}
 	if (s->info_ready)
 		goto done;
 	free_info(info);

@@ -26,6 +26,7 @@ struct ih_session {
 	int lock_fd;             /* holds the shared lock */
 	int lock_mode;           /* under the restore's exclusivity: LOCK_SH, LOCK_EX or 0 */
 	const char *state_note;  /* static text: why there is no state directory */
+	struct tree *tree;       /* a session on an applied tree (src/core/tree/), or NULL */
 };
 
 /* The image lock across processes: every session holds it shared, a
@@ -118,6 +119,9 @@ int state_recall(const ih_session *s, uint32_t image, int with_refs, struct dama
  * state_save_report_note also sets *note to static text when the state
  * directory is not one we may keep records in. */
 int state_save_report(const ih_session *s, const ih_report *r);
+/* The state directory, if records may live there (see statestore.c): an
+ * fd, or -1 with *note (may stay NULL) saying why not. */
+int state_dir_open(const ih_session *s, int create, const char **note);
 int state_save_report_note(const ih_session *s, const ih_report *r, const char **note);
 /* The file's fingerprint record (what the last full scan of all its blobs
  * found, and the fingerprints of the bytes it read), if there is a

@@ -151,6 +151,11 @@ static int open_state_dir(const ih_session *s, int create, const char **note)
 	return fd;
 }
 
+int state_dir_open(const ih_session *s, int create, const char **note)
+{
+	return open_state_dir(s, create, note);
+}
+
 static void put_text(FILE *f, const char *s)
 {
 	fprintf(f, "%zu:%s", strlen(s), s);

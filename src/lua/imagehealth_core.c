@@ -353,7 +353,8 @@ static int opt_boolean(lua_State *L, int t, const char *k)
 	return v;
 }
 
-/* core.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err */
+/* core.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=}])
+ * -> Session | nil, err */
 static int l_open(lua_State *L)
 {
 	size_t plen;
@@ -366,6 +367,8 @@ static int l_open(lua_State *L)
 		o.index = (uint32_t)opt_integer(L, 2, "index", 0, 0, UINT32_MAX);
 		o.state_dir = opt_string(L, 2, "state_dir");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
+		o.reference = opt_string(L, 2, "reference");
+		o.case_insensitive = opt_boolean(L, 2, "case_insensitive");
 	}
 	lsession *ls = lua_newuserdatauv(L, sizeof *ls, SESSION_NUV);
 	ls->s = NULL;
@@ -452,6 +455,21 @@ static void push_image_info(lua_State *L, const ih_image_info *im)
 }
 
 /* session:info() -> table | nil, err */
+/* session:seal([file]) -> path | nil, err: records an applied tree's
+ * reference manifest (file nil: in the state store). */
+static int session_seal(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	const char *file = luaL_optstring(L, 2, NULL);
+	char *where = NULL;
+	ih_error err = {0};
+	if (ih_tree_seal(ls->s, file, &where, &err) != IH_OK)
+		return push_fail(L, &err);
+	lua_pushstring(L, where ? where : "");
+	free(where);
+	return 1;
+}
+
 static int session_info(lua_State *L)
 {
 	lsession *ls = check_session(L, 1);
@@ -792,6 +810,10 @@ static int session_restore_start(lua_State *L)
 		o.no_policy = opt_boolean(L, 2, "no_policy");
 		o.rebuild = opt_boolean(L, 2, "rebuild");
 		o.use_record = opt_boolean(L, 2, "use_record");
+		o.no_reference_source = opt_boolean(L, 2, "no_reference_source");
+		o.dry_run = opt_boolean(L, 2, "dry_run");
+		o.ask_order = opt_boolean(L, 2, "ask_order");
+		o.ask_accept = opt_boolean(L, 2, "ask_accept");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		o.policy_hive = opt_string(L, 2, "policy_hive");
 		o.default_sources_file = opt_string(L, 2, "default_sources_file");
@@ -895,6 +917,114 @@ static int job_wait_raw(lua_State *L)
 	return 1;
 }
 
+static void push_refs(lua_State *L, const ih_ref *refs, size_t n);
+
+static const char *request_kind_name(ih_request_kind k)
+{
+	switch (k) {
+	case IH_REQUEST_BLOB: return "blob";
+	case IH_REQUEST_ORDER: return "order";
+	case IH_REQUEST_ACCEPT: return "accept";
+	}
+	return "unknown";
+}
+
+/* A request event: {type = "request", id =, kind = "blob"|"order"|"accept",
+ * source = (blob: 1-based index in the restore's sources), sha1 =, size =,
+ * reason =, is_metadata =, paths =, refs =, images =, n_sources =}.  0 (and
+ * nothing pushed) when the worker no longer wants it: it is ended. */
+static int push_request(lua_State *L, ih_job *j, uint64_t id)
+{
+	ih_request rq;
+	if (ih_job_request(j, id, &rq) != IH_OK) {
+		ih_job_reply_end(j, id, 0, NULL);
+		return 0;
+	}
+	lua_createtable(L, 0, 14);
+	setfield_str(L, "type", "request");
+	setfield_u64(L, "id", rq.id);
+	setfield_str(L, "kind", request_kind_name(rq.kind));
+	if (rq.source >= 0)
+		setfield_int(L, "source", (lua_Integer)rq.source + 1);
+	push_hex(L, rq.sha1, sizeof rq.sha1);
+	lua_setfield(L, -2, "sha1");
+	setfield_u64(L, "size", rq.size);
+	setfield_str(L, "reason", ih_reason_name((ih_reason)rq.reason));
+	setfield_bool(L, "is_metadata", rq.is_metadata);
+	setfield_u64(L, "n_sources", rq.n_sources);
+	push_refs(L, rq.refs, rq.n_refs);
+	lua_createtable(L, (int)rq.n_images, 0);
+	for (uint32_t i = 0; i < rq.n_images; i++) {
+		lua_pushinteger(L, rq.images[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "images");
+	return 1;
+}
+
+static uint64_t check_request_id(lua_State *L, int idx)
+{
+	lua_Integer id = luaL_checkinteger(L, idx);
+	luaL_argcheck(L, id > 0, idx, "request id expected");
+	return (uint64_t)id;
+}
+
+/* true, or false and the code's name ("busy": retry once the job's fd is
+ * readable; "cancelled": the worker no longer wants it). */
+static int push_reply_rc(lua_State *L, int rc)
+{
+	if (rc == IH_OK) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	lua_pushboolean(L, 0);
+	lua_pushstring(L, ih_errcode_name((ih_errcode)rc));
+	return 2;
+}
+
+/* job:reply_data(id, bytes) -> true | false, "busy"|"cancelled"|... */
+static int job_reply_data(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	uint64_t id = check_request_id(L, 2);
+	size_t len;
+	const char *data = luaL_checklstring(L, 3, &len);
+	return push_reply_rc(L, ih_job_reply_data(lj->j, id, data, len));
+}
+
+/* job:reply_end(id, found [, reason]) -> true | false, code */
+static int job_reply_end(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	uint64_t id = check_request_id(L, 2);
+	int found = lua_toboolean(L, 3);
+	const char *reason = luaL_optstring(L, 4, NULL);
+	return push_reply_rc(L, ih_job_reply_end(lj->j, id, found, reason));
+}
+
+/* job:reply_order(id, {i, ...}) -> true | false, code: an ORDER request's
+ * answer, the 1-based indexes of the sources to try, in order. */
+static int job_reply_order(lua_State *L)
+{
+	ljob *lj = check_job(L, 1);
+	uint64_t id = check_request_id(L, 2);
+	luaL_checktype(L, 3, LUA_TTABLE);
+	lua_Integer n = luaL_len(L, 3);
+	luaL_argcheck(L, n >= 0 && n <= 65536, 3, "too many sources");
+	uint32_t *v = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *v, 0);
+	for (lua_Integer i = 0; i < n; i++) {
+		int ok;
+		lua_Integer x = (lua_rawgeti(L, 3, i + 1), lua_tointegerx(L, -1, &ok));
+		lua_pop(L, 1);
+		luaL_argcheck(L, ok && x >= 1 && x <= UINT32_MAX, 3, "source indexes (integers >= 1) expected");
+		v[i] = (uint32_t)(x - 1);
+	}
+	int rc = n ? ih_job_reply_data(lj->j, id, v, (size_t)n * sizeof *v) : IH_OK;
+	if (rc == IH_OK)
+		rc = ih_job_reply_end(lj->j, id, 1, NULL);
+	return push_reply_rc(L, rc);
+}
+
 /* job:drain([max]) -> list of event tables (possibly empty) */
 static int job_drain(lua_State *L)
 {
@@ -912,11 +1042,11 @@ static int job_drain(lua_State *L)
 		for (size_t i = 0; i < got; i++) {
 			const ih_event *e = &buf[i];
 			if (e->type == IH_EVENT_REQUEST) {
-				/* Lua cannot answer requests yet: decline, so
-				 * that the worker asking does not wait forever,
-				 * and keep it from the progress callbacks. */
-				ih_job_reply_end(lj->j, e->request_id, 0,
-						 "the Lua binding does not answer requests");
+				/* for the Lua drive loop to answer (job.lua); never
+				 * shown to a progress callback */
+				if (!push_request(L, lj->j, e->request_id))
+					continue;
+				lua_rawseti(L, -2, ++n);
 				continue;
 			}
 			lua_createtable(L, 0, 10);
@@ -926,6 +1056,13 @@ static int job_drain(lua_State *L)
 				size_t len = strnlen(e->text, sizeof e->text);
 				lua_pushlstring(L, e->text, len);
 				lua_setfield(L, -2, "text");
+			}
+			if (e->type == IH_EVENT_DAMAGE) {
+				push_hex(L, e->sha1, sizeof e->sha1);
+				lua_setfield(L, -2, "sha1");
+				setfield_u64(L, "size", e->size);
+				setfield_str(L, "reason", ih_reason_name((ih_reason)e->reason));
+				setfield_bool(L, "is_metadata", e->is_metadata);
 			}
 			lua_rawseti(L, -2, ++n);
 		}
@@ -999,11 +1136,17 @@ static void push_damage(lua_State *L, const ih_damage *d)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, -2, "images");
+	if (d->want_type) { /* an applied tree: one entry per path */
+		setfield_str(L, "want_type", ih_tree_type_name(d->want_type));
+		setfield_str(L, "found_type", ih_tree_type_name(d->found_type));
+		if (d->n_refs)
+			setfield_str(L, "path", d->refs[0].path);
+	}
 }
 
 static const char *source_kind_name(ih_source_kind k)
 {
-	return k == IH_SOURCE_DIR ? "dir" : k == IH_SOURCE_HTTP ? "http" : "wim";
+	return k == IH_SOURCE_DIR ? "dir" : k == IH_SOURCE_SCRIPT ? "script" : k == IH_SOURCE_HTTP ? "http" : "wim";
 }
 
 static const char *source_origin_name(ih_source_origin o)
@@ -1049,6 +1192,11 @@ static void push_damage_list(lua_State *L, const ih_damage *v, size_t n, int wit
 		if (with_code && v[i].code != IH_OK) {
 			setfield_str(L, "code", ih_errcode_name(v[i].code));
 			setfield_int(L, "hresult", (lua_Integer)ih_errcode_hresult(v[i].code));
+			if (v[i].policy_reason[0]) {
+				size_t rl = strnlen(v[i].policy_reason, sizeof v[i].policy_reason);
+				lua_pushlstring(L, v[i].policy_reason, rl);
+				lua_setfield(L, -2, "policy_reason");
+			}
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
@@ -1107,6 +1255,9 @@ static void push_repaired(lua_State *L, const ih_restore_report *r)
 		setfield_bool(L, "raw_copy", rp->raw_copy);
 		push_refs(L, rp->refs, rp->n_refs);
 		setfield_bool(L, "is_metadata", rp->is_metadata);
+		setfield_optstr(L, "action", rp->action);
+		if (rp->action && rp->n_refs)
+			setfield_str(L, "path", rp->refs[0].path);
 		lua_createtable(L, (int)rp->n_images, 0);
 		for (size_t k = 0; k < rp->n_images; k++) {
 			lua_pushinteger(L, rp->images[k]);
@@ -1115,6 +1266,25 @@ static void push_repaired(lua_State *L, const ih_restore_report *r)
 		lua_setfield(L, -2, "images");
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
+}
+
+/* An applied tree's fields of a check report (into the table on top). */
+static void push_tree_fields(lua_State *L, const ih_report *r)
+{
+	if (!r->tree)
+		return;
+	setfield_bool(L, "tree", 1);
+	setfield_optstr(L, "reference", r->reference);
+	setfield_u64(L, "files_checked", r->files_checked);
+	lua_createtable(L, (int)r->n_extra, 0);
+	for (size_t i = 0; i < r->n_extra; i++) {
+		lua_pushstring(L, r->extra[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "extra");
+	setfield_u64(L, "extra_omitted", r->n_extra_omitted);
+	setfield_u64(L, "named_streams_skipped", r->named_streams_skipped);
+	setfield_u64(L, "links_unverified", r->links_unverified);
 }
 
 /* A check's report (see lua/imagehealth/report.lua). */
@@ -1143,6 +1313,7 @@ static void push_report(lua_State *L, const ih_report *r)
 	lua_setfield(L, -2, "damaged");
 	push_problems(L, r->problems, r->n_problems);
 	lua_setfield(L, -2, "problems");
+	push_tree_fields(L, r);
 }
 
 /* A restore's report: the state after, what was repaired and what is
@@ -1172,6 +1343,9 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	setfield_int(L, "health_before", c->state);
 	setfield_u64(L, "bytes_written", r->bytes_written);
 	setfield_bool(L, "rebuilt", r->rebuilt);
+	setfield_bool(L, "dry_run", r->dry_run);
+	if (r->dry_run)
+		setfield_u64(L, "bytes_planned", r->bytes_planned);
 	setfield_bool(L, "limit_access", r->limit_access);
 	setfield_int(L, "default_sources", (lua_Integer)r->n_default_sources);
 	if (r->default_barred)
@@ -1179,6 +1353,7 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	setfield_bool(L, "no_policy", r->no_policy);
 	if (c->record_note)
 		setfield_str(L, "record_note", c->record_note);
+	push_tree_fields(L, c);
 	push_report(L, c);
 	lua_setfield(L, -2, "before");
 	push_damage_list(L, r->unrepaired, r->n_unrepaired, 1);
@@ -1345,6 +1520,7 @@ int luaopen_imagehealth_core(lua_State *L)
 {
 	static const luaL_Reg session_methods[] = {
 		{"info", session_info},
+		{"seal", session_seal},
 		{"check_start", session_check_start},
 		{"restore_start", session_restore_start},
 		{"path", session_path},
@@ -1367,6 +1543,9 @@ int luaopen_imagehealth_core(lua_State *L)
 		{"done", job_done},
 		{"cancel", job_cancel},
 		{"wait_raw", job_wait_raw},
+		{"reply_data", job_reply_data},
+		{"reply_end", job_reply_end},
+		{"reply_order", job_reply_order},
 		{"result", job_result},
 		{"result_raw", job_result},
 		{"session", job_session},

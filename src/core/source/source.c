@@ -41,6 +41,11 @@ int source_spec_parse(const char *spec, struct source_spec *out)
 	struct stat st;
 
 	memset(out, 0, sizeof *out);
+	if (!strncmp(spec, "script:", 7)) {
+		out->script = 1;
+		out->path = ih_strdup(spec + 7);
+		return out->path ? 0 : -1;
+	}
 	out->wim_prefix = has_wim_prefix(spec);
 	out->path = ih_strdup(spec + (out->wim_prefix ? 4 : 0));
 	if (!out->path)
@@ -126,7 +131,7 @@ void source_open(struct source *src, ih_source_report *rep, const char *spec,
 		 const ih_restore_options *opt)
 {
 	struct stat st;
-	int http = url_is_http(sp->path);
+	int http = !sp->script && url_is_http(sp->path);
 
 	report_init(src, rep, spec, origin);
 	src->opt = opt;
@@ -145,6 +150,11 @@ void source_open(struct source *src, ih_source_report *rep, const char *spec,
 			rep->status = IH_SOURCE_NOT_CONTACTED;
 		return;
 	}
+	if (sp->script) {
+		rep->kind = IH_SOURCE_SCRIPT;
+		request_source_open(src);
+		goto opened;
+	}
 	/* stat, not open: a FIFO named as a source must not block us */
 	if (stat(rep->path, &st) != 0) {
 		source_fail(src, ih_errno_code(errno), "%s: %s", rep->path, strerror(errno));
@@ -160,6 +170,7 @@ void source_open(struct source *src, ih_source_report *rep, const char *spec,
 			    sp->wim_prefix ? "" : " or a directory");
 		return;
 	}
+opened:
 	if (src->ops) {
 		rep->status = IH_SOURCE_USABLE;
 		rep->usable = 1;
@@ -183,7 +194,7 @@ void source_prefetch(const char *spec)
 
 	if (source_spec_parse(spec, &sp))
 		return;
-	if (url_is_http(sp.path)) {
+	if (sp.script || url_is_http(sp.path)) {
 		source_spec_free(&sp);
 		return;
 	}

@@ -20,6 +20,10 @@ struct want {
 	uint64_t size;
 	const ih_ref *refs;      /* paths that use it, for sources laid out as trees */
 	size_t n_refs;
+	const uint32_t *images;  /* images that use it; how it is damaged (for a */
+	size_t n_images;         /* scripted source's request) */
+	ih_reason reason;
+	int is_metadata;
 };
 
 /* A candidate a source offers. */
@@ -59,11 +63,13 @@ struct source_ops {
 };
 
 /* A parsed source spec: "wim:PATH[:INDEX]", "esd:...", a .wim/.esd/.swm
- * path, a directory, or an http:// or https:// URL[:INDEX]. */
+ * path, a directory, an http:// or https:// URL[:INDEX], or "script:NAME"
+ * (the caller answers requests). */
 struct source_spec {
 	char *path;              /* local path (malloc'd) */
 	uint32_t index;          /* INDEX, or 0 */
 	int wim_prefix;          /* written wim:/esd: */
+	int script;              /* written script:NAME (path is NAME): the caller answers */
 };
 
 struct source {
@@ -71,6 +77,8 @@ struct source {
 	ih_source_report *rep;
 	void *impl;
 	const ih_restore_options *opt; /* the restore's options (remote sources) */
+	int index;               /* in the restore's sources (a scripted source's requests) */
+	struct ih_job *job;      /* the restore's job (a scripted source asks through it) */
 };
 
 /* Parses spec.  0, or -1 when out of memory. */
@@ -104,6 +112,8 @@ void dir_source_open(struct source *src);
 /* An http:// or https:// URL (rep->path is the URL as shown; url may hold
  * credentials).  Nothing is fetched until the source is first asked. */
 void http_source_open(struct source *src, const char *url);
+/* A scripted source: asks src->job's caller for each blob (request_source.c). */
+void request_source_open(struct source *src);
 
 /* Asks for the tables of a WIM source spec to be read ahead (the kernel
  * fetches them while the damage is being found). */
