@@ -2,10 +2,10 @@
 # into build/; `make test` runs every suite, plain and under ASan+UBSan.
 CC      ?= cc
 LUA     ?= lua5.4
-PKGS    := lua5.4 libcrypto
+PKGS    := lua5.4 libcrypto libcurl
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Isrc/core \
                $(shell pkg-config --cflags $(PKGS))
-LIBS    := -lwim $(shell pkg-config --libs libcrypto) -lhivex -lpthread
+LIBS    := -lwim $(shell pkg-config --libs libcrypto libcurl) -lhivex -lpthread -lm
 OPT     ?= -O2 -g
 
 CORE_SRC := $(wildcard src/core/*.c src/core/*/*.c)
@@ -18,7 +18,7 @@ BA   := build-asan
 SAN  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 all: $(B)/libimagehealth.a $(B)/libimagehealth.so $(B)/lua/imagehealth/core.so $(B)/ctest $(B)/mkhive \
-     $(B)/ih-host
+     $(B)/ih-host $(B)/faultsrv
 
 # examples/host.c: a C program embedding Lua 5.4 with the module linked in.
 $(B)/ih-host: examples/host.c $(B)/obj/lua/imagehealth_core.o $(B)/libimagehealth.a
@@ -27,6 +27,10 @@ $(B)/ih-host: examples/host.c $(B)/obj/lua/imagehealth_core.o $(B)/libimagehealt
 # Test support: writes a registry hive holding a servicing policy.
 $(B)/mkhive: tests/tools/mkhive.c | $(B)/obj/tests
 	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $< -lhivex
+
+# Test support: a misbehaving HTTP server on loopback (remote sources).
+$(B)/faultsrv: tests/tools/faultsrv.c | $(B)/obj/tests
+	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $< -lpthread
 
 define flavour
 $(1)/obj/%.o: src/%.c $$(wildcard include/*.h src/core/*.h src/core/*/*.h src/lua/*.h) | $(1)/obj/core $(1)/obj/core/source $(1)/obj/core/tree $(1)/obj/lua

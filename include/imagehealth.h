@@ -373,17 +373,25 @@ typedef enum ih_source_kind {
 	IH_SOURCE_WIM = 1,   /* wim:PATH[:INDEX], esd:..., or a .wim/.esd/.swm path */
 	IH_SOURCE_DIR,       /* an extracted or mounted image tree */
 	IH_SOURCE_SCRIPT,    /* script:NAME: the caller answers IH_REQUEST_BLOB requests */
+	IH_SOURCE_HTTP,      /* http:// or https:// URL of a WIM, ESD or first .swm */
 } ih_source_kind;
 
 typedef enum ih_source_origin {
 	IH_ORIGIN_CALLER = 1, /* given by the caller */
 	IH_ORIGIN_POLICY,     /* LocalSourcePath in the image's SOFTWARE hive */
+	IH_ORIGIN_DEFAULT,    /* the default repair server (the host's configuration:
+			       * $IMAGEHEALTH_REPAIR_SOURCES, else
+			       * $XDG_CONFIG_HOME/imagehealth/repair-sources, else
+			       * /etc/imagehealth/repair-sources); never with limit_access
+			       * or a policy UseWindowsUpdate of 2 */
 } ih_source_origin;
 
 typedef enum ih_source_status {
 	IH_SOURCE_USABLE = 1,   /* it opened: asked for every blob it may have */
 	IH_SOURCE_UNUSABLE,     /* it could not be opened or read: error says why */
 	IH_SOURCE_UNMAPPED,     /* a policy path that no path_map entry maps */
+	IH_SOURCE_NOT_CONTACTED,/* a remote source nothing was asked of: every blob
+				 * was found before its turn */
 } ih_source_status;
 
 /* One source as the restore saw it. */
@@ -400,6 +408,17 @@ typedef struct ih_source_report {
 	uint64_t bytes_read;    /* blob bytes read from it */
 	uint64_t blobs_used;    /* blobs it supplied */
 	uint64_t blobs_rejected;/* candidates whose bytes did not hash right */
+	/* Remote (HTTP) sources; 0 for others.  path is the URL as shown:
+	 * without user:password and query string. */
+	uint64_t requests;      /* HTTP requests made (retries included) */
+	uint64_t bytes_fetched; /* response body bytes received */
+	uint64_t bytes_total;   /* bytes the requests asked for */
+	uint64_t retries;       /* requests repeated after a transient failure */
+	uint64_t failures;      /* requests that failed (each has a note) */
+	uint64_t round_trips;   /* sequential waves of requests */
+	size_t n_notes;
+	char **notes;           /* what the server did, one line each (a 200 for a
+				 * range, a retry after 503, a stall, ...); bounded */
 } ih_source_report;
 
 typedef struct ih_repair {
@@ -449,6 +468,30 @@ typedef struct ih_restore_options {
 	 * answered "not found". */
 	ih_answer_fn answer;
 	void *answer_data;
+	/* Remote (http://, https://) sources.  Zero/NULL: the default. */
+	const char *http_ca_file;    /* CA bundle (PEM) to verify servers with */
+	const char *http_client_cert;/* client certificate (PEM) */
+	const char *http_client_key; /* its key (PEM) */
+	const char *http_proxy;      /* proxy URL; NULL: libcurl's environment
+				      * (http_proxy, https_proxy, no_proxy) */
+	int http_netrc;              /* 1: take credentials from .netrc */
+	const char *http_netrc_file; /* that .netrc instead of ~/.netrc */
+	const char *const *http_headers; /* extra request headers ("Authorization:
+				      * Bearer ..."), never reported */
+	size_t n_http_headers;
+	double http_connect_timeout; /* seconds (default 10) */
+	double http_stall_timeout;   /* seconds without a byte before a transfer is
+				      * abandoned (default 30) */
+	int http_retries;            /* tries after the first for transient failures
+				      * (408, 429, 5xx, reset, stall; default 4; < 0: none) */
+	double http_retry_wait_max;  /* cap of the backoff and of Retry-After (default 30) */
+	uint64_t http_whole_file_max;/* a server that ignores Range is used only when
+				      * the whole file is at most this big (default 0:
+				      * never) */
+	int http_max_redirects;      /* default 5; never from https to http */
+	int http_parallel;           /* requests in flight per source (default 8) */
+	const char *default_sources_file; /* test/override: read the default repair
+				      * server list from this file instead */
 } ih_restore_options;
 
 /* How a check looked at the image (ih_report.scan_kind). */
@@ -531,6 +574,11 @@ typedef struct ih_restore_report {
 	int dry_run;                    /* nothing was written: repaired lists what would
 					 * be, from which source; state is the image's as found */
 	uint64_t bytes_planned;         /* dry run: bytes the repairs would take */
+	/* The default repair server: how many URLs the host configures, and
+	 * whether they were barred (1: limit_access, 2: the policy's
+	 * UseWindowsUpdate = 2); 0: allowed (then they are among sources). */
+	size_t n_default_sources;
+	int default_barred;
 } ih_restore_report;
 
 int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,

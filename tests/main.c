@@ -18,6 +18,7 @@ void test_fingerprint(void);
 void test_tree(void);
 void test_scripted(void);
 void test_dismapi(void);
+void test_http(void);
 
 static const struct {
 	const char *name;
@@ -36,6 +37,7 @@ static const struct {
 	{"tree", test_tree},
 	{"scripted", test_scripted},
 	{"dismapi", test_dismapi},
+	{"http", test_http},
 };
 
 int main(int argc, char **argv)

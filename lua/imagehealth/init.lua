@@ -29,7 +29,8 @@
 --     -> state, Report | nil, err
 --   s:check_health_job{...} -> Job | nil, err
 --   s:restore_health{sources=, limit_access=, path_map=, no_policy=,
---                    rebuild=, use_record=, threads=, progress=, cancel=, poll=}
+--                    rebuild=, use_record=, threads=, progress=, cancel=, poll=,
+--                    http=, default_sources_file=}
 --     -> state, Report | nil, err
 --   s:restore_health_job{...} -> Job | nil, err
 --   s:restore_plan{...}, s:restore_plan_job{...}: a dry run (nothing written)
@@ -166,10 +167,10 @@ local CHECK_KEYS = {"scan", "deep", "progress", "cancel", "threads", "no_record"
   "poll_forget"}
 local RESTORE_KEYS = {"sources", "limit_access", "path_map", "no_policy", "rebuild", "use_record",
   "threads", "progress", "cancel", "poll", "poll_forget", "policy_hive", "order", "accept",
-  "on_unrepairable", "on_repaired", "no_reference_source"}
+  "on_unrepairable", "on_repaired", "no_reference_source", "http", "default_sources_file"}
 local PLAN_KEYS = {"sources", "limit_access", "path_map", "no_policy", "use_record", "threads",
   "progress", "cancel", "poll", "poll_forget", "policy_hive", "order", "accept", "on_unrepairable",
-  "no_reference_source"}
+  "no_reference_source", "http", "default_sources_file"}
 M.OPTIONS = {
   open = {"index", "state_dir", "threads", "reference", "case_insensitive"},
   check_health = CHECK_KEYS, check_health_job = CHECK_KEYS,
@@ -542,21 +543,33 @@ local function start_restore(s, opts, fname)
     use_record = opts.use_record, threads = opts.threads, cancel = opts.cancel, policy_hive = opts.policy_hive,
     no_reference_source = opts.no_reference_source,
     dry_run = dry_run or nil, ask_order = opts.order ~= nil or nil, ask_accept = opts.accept ~= nil or nil,
+    http = opts.http, default_sources_file = opts.default_sources_file,
   })
   return j, err, hooks
 end
 
 -- s:restore_health{sources = {...}, limit_access =, path_map =, no_policy =,
---                  rebuild =, use_record =, threads =, progress =, cancel =, poll =}
+--                  rebuild =, use_record =, threads =, progress =, cancel =, poll =,
+--                  http = {...}, default_sources_file =}
 --   -> state, report | nil, err
 -- Scans the image (as DISM's RestoreHealth does; with use_record = true it
 -- trusts the damage the last full scan of this very file recorded instead,
 -- for a script that has just scanned) and repairs what it found from the
 -- sources, in order: the caller's ("wim:PATH[:INDEX]",
--- "esd:PATH[:INDEX]", a .wim/.esd/.swm path, or a directory holding the
--- extracted image), then those of the image's own servicing policy
--- (LocalSourcePath, with Windows paths mapped by path_map; not with
--- no_policy).  Every byte is verified by SHA-1 before it is written.  The
+-- "esd:PATH[:INDEX]", a .wim/.esd/.swm path, a directory holding the
+-- extracted image, or an http:// or https:// URL[:INDEX] of a WIM, ESD or
+-- first .swm, of which only the damaged bytes are downloaded), then those
+-- of the image's own servicing policy (LocalSourcePath, with Windows paths
+-- mapped by path_map; not with no_policy), then the host's default repair
+-- server ($IMAGEHEALTH_REPAIR_SOURCES, else
+-- $XDG_CONFIG_HOME/imagehealth/repair-sources, else
+-- /etc/imagehealth/repair-sources; default_sources_file replaces them) unless
+-- limit_access or the policy's UseWindowsUpdate = 2.  http = {ca_file=,
+-- client_cert=, client_key=, proxy=, netrc= (true or a file), headers=
+-- ({"Name: value", ...} or a map; never reported), connect_timeout=,
+-- stall_timeout=, retries=, retry_wait_max=, whole_file_max=,
+-- max_redirects=, parallel=} tunes remote sources.  Every byte is verified
+-- by SHA-1 before it is written.  The
 -- report (see report.lua) tells what was repaired from where and what is
 -- left.  Errors: busy (0x800F0902: another session or restore holds the
 -- image), disk_full (0x80070070), cancelled (0x800704C7; the image is then

@@ -35,15 +35,23 @@
 --                           SHA-1 was damaged): their entries were removed
 --   report.unrepaired       what is left: the same list as report.damaged,
 --                           each entry with code "source_missing" and hresult
---                           0x800F081F (no source had it), or code
---                           "nonrepairable" when the image cannot be repaired
---   report.sources          list of {spec, kind ("wim"|"dir"), origin
---                           ("caller"|"policy"), path, index, usable,
---                           status ("usable"|"unusable"|"unmapped": a policy
---                           path no path_map entry maps), error, error_code,
---                           bytes_read, blobs_used, blobs_rejected (candidates
---                           whose bytes did not hash right)}, in the order
---                           they were tried
+--                           0x800F081F (no source had it), "download_failed"
+--                           0x800F0906 (a remote source could not deliver
+--                           it), "policy_disallowed" 0x800F0907 (no source had
+--                           it and the default repair server was barred), or
+--                           code "nonrepairable" when the image cannot be repaired
+--   report.sources          list of {spec, kind ("wim"|"dir"|"http"), origin
+--                           ("caller"|"policy"|"default": the repair server),
+--                           path, index, usable, status ("usable"|"unusable"|
+--                           "unmapped": a policy path no path_map entry maps|
+--                           "not_contacted": a remote source nothing was asked
+--                           of), error, error_code, bytes_read, blobs_used,
+--                           blobs_rejected (candidates whose bytes did not hash
+--                           right); remote ones also requests, bytes_fetched,
+--                           bytes_asked, retries, failures, round_trips and
+--                           notes (what the server did, one line each)}, in
+--                           the order they were tried; URLs are shown without
+--                           user:password and query string
 --   report.bytes_written    bytes committed to the image (0 when nothing
 --                           was committed: see report:committed())
 --   report.before           the check report the restore started from
@@ -51,6 +59,9 @@
 --   report.policy           {local_source_path, use_windows_update (nil when
 --                           not set), note (why it could not be read)}
 --   report.limit_access, report.no_policy   the options, echoed
+--   report.default_sources  URLs of the default repair server the host
+--                           configures; report.default_barred "limit_access"
+--                           or "policy" when they were not asked
 --
 --   report:committed()      whether a restore changed the image at all
 --   report:summary()        one paragraph for a person
@@ -565,6 +576,40 @@ local function per_source(self)
   return list_words(t)
 end
 
+-- Why damage was left, by the codes the core gave each entry.
+local WHY = {
+  source_missing = "no source has %s (0x800F081F source missing)",
+  download_failed = "a remote source could not deliver %s (0x800F0906 download failed)",
+  policy_disallowed = "no source has %s, and the default repair server was not asked: remote "
+    .. "access is barred by limit_access or the image's policy (0x800F0907)",
+  skipped = "%s skipped by policy (0x800F0907)",
+  nonrepairable = "the image cannot be repaired in place",
+}
+local function left_why(left, them)
+  local seen, order = {}, {}
+  for _, d in ipairs(left) do
+    local c = d.code or "source_missing"
+    if c == "policy_disallowed" and d.policy_reason then
+      c = "skipped"
+    end
+    if not seen[c] then
+      seen[c] = 0
+      order[#order + 1] = c
+    end
+    seen[c] = seen[c] + 1
+  end
+  local t = {}
+  for _, c in ipairs(order) do
+    local fmt = WHY[c] or (c .. " (%s)")
+    local what = (seen[c] == 1 and not them) and "it" or "them"
+    if #order > 1 then
+      what = seen[c] == 1 and "1 of them" or string.format("%d of them", seen[c])
+    end
+    t[#t + 1] = string.format(fmt, what)
+  end
+  return table.concat(t, "; ")
+end
+
 -- Whether a restore changed the image: the core counts bytes_written only
 -- for what it committed (a rolled-back restore reports 0).
 function Report:committed()
@@ -599,7 +644,7 @@ function restore_summary(self)
   -- blobs the caller's accept policy skipped are not "missing"
   local skipped, missing = {}, {}
   for _, d in ipairs(left) do
-    if d.code == "policy_disallowed" then
+    if d.code == "policy_disallowed" and d.policy_reason then -- (else: the repair server barred)
       skipped[#skipped + 1] = d
     else
       missing[#missing + 1] = d
@@ -622,10 +667,9 @@ function restore_summary(self)
   left = missing
   if #left > 0 then
     local names, nfiles = some_paths(left, 5)
-    parts[#parts + 1] = string.format("%s (%s%s) left unrepaired: no source has %s (0x800F081F "
-      .. "source missing)%s", plural(#left, "blob"), M.format_bytes(sum_sizes(left)),
-      nfiles > 0 and ", " .. plural(nfiles, "file") or "", #left == 1 and "it" or "them",
-      names ~= "" and ": " .. names or "")
+    parts[#parts + 1] = string.format("%s (%s%s) left unrepaired: %s%s", plural(#left, "blob"),
+      M.format_bytes(sum_sizes(left)), nfiles > 0 and ", " .. plural(nfiles, "file") or "",
+      left_why(left), names ~= "" and ": " .. names or "")
   end
   local liars = {}
   for i, src in ipairs(self.sources or {}) do
@@ -657,6 +701,9 @@ local function source_line(i, src)
     what[#what + 1] = "image " .. src.index
   end
   local s = string.format("  [%d] %s (%s)", i, source_name(src), table.concat(what, ", "))
+  if src.status == "not_contacted" then
+    return s .. ": not contacted (every blob was found before its turn)"
+  end
   if not src.usable then
     return s .. ": unusable: " .. (src.error or "cannot be opened")
   end
@@ -668,6 +715,21 @@ local function source_line(i, src)
       plural(src.blobs_rejected, "candidate"))
   end
   return s
+end
+
+-- A remote source: what was asked of the server, and what it did.
+local function remote_lines(src, add)
+  if src.kind ~= "http" or (src.requests or 0) == 0 then
+    return
+  end
+  add("      %s, %s fetched in %s (%s)%s%s", plural(src.requests, "request"),
+    M.format_bytes(src.bytes_fetched or 0), plural(src.round_trips or 0, "round trip"),
+    M.format_bytes(src.bytes_asked or 0) .. " asked",
+    (src.retries or 0) > 0 and ", " .. plural(src.retries, "retry", "retries") or "",
+    (src.failures or 0) > 0 and ", " .. plural(src.failures, "failed request") or "")
+  for _, n in ipairs(src.notes or {}) do
+    add("      server: %s", n)
+  end
 end
 M.source_line = source_line
 
@@ -737,21 +799,21 @@ function restore_lines(self)
     end
   end
   if #left > 0 then
-    local codes = {}
+    local skipped_only = true
     for _, d in ipairs(left) do
-      codes[d.code or "?"] = true
+      skipped_only = skipped_only and d.code == "policy_disallowed" and d.policy_reason ~= nil
     end
     local why = left[1].code == "nonrepairable" and "the image cannot be repaired in place"
-      or (codes.policy_disallowed and not codes.source_missing) and "skipped by policy (0x800F0907)"
-      or codes.policy_disallowed and "no source has them (0x800F081F source missing), or skipped by policy "
-        .. "(0x800F0907)"
-      or "no source has them (0x800F081F source missing)"
-    add_damage(self, add, left, "Not repaired (%d): " .. why, "Files not repaired (%d):")
+      or skipped_only and "skipped by policy (0x800F0907)"
+      or left_why(left, true)
+    add_damage(self, add, left, "Not repaired (%d): " .. why:gsub("%%", "%%%%"),
+      "Files not repaired (%d):")
   end
   if #sources > 0 then
     add("Sources (%d, in the order tried):", #sources)
     for i, src in ipairs(sources) do
       add("%s", source_line(i, src))
+      remote_lines(src, add)
     end
   elseif #left > 0 then
     add("Sources:  none given%s", self.no_policy and "" or " and none in the image's policy")
@@ -759,6 +821,11 @@ function restore_lines(self)
   add("Policy:   %s", policy_text(self))
   if self.limit_access then
     add("Limit access: yes (no remote default source)")
+  end
+  if (self.default_sources or 0) > 0 and self.default_barred then
+    add("Repair server: %s configured, not asked (%s)", plural(self.default_sources, "URL"),
+      self.default_barred == "policy" and "the image's policy sets UseWindowsUpdate 2"
+        or "limit_access")
   end
   local problems = self.problems or {}
   if #problems > 0 then

@@ -36,6 +36,7 @@ static void free_restore_arg(void *p)
 	free(a->strings);
 	free((void *)a->opt.sources);
 	free((void *)a->opt.path_map);
+	free((void *)a->opt.http_headers);
 	free(a->policy_hive);
 	free(a);
 }
@@ -251,6 +252,19 @@ static int dup_strings(struct restore_arg *a, const char *const *in, size_t n,
 	return 0;
 }
 
+/* An optional string option made the job's own. */
+static int dup_one(struct restore_arg *a, const char **p)
+{
+	const char *const *out;
+	if (!*p)
+		return 0;
+	if (dup_strings(a, p, 1, &out))
+		return -1;
+	*p = out[0];
+	free((void *)out);
+	return 0;
+}
+
 int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 		     ih_error *err)
 {
@@ -274,6 +288,14 @@ int ih_restore_start(ih_session *s, const ih_restore_options *opt, ih_job **out,
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	a->opt.policy_hive = a->policy_hive;
+	a->opt.http_headers = NULL;
+	if (opt && (dup_strings(a, opt->http_headers, opt->n_http_headers, &a->opt.http_headers) ||
+		    dup_one(a, &a->opt.http_ca_file) || dup_one(a, &a->opt.http_client_cert) ||
+		    dup_one(a, &a->opt.http_client_key) || dup_one(a, &a->opt.http_proxy) ||
+		    dup_one(a, &a->opt.http_netrc_file) || dup_one(a, &a->opt.default_sources_file))) {
+		free_restore_arg(a);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
 	a->s = s;
 	ih_session_ref(s);
 	return ih_session_start_job(s, 1, run_restore, a, free_restore_arg, a->opt.cancel, out,

@@ -29,6 +29,8 @@ struct target {
 	uint32_t *order;             /* the caller's ORDER answer: sources to try, or NULL */
 	size_t norder;               /* (with order NULL: all, in the restore's order) */
 	struct supplied sup;
+	int download_failed;         /* a remote source has it, and could not deliver */
+	ih_errcode code;             /* unsupplied: why (source_missing, download, policy) */
 };
 
 struct committer;
@@ -41,6 +43,8 @@ struct restore_ctx {
 	ih_restore_report *r;        /* the report being built */
 	struct source *src;          /* in DISM's order: caller's, then policy's */
 	size_t nsrc;
+	int default_barred;          /* the default repair server was barred (1, 2 as in
+				      * the report) while the host configures one */
 	struct target *ts;           /* sorted by SHA-1 */
 	size_t nt;
 	int tail_needs;              /* part 1's tail needs rewriting even without repairs */

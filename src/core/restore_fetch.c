@@ -1,5 +1,7 @@
 /* restore_fetch.c - the fetch stage: for each target, the sources in order,
- * each candidate streamed through the sink, until one verifies.  A
+ * each candidate streamed through the sink, until one verifies.  It runs
+ * in rounds (round r asks every target still wanting its r-th source), so
+ * that each source hears of all it will be asked at once.  A
  * candidate whose size nobody vouches for (the image's entry has no size,
  * or a different one) is hashed first and written only once it matched, so
  * a huge wrong file costs reading, never writing. */
@@ -39,16 +41,21 @@ static enum sink_result take(struct source *src, const struct candidate *c,
 	return res;
 }
 
+static struct want want_of(const struct target *t)
+{
+	return (struct want){.sha1 = t->dm->sha1, .size = t->blob ? t->blob->size : 0,
+			     .refs = t->dm->refs, .n_refs = t->dm->n_refs,
+			     .images = t->dm->images, .n_images = t->dm->n_images,
+			     .reason = t->dm->reason, .is_metadata = t->dm->is_metadata};
+}
+
 /* Asks source i for target t.  1: supplied; 0: not there; -1: stop
  * (cancelled, or writing failed: err set). */
 static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct sink *sk,
 		      struct writer *wr, uint64_t done_bytes, ih_error *err)
 {
 	struct source *src = &x->src[i];
-	struct want w = {.sha1 = t->dm->sha1, .size = t->blob ? t->blob->size : 0,
-			 .refs = t->dm->refs, .n_refs = t->dm->n_refs,
-			 .images = t->dm->images, .n_images = t->dm->n_images,
-			 .reason = t->dm->reason, .is_metadata = t->dm->is_metadata};
+	struct want w = want_of(t);
 	struct candidate c;
 
 	for (size_t nth = 0; src->ops; nth++) {
@@ -78,35 +85,113 @@ static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct 
 	return 0;
 }
 
+/* The r-th source to ask for target t: its own order (the caller's ORDER
+ * answer), else the restore's (DISM's: caller's, policy's, the default
+ * repair server); SIZE_MAX when it has no r-th. */
+static size_t source_of(const struct restore_ctx *x, const struct target *t, size_t r)
+{
+	if (t->order)
+		return r < t->norder && t->order[r] < x->nsrc ? t->order[r] : SIZE_MAX;
+	return r < x->nsrc ? r : SIZE_MAX;
+}
+
+/* One target, supplied or given up: progress. */
+static void target_done(struct restore_ctx *x, const struct target *t, uint64_t *done_bytes)
+{
+	*done_bytes += t->dm->size;
+	atomic_store(&x->j->bytes_done, *done_bytes);
+	atomic_fetch_add(&x->j->blobs_done, 1);
+	ih_job_tick(x->j);
+}
+
+/* Round r: every target still wanting gets its r-th source.  Each source
+ * first hears of all the wants of its group at once (prepare: a remote
+ * source requests them in one wave), then is asked for each in turn. */
+static int fetch_round(struct restore_ctx *x, size_t r, struct sink *sk, size_t *group,
+		       struct want *wants, uint64_t *done_bytes, ih_error *err)
+{
+	for (size_t i = 0; i < x->nsrc; i++) {
+		struct source *src = &x->src[i];
+		size_t ng = 0;
+		if (ih_job_cancelled(x->j))
+			return IH_OK;
+		if (!src->ops)
+			continue;
+		for (size_t k = 0; k < x->nt; k++) {
+			const struct target *t = &x->ts[k];
+			if (!t->drop && !t->skipped && t->source < 0 && source_of(x, t, r) == i) {
+				group[ng] = k;
+				wants[ng++] = want_of(t);
+			}
+		}
+		if (!ng)
+			continue;
+		if (src->ops->prepare && src->ops->prepare(src, wants, ng, x->j)) {
+			/* it became unusable: what it may have had did not come */
+			for (size_t g = 0; g < ng; g++)
+				x->ts[group[g]].download_failed |= src->rep->kind == IH_SOURCE_HTTP;
+			continue;
+		}
+		for (size_t g = 0; g < ng && !ih_job_cancelled(x->j); g++) {
+			struct target *t = &x->ts[group[g]];
+			struct writer *wr = NULL;
+			int rc = x->cm->ops->writer_for(x->cm, t->part, &wr, err);
+			if (rc == IH_OK && ask_source(x, i, t, sk, wr, *done_bytes, err) < 0)
+				rc = ih_job_cancelled(x->j) ? IH_OK : err->code;
+			if (rc != IH_OK)
+				return rc;
+			if (t->source >= 0) {
+				target_done(x, t, done_bytes);
+			} else if (src->ops && src->ops->why_not) {
+				struct want w = want_of(t);
+				t->download_failed |= src->ops->why_not(src, &w) == IH_ERR_DOWNLOAD;
+			} else if (!src->ops) {
+				t->download_failed |= src->rep->kind == IH_SOURCE_HTTP;
+			}
+		}
+	}
+	return IH_OK;
+}
+
 int restore_fetch(struct restore_ctx *x, ih_error *err)
 {
 	struct sink sk;
 	uint64_t total = 0, done_bytes = 0;
 	int rc = IH_OK;
+	size_t *group = calloc(x->nt + 1, sizeof *group);
+	struct want *wants = calloc(x->nt + 1, sizeof *wants);
 
 	for (size_t k = 0; k < x->nt; k++)
 		total += x->ts[k].dm->size;
-	if (sink_init(&sk, x->j))
+	if (!group || !wants || sink_init(&sk, x->j)) {
+		free(group);
+		free(wants);
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	ih_job_set_phase(x->j, IH_PHASE_FETCH, total, x->nt);
-	for (size_t k = 0; k < x->nt && rc == IH_OK && !ih_job_cancelled(x->j); k++) {
-		struct target *t = &x->ts[k];
-		struct writer *wr = NULL;
-		int wanted = !t->drop && !t->skipped;
-		if (wanted)
-			rc = x->cm->ops->writer_for(x->cm, t->part, &wr, err);
-		/* the target's own order (the caller's ORDER answer), else all */
-		size_t n = t->order ? t->norder : x->nsrc;
-		for (size_t o = 0; rc == IH_OK && wanted && t->source < 0 && o < n; o++) {
-			size_t i = t->order ? t->order[o] : o;
-			if (ask_source(x, i, t, &sk, wr, done_bytes, err) < 0)
-				rc = ih_job_cancelled(x->j) ? IH_OK : err->code;
-		}
-		done_bytes += t->dm->size;
-		atomic_store(&x->j->bytes_done, done_bytes);
-		atomic_fetch_add(&x->j->blobs_done, 1);
-		ih_job_tick(x->j);
 	}
+	ih_job_set_phase(x->j, IH_PHASE_FETCH, total, x->nt);
+	size_t rounds = x->nsrc;
+	for (size_t k = 0; k < x->nt; k++)
+		if (x->ts[k].order && x->ts[k].norder > rounds)
+			rounds = x->ts[k].norder;
+	for (size_t r = 0; r < rounds && rc == IH_OK && !ih_job_cancelled(x->j); r++)
+		rc = fetch_round(x, r, &sk, group, wants, &done_bytes, err);
+	for (size_t k = 0; k < x->nt; k++) {
+		struct target *t = &x->ts[k];
+		if (t->source >= 0 || t->drop)
+			continue;
+		if (t->skipped) {
+			target_done(x, t, &done_bytes);
+			continue;
+		}
+		t->code = t->download_failed ? IH_ERR_DOWNLOAD
+			  : x->default_barred ? IH_ERR_POLICY : IH_ERR_SOURCE_MISSING;
+		target_done(x, t, &done_bytes);
+	}
+	for (size_t k = 0; k < x->nt; k++)
+		if (x->ts[k].drop)
+			atomic_fetch_add(&x->j->blobs_done, 1);
 	sink_free(&sk);
+	free(group);
+	free(wants);
 	return rc;
 }

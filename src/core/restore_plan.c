@@ -1,8 +1,13 @@
 /* restore_plan.c - the plan stage: which damaged blobs become targets (or
  * are dropped), and the sources to ask, in DISM's order: the caller's, then
- * those of the image's servicing policy. */
+ * those of the image's servicing policy, then the default repair server
+ * (the host's configured URLs; Windows Update's place) unless limit_access
+ * or the policy's UseWindowsUpdate = 2 bars it. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "job.h"
 #include "policy.h"
 #include "restore.h"
@@ -79,6 +84,97 @@ static void free_specs(char **v, int n)
 	free(v);
 }
 
+/* Adds spec (trimmed; '#' comments and blank lines skipped) to v. */
+static int add_spec(char ***v, int *n, const char *tok, size_t len)
+{
+	while (len && (*tok == ' ' || *tok == '\t')) {
+		tok++;
+		len--;
+	}
+	while (len && (tok[len - 1] == ' ' || tok[len - 1] == '\t' || tok[len - 1] == '\r'))
+		len--;
+	if (!len || *tok == '#')
+		return 0;
+	char **nv = realloc(*v, (size_t)(*n + 1) * sizeof *nv);
+	if (!nv)
+		return -1;
+	*v = nv;
+	nv[*n] = malloc(len + 1);
+	if (!nv[*n])
+		return -1;
+	memcpy(nv[*n], tok, len);
+	nv[*n][len] = '\0';
+	(*n)++;
+	return 0;
+}
+
+/* A repair-sources file: one spec a line.  A missing file is no list (1);
+ * anything but a small regular file is ignored. */
+static int read_sources_file(const char *path, char ***v, int *n)
+{
+	char buf[65536];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t got = -1;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (off_t)sizeof buf)
+		got = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (got < 0)
+		return 1;
+	for (ssize_t i = 0, start = 0; i <= got; i++)
+		if (i == got || buf[i] == '\n') {
+			if (add_spec(v, n, buf + start, (size_t)(i - start)))
+				return -1;
+			start = i + 1;
+		}
+	return 0;
+}
+
+/* The default repair server: the caller's override file, else
+ * $IMAGEHEALTH_REPAIR_SOURCES (';'-separated; set and empty: none), else
+ * $XDG_CONFIG_HOME/imagehealth/repair-sources (~/.config when unset), else
+ * /etc/imagehealth/repair-sources.  Returns the count or -1. */
+static int default_specs(const ih_restore_options *opt, char ***out)
+{
+	char **v = NULL, path[4096];
+	int n = 0, rc = 0;
+	const char *env = getenv("IMAGEHEALTH_REPAIR_SOURCES");
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+
+	if (opt->default_sources_file) {
+		rc = read_sources_file(opt->default_sources_file, &v, &n) < 0 ? -1 : 0;
+	} else if (env) {
+		for (const char *p = env; rc == 0;) {
+			size_t len = strcspn(p, ";");
+			rc = add_spec(&v, &n, p, len);
+			if (!p[len])
+				break;
+			p += len + 1;
+		}
+	} else {
+		rc = 1;
+		if (xdg && *xdg == '/')
+			snprintf(path, sizeof path, "%s/imagehealth/repair-sources", xdg);
+		else if (home && *home == '/')
+			snprintf(path, sizeof path, "%s/.config/imagehealth/repair-sources", home);
+		else
+			path[0] = '\0';
+		if (path[0])
+			rc = read_sources_file(path, &v, &n);
+		if (rc == 1)
+			rc = read_sources_file("/etc/imagehealth/repair-sources", &v, &n);
+		rc = rc < 0 ? -1 : 0;
+	}
+	if (rc < 0) {
+		free_specs(v, n);
+		return -1;
+	}
+	*out = v;
+	return n;
+}
+
 static int open_sources(struct restore_ctx *x, ih_error *err)
 {
 	const ih_restore_options *opt = x->opt;
@@ -100,18 +196,37 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 	policy_free(&pol);
 	if (npol < 0)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	size_t total = opt->n_sources + (size_t)npol;
+	/* The default repair server, after everything else, unless barred */
+	char **def_specs = NULL;
+	int ndef = default_specs(opt, &def_specs);
+	if (ndef < 0) {
+		free_specs(pol_specs, npol);
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	r->n_default_sources = (size_t)ndef;
+	r->default_barred = opt->limit_access ? 1 : r->policy_use_windows_update == 2 ? 2 : 0;
+	if (r->default_barred) {
+		x->default_barred = ndef > 0 ? r->default_barred : 0;
+		free_specs(def_specs, ndef);
+		def_specs = NULL;
+		ndef = 0;
+	}
+	size_t total = opt->n_sources + (size_t)npol + (size_t)ndef;
 	x->src = calloc(total + 1, sizeof *x->src);
 	r->sources = calloc(total + 1, sizeof *r->sources);
 	if (!x->src || !r->sources) {
 		free_specs(pol_specs, npol);
+		free_specs(def_specs, ndef);
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	r->n_sources = x->nsrc = total;
 	for (size_t i = 0; i < total; i++) {
-		int policy = i >= opt->n_sources;
-		const char *spec = policy ? pol_specs[i - opt->n_sources] : opt->sources[i];
-		ih_source_origin origin = policy ? IH_ORIGIN_POLICY : IH_ORIGIN_CALLER;
+		int policy = i >= opt->n_sources && i < opt->n_sources + (size_t)npol;
+		int def = i >= opt->n_sources + (size_t)npol;
+		const char *spec = def ? def_specs[i - opt->n_sources - (size_t)npol]
+				   : policy ? pol_specs[i - opt->n_sources] : opt->sources[i];
+		ih_source_origin origin = def ? IH_ORIGIN_DEFAULT
+					  : policy ? IH_ORIGIN_POLICY : IH_ORIGIN_CALLER;
 		struct source_spec sp;
 		char why[600];
 		int prc = policy ? source_spec_from_policy(spec, opt->path_map, opt->n_path_map, &sp,
@@ -119,18 +234,20 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 				 : source_spec_parse(spec, &sp);
 		if (prc < 0) {
 			free_specs(pol_specs, npol);
+			free_specs(def_specs, ndef);
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 		}
 		if (prc > 0)
 			source_unmapped(&x->src[i], &r->sources[i], spec, origin,
 					prc == POLICY_PATH_REFUSED, why);
 		else
-			source_open(&x->src[i], &r->sources[i], spec, &sp, origin);
+			source_open(&x->src[i], &r->sources[i], spec, &sp, origin, opt);
 		x->src[i].index = (int)i;
 		x->src[i].job = x->j;
 		source_spec_free(&sp);
 	}
 	free_specs(pol_specs, npol);
+	free_specs(def_specs, ndef);
 	return IH_OK;
 }
 

@@ -52,13 +52,18 @@ static int report_left(ih_damage *dm, const struct target *t)
 	dm->n_refs = 0;
 	dm->images = NULL;
 	dm->n_images = 0;
-	dm->code = t->drop ? IH_OK : t->skipped ? IH_ERR_POLICY : IH_ERR_SOURCE_MISSING;
-	if (t->skipped)
-		snprintf(dm->policy_reason, sizeof dm->policy_reason, "%s", t->skip_reason);
-	snprintf(dm->detail, sizeof dm->detail, "%s; %.110s",
-		 t->drop      ? "no image uses it: its entry was removed"
-		 : t->skipped ? "skipped by policy (0x800F0907)"
-			      : "no source has it (0x800F081F)",
+	dm->code = t->drop ? IH_OK : t->skipped ? IH_ERR_POLICY : t->code ? t->code
+									    : IH_ERR_SOURCE_MISSING;
+	if (t->skipped) /* never empty: it tells a skip from a barred repair server */
+		snprintf(dm->policy_reason, sizeof dm->policy_reason, "%s",
+			 t->skip_reason[0] ? t->skip_reason : "declined by the caller");
+	const char *why = t->drop ? "no image uses it: its entry was removed"
+		: t->skipped ? "skipped by policy (0x800F0907)"
+		: dm->code == IH_ERR_DOWNLOAD ? "the download from a remote source failed (0x800F0906)"
+		: dm->code == IH_ERR_POLICY ? "no source has it; the repair server was not asked: "
+					      "remote access barred (0x800F0907)"
+		: "no source has it (0x800F081F)";
+	snprintf(dm->detail, sizeof dm->detail, "%s; %.70s", why,
 		 t->dm->detail[0] ? t->dm->detail : ih_reason_name(t->dm->reason));
 	return copy_images(&dm->images, &dm->n_images, t->dm) ||
 	       copy_refs(&dm->refs, &dm->n_refs, t->dm);
@@ -184,6 +189,9 @@ void ih_restore_report_free(ih_restore_report *r)
 	free(r->dropped);
 	free(r->problems);
 	for (size_t i = 0; i < r->n_sources; i++) {
+		for (size_t k = 0; k < r->sources[i].n_notes; k++)
+			free(r->sources[i].notes[k]);
+		free(r->sources[i].notes);
 		free(r->sources[i].spec);
 		free(r->sources[i].path);
 		free(r->sources[i].error);

@@ -811,6 +811,128 @@ static const char **opt_path_map(lua_State *L, int t, size_t *n)
 	return v;
 }
 
+/* A number option >= 0 (seconds, sizes). */
+static double opt_number(lua_State *L, int t, const char *k)
+{
+	double v = 0;
+	if (lua_getfield(L, t, k) != LUA_TNIL) {
+		int ok;
+		v = lua_tonumberx(L, -1, &ok);
+		if (!ok || v < 0 || v != v)
+			luaL_error(L, "bad option 'http.%s' (a number >= 0 expected, got %s)", k,
+				   ok ? "a negative number" : luaL_typename(L, -1));
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+/* The remote sources' options at option 'http': {ca_file=, client_cert=,
+ * client_key=, proxy=, netrc= (true or a file), headers= (a list of
+ * "Name: value", or a map), connect_timeout=, stall_timeout=, retries=,
+ * retry_wait_max=, whole_file_max=, max_redirects=, parallel=}.  The
+ * headers' C array is a userdata left on the stack. */
+static void opt_http(lua_State *L, int t, ih_restore_options *o)
+{
+	if (lua_getfield(L, t, "http") == LUA_TNIL) {
+		lua_pop(L, 1);
+		lua_pushnil(L); /* keeps the stack shape */
+		return;
+	}
+	if (!lua_istable(L, -1))
+		luaL_error(L, "bad option 'http' (table expected, got %s)", luaL_typename(L, -1));
+	int h = lua_gettop(L);
+	static const char *const known[] = {"ca_file", "client_cert", "client_key", "proxy", "netrc",
+		"headers", "connect_timeout", "stall_timeout", "retries", "retry_wait_max",
+		"whole_file_max", "max_redirects", "parallel", NULL};
+	lua_pushnil(L);
+	while (lua_next(L, h)) {
+		int ok = lua_type(L, -2) == LUA_TSTRING;
+		for (int i = 0; ok && known[i]; i++)
+			if (!strcmp(lua_tostring(L, -2), known[i]))
+				ok = 2;
+		if (ok != 2)
+			luaL_error(L, "bad option 'http' (unknown key %s)",
+				   lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a string)");
+		lua_pop(L, 1);
+	}
+	o->http_ca_file = opt_string(L, h, "ca_file");
+	o->http_client_cert = opt_string(L, h, "client_cert");
+	o->http_client_key = opt_string(L, h, "client_key");
+	o->http_proxy = opt_string(L, h, "proxy");
+	int nt = lua_getfield(L, h, "netrc");
+	if (nt == LUA_TSTRING)
+		o->http_netrc_file = lua_tostring(L, -1);
+	else if (nt == LUA_TBOOLEAN)
+		o->http_netrc = lua_toboolean(L, -1);
+	else if (nt != LUA_TNIL)
+		luaL_error(L, "bad option 'http.netrc' (boolean or file name expected, got %s)",
+			   luaL_typename(L, -1));
+	lua_pop(L, 1);
+	o->http_connect_timeout = opt_number(L, h, "connect_timeout");
+	o->http_stall_timeout = opt_number(L, h, "stall_timeout");
+	o->http_retry_wait_max = opt_number(L, h, "retry_wait_max");
+	o->http_whole_file_max = (uint64_t)opt_integer(L, h, "whole_file_max", 0, 0, LUA_MAXINTEGER);
+	o->http_retries = (int)opt_integer(L, h, "retries", 0, -1, 100);
+	if (o->http_retries == 0) {
+		lua_getfield(L, h, "retries");
+		if (!lua_isnil(L, -1))
+			o->http_retries = -1; /* 0 given: no retries */
+		lua_pop(L, 1);
+	}
+	o->http_max_redirects = (int)opt_integer(L, h, "max_redirects", 0, -1, 50);
+	if (o->http_max_redirects == 0) {
+		lua_getfield(L, h, "max_redirects");
+		if (!lua_isnil(L, -1))
+			o->http_max_redirects = -1; /* 0 given: none followed */
+		lua_pop(L, 1);
+	}
+	o->http_parallel = (int)opt_integer(L, h, "parallel", 0, 0, 64);
+	/* headers: {"Name: value", ...} or {Name = "value"} */
+	int ht = lua_getfield(L, h, "headers");
+	if (ht == LUA_TNIL) {
+		lua_pop(L, 2);
+		lua_pushnil(L);
+		return;
+	}
+	if (ht != LUA_TTABLE)
+		luaL_error(L, "bad option 'http.headers' (table expected, got %s)", luaL_typename(L, -1));
+	int hl = lua_gettop(L);
+	size_t n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, hl)) {
+		n++;
+		lua_pop(L, 1);
+	}
+	const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 1);
+	lua_newtable(L); /* the strings made here, kept alive by the userdata */
+	lua_setiuservalue(L, -2, 1);
+	size_t i = 0;
+	lua_pushnil(L);
+	while (lua_next(L, hl)) {
+		if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
+			v[i] = lua_tostring(L, -1);
+		} else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+			lua_getiuservalue(L, -3, 1);
+			lua_pushfstring(L, "%s: %s", lua_tostring(L, -4), lua_tostring(L, -3));
+			v[i] = lua_tostring(L, -1);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+			lua_pop(L, 1);
+		} else {
+			luaL_error(L, "bad option 'http.headers' (a list of \"Name: value\" or a map "
+				      "of strings expected)");
+		}
+		if (strchr(v[i], '\r') || strchr(v[i], '\n'))
+			luaL_error(L, "bad option 'http.headers' (a header with a line break)");
+		i++;
+		lua_pop(L, 1);
+	}
+	v[i] = NULL;
+	o->http_headers = v;
+	o->n_http_headers = i;
+	lua_replace(L, h);   /* the userdata takes the http table's place */
+	lua_settop(L, h);
+}
+
 /* session:restore_start{sources=, limit_access=, path_map=, no_policy=,
  * rebuild=, threads=, cancel=, policy_hive=} -> Job | nil, err */
 static int session_restore_start(lua_State *L)
@@ -833,6 +955,8 @@ static int session_restore_start(lua_State *L)
 		o.ask_accept = opt_boolean(L, 2, "ask_accept");
 		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
 		o.policy_hive = opt_string(L, 2, "policy_hive");
+		o.default_sources_file = opt_string(L, 2, "default_sources_file");
+		opt_http(L, 2, &o);                                             /* at 5 */
 		tok = opt_token(L, 2);
 	}
 	/* a session of the same file nobody can reach any more (`s =
@@ -1180,12 +1304,12 @@ static void push_damage(lua_State *L, const ih_damage *d)
 
 static const char *source_kind_name(ih_source_kind k)
 {
-	return k == IH_SOURCE_DIR ? "dir" : k == IH_SOURCE_SCRIPT ? "script" : "wim";
+	return k == IH_SOURCE_DIR ? "dir" : k == IH_SOURCE_SCRIPT ? "script" : k == IH_SOURCE_HTTP ? "http" : "wim";
 }
 
 static const char *source_origin_name(ih_source_origin o)
 {
-	return o == IH_ORIGIN_POLICY ? "policy" : "caller";
+	return o == IH_ORIGIN_POLICY ? "policy" : o == IH_ORIGIN_DEFAULT ? "default" : "caller";
 }
 
 static void setfield_optstr(lua_State *L, const char *k, const char *v)
@@ -1198,7 +1322,8 @@ static void setfield_optstr(lua_State *L, const char *k, const char *v)
 
 static const char *source_status_name(ih_source_status st)
 {
-	return st == IH_SOURCE_USABLE ? "usable" : st == IH_SOURCE_UNMAPPED ? "unmapped" : "unusable";
+	return st == IH_SOURCE_USABLE ? "usable" : st == IH_SOURCE_UNMAPPED ? "unmapped"
+	       : st == IH_SOURCE_NOT_CONTACTED ? "not_contacted" : "unusable";
 }
 
 static void push_problems(lua_State *L, const ih_problem *v, size_t n)
@@ -1254,6 +1379,20 @@ static void push_sources(lua_State *L, const ih_source_report *v, size_t n)
 		setfield_u64(L, "bytes_read", sr->bytes_read);
 		setfield_u64(L, "blobs_used", sr->blobs_used);
 		setfield_u64(L, "blobs_rejected", sr->blobs_rejected);
+		if (sr->kind == IH_SOURCE_HTTP) {
+			setfield_u64(L, "requests", sr->requests);
+			setfield_u64(L, "bytes_fetched", sr->bytes_fetched);
+			setfield_u64(L, "bytes_asked", sr->bytes_total);
+			setfield_u64(L, "retries", sr->retries);
+			setfield_u64(L, "failures", sr->failures);
+			setfield_u64(L, "round_trips", sr->round_trips);
+			lua_createtable(L, (int)sr->n_notes, 0);
+			for (size_t k = 0; k < sr->n_notes; k++) {
+				lua_pushstring(L, sr->notes[k]);
+				lua_rawseti(L, -2, (lua_Integer)k + 1);
+			}
+			lua_setfield(L, -2, "notes");
+		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 }
@@ -1366,6 +1505,9 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	if (r->dry_run)
 		setfield_u64(L, "bytes_planned", r->bytes_planned);
 	setfield_bool(L, "limit_access", r->limit_access);
+	setfield_int(L, "default_sources", (lua_Integer)r->n_default_sources);
+	if (r->default_barred)
+		setfield_str(L, "default_barred", r->default_barred == 1 ? "limit_access" : "policy");
 	setfield_bool(L, "no_policy", r->no_policy);
 	if (c->record_note)
 		setfield_str(L, "record_note", c->record_note);

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "http_ranges.h"
 #include "policy.h"
 #include "source.h"
 #include "util.h"
@@ -49,6 +50,15 @@ int source_spec_parse(const char *spec, struct source_spec *out)
 	out->path = ih_strdup(spec + (out->wim_prefix ? 4 : 0));
 	if (!out->path)
 		return -1;
+	/* "URL:INDEX": an index after the path (a port has a path after it) */
+	if (url_is_http(out->path)) {
+		const char *auth = strstr(out->path, "://") + 3;
+		const char *path = strchr(auth, '/');
+		const char *colon = strrchr(out->path, ':');
+		if (path && colon > path)
+			out->index = split_index(out->path);
+		return 0;
+	}
 	/* "PATH:INDEX" when PATH itself does not exist with the colon */
 	if (stat(out->path, &st) != 0)
 		out->index = split_index(out->path);
@@ -100,7 +110,9 @@ static void report_init(struct source *src, ih_source_report *rep, const char *s
 {
 	memset(src, 0, sizeof *src);
 	src->rep = rep;
-	rep->spec = ih_strdup(spec);
+	/* a URL's user:password and query (a token) are never reported */
+	const char *bare = has_wim_prefix(spec) ? spec + 4 : spec;
+	rep->spec = url_is_http(bare) ? url_shown(spec) : ih_strdup(spec);
 	rep->origin = origin;
 }
 
@@ -115,16 +127,27 @@ void source_unmapped(struct source *src, ih_source_report *rep, const char *spec
 }
 
 void source_open(struct source *src, ih_source_report *rep, const char *spec,
-		 const struct source_spec *sp, ih_source_origin origin)
+		 const struct source_spec *sp, ih_source_origin origin,
+		 const ih_restore_options *opt)
 {
 	struct stat st;
+	int http = !sp->script && url_is_http(sp->path);
 
 	report_init(src, rep, spec, origin);
-	rep->path = ih_strdup(sp->path);
+	src->opt = opt;
+	rep->path = http ? url_shown(sp->path) : ih_strdup(sp->path);
 	rep->index = sp->index;
-	rep->kind = sp->wim_prefix ? IH_SOURCE_WIM : IH_SOURCE_DIR;
+	rep->kind = http ? IH_SOURCE_HTTP : sp->wim_prefix ? IH_SOURCE_WIM : IH_SOURCE_DIR;
 	if (!rep->path || !rep->spec) {
 		source_fail(src, IH_ERR_NOMEM, "out of memory");
+		return;
+	}
+	if (http) {
+		/* contacted only when first asked: a remote source behind
+		 * local ones that had everything costs nothing */
+		http_source_open(src, sp->path);
+		if (src->ops)
+			rep->status = IH_SOURCE_NOT_CONTACTED;
 		return;
 	}
 	if (sp->script) {
@@ -171,7 +194,7 @@ void source_prefetch(const char *spec)
 
 	if (source_spec_parse(spec, &sp))
 		return;
-	if (sp.script) {
+	if (sp.script || url_is_http(sp.path)) {
 		source_spec_free(&sp);
 		return;
 	}

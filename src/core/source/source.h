@@ -10,6 +10,8 @@
 #include "imagehealth.h"
 #include "sink.h"
 
+struct ih_job;
+
 /* What the restore wants: a blob by SHA-1.  size is what the damaged
  * image's entry claims (0: unknown); it may itself be damaged, so sources
  * match by SHA-1 and say their own size. */
@@ -46,10 +48,23 @@ struct source_ops {
 	 * or was stopped by the sink. */
 	int (*read)(struct source *src, const struct candidate *c, struct sink *sk);
 	void (*close)(struct source *src);
+	/* Optional: called by the fetch stage before it asks for any of the n
+	 * wants of a round, so that a remote source can request every
+	 * resource at once (one wave) and then serve find/read from what
+	 * arrived.  job: cancel and progress (may be NULL).  Returns 0, or -1
+	 * when the source became unusable meanwhile (it has then called
+	 * source_fail: ops is NULL). */
+	int (*prepare)(struct source *src, const struct want *wants, size_t n,
+		       struct ih_job *job);
+	/* Optional: after find said no (or its bytes did not verify), why
+	 * this source did not supply w: IH_ERR_DOWNLOAD when it has the blob
+	 * but the download failed, else IH_OK. */
+	ih_errcode (*why_not)(struct source *src, const struct want *w);
 };
 
 /* A parsed source spec: "wim:PATH[:INDEX]", "esd:...", a .wim/.esd/.swm
- * path, a directory, or "script:NAME" (the caller answers requests). */
+ * path, a directory, an http:// or https:// URL[:INDEX], or "script:NAME"
+ * (the caller answers requests). */
 struct source_spec {
 	char *path;              /* local path (malloc'd) */
 	uint32_t index;          /* INDEX, or 0 */
@@ -61,6 +76,7 @@ struct source {
 	const struct source_ops *ops; /* NULL while unusable */
 	ih_source_report *rep;
 	void *impl;
+	const ih_restore_options *opt; /* the restore's options (remote sources) */
 	int index;               /* in the restore's sources (a scripted source's requests) */
 	struct ih_job *job;      /* the restore's job (a scripted source asks through it) */
 };
@@ -79,7 +95,8 @@ void source_spec_free(struct source_spec *sp);
  * unusable source is kept (ops NULL) with rep->status and rep->error
  * saying why.  origin as in the report. */
 void source_open(struct source *src, ih_source_report *rep, const char *spec,
-		 const struct source_spec *sp, ih_source_origin origin);
+		 const struct source_spec *sp, ih_source_origin origin,
+		 const ih_restore_options *opt);
 /* A source that could not even be named locally (a policy spec no path map
  * entry covers, or one refused): kept for the report. */
 void source_unmapped(struct source *src, ih_source_report *rep, const char *spec,
@@ -92,6 +109,9 @@ void source_fail(struct source *src, ih_errcode code, const char *fmt, ...)
 /* The implementations. */
 void wim_source_open(struct source *src);
 void dir_source_open(struct source *src);
+/* An http:// or https:// URL (rep->path is the URL as shown; url may hold
+ * credentials).  Nothing is fetched until the source is first asked. */
+void http_source_open(struct source *src, const char *url);
 /* A scripted source: asks src->job's caller for each blob (request_source.c). */
 void request_source_open(struct source *src);
 

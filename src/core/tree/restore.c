@@ -300,7 +300,7 @@ static int open_sources(struct restore_ctx *x, struct tree *t, ih_error *err)
 		struct source_spec sp;
 		if (source_spec_parse(spec, &sp))
 			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		source_open(&x->src[i], &x->r->sources[i], spec, &sp, IH_ORIGIN_CALLER);
+		source_open(&x->src[i], &x->r->sources[i], spec, &sp, IH_ORIGIN_CALLER, opt);
 		source_spec_free(&sp);
 	}
 	return IH_OK;
