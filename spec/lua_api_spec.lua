@@ -759,9 +759,8 @@ describe("Job", function()
     local s = assert(open(big))
     for _ = 1, 3 do
       local j = s:check_health_job{scan = true, threads = 1}
-      assert.is_false(j:done())
+      assert.is_false(j:done()) -- running: its threads are there to be joined
     end
-    assert.is_true(own_threads() > threads)
     s = nil -- luacheck: ignore
     collectgarbage()
     collectgarbage()

@@ -70,9 +70,15 @@ describe("restore with rebuild", function()
       print(st == nil and "ERR" or st, tostring(r))
     ]], img, d .. "/w/state", src))
     F.sh("chmod 0644 " .. q(script))
+    -- the module as nobody can read it (the checkout may be private)
+    local init = assert(package.searchpath("imagehealth", package.path))
+    local so = assert(package.searchpath("imagehealth.core", package.cpath))
+    F.sh("mkdir -p " .. q(d .. "/mod/imagehealth") .. " && cp " .. q(init:match("^(.*)/[^/]*$")) ..
+         "/*.lua " .. q(d .. "/mod/imagehealth/") .. " && cp " .. q(so) .. " " ..
+         q(d .. "/mod/imagehealth/core.so") .. " && chmod -R a+rX " .. q(d .. "/mod"))
     local ok, out = F.run(string.format(
       "runuser -u nobody -- env LUA_PATH=%s LUA_CPATH=%s lua5.4 %s",
-      q(package.path), q(package.cpath), q(script)))
+      q(d .. "/mod/?.lua;" .. d .. "/mod/?/init.lua;;"), q(d .. "/mod/?.so;;"), q(script)))
     assert.is_true(ok, out)
     assert.matches("^ERR", out)
     assert.matches("owner", out, 1, true)
