@@ -8,6 +8,7 @@
 
 local ih = require "imagehealth"
 local F = require "support.fixtures"
+local H = require "support.restore_helpers"
 local N = require "support.nginx"
 local q = F.q
 
@@ -40,16 +41,7 @@ local function restore(img, opts)
 end
 
 local function assert_pristine(img, label)
-  local ok, out = F.verify(img)
-  assert.is_true(ok, label .. ": wimlib-imagex verify failed:\n" .. out)
-  local z = F.sevenzip_test(img)
-  assert.is_true(z.ok, label .. ": 7z t failed:\n" .. z.output)
-  local x = F.tmpdir("x")
-  local eok, eout = F.extract(img, 1, x)
-  assert.is_true(eok, label .. ": extract failed:\n" .. eout)
-  local same, diff = F.same_tree(tree.dir, x)
-  assert.is_true(same, label .. ": the extracted tree differs:\n" .. tostring(diff))
-  F.sh("rm -rf " .. q(x))
+  H.assert_pristine(img, tree.dir, label)
 end
 
 local function file_size_all(kind)
@@ -222,7 +214,6 @@ describe("remote source options", function()
 end)
 
 describe("imagehealth restore --source URL", function()
-  local H = require "support.restore_helpers"
   it("repairs from a URL, reports the remote figures, and never prints a credential", function()
     local img = fresh("LZX")
     F.damage_file_data(img, tree.text)

@@ -47,16 +47,7 @@ local function snapshot(img)
 end
 
 local function assert_pristine(img, label)
-  local ok, out = F.verify(img)
-  assert.is_true(ok, label .. ": wimlib-imagex verify failed:\n" .. out)
-  local z = F.sevenzip_test(img)
-  assert.is_true(z.ok, label .. ": 7z t failed:\n" .. z.output)
-  local x = F.tmpdir("x")
-  local eok, eout = F.extract(img, 1, x)
-  assert.is_true(eok, label .. ": extract failed:\n" .. eout)
-  local same, diff = F.same_tree(tree.dir, x)
-  assert.is_true(same, label .. ": the extracted tree differs:\n" .. tostring(diff))
-  F.sh("rm -rf " .. q(x))
+  H.assert_pristine(img, tree.dir, label)
 end
 
 -- A scripted source serving the tree's files by the blob's first path.

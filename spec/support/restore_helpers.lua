@@ -137,6 +137,22 @@ function H.damaged_copy(dir, file, name)
   return img
 end
 
+-- Every oracle agrees img is the pristine image of tree_dir: wimlib-imagex
+-- verify, 7z t, and image 1 extracted equals the tree byte for byte.
+function H.assert_pristine(img, tree_dir, label)
+  local assert = require "luassert"
+  local ok, out = F.verify(img)
+  assert.is_true(ok, label .. ": wimlib-imagex verify failed:\n" .. out)
+  local z = F.sevenzip_test(img)
+  assert.is_true(z.ok, label .. ": 7z t failed:\n" .. z.output)
+  local x = F.tmpdir("x")
+  local eok, eout = F.extract(img, 1, x)
+  assert.is_true(eok, label .. ": extract failed:\n" .. eout)
+  local same, diff = F.same_tree(tree_dir, x)
+  assert.is_true(same, label .. ": the extracted tree differs:\n" .. tostring(diff))
+  F.sh("rm -rf " .. F.q(x))
+end
+
 function H.same_file(a, b)
   return (F.run("cmp -s " .. q(a) .. " " .. q(b)))
 end

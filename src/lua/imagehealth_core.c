@@ -1075,6 +1075,25 @@ static int job_wait_raw(lua_State *L)
 	return 1;
 }
 
+/* A list of image numbers, and a list of strings, as Lua sequences. */
+static void push_images(lua_State *L, const uint32_t *v, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushinteger(L, v[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
+static void push_strings(lua_State *L, char *const *v, size_t n)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_pushstring(L, v[i]);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+}
+
 static void push_refs(lua_State *L, const ih_ref *refs, size_t n);
 
 static const char *request_kind_name(ih_request_kind k)
@@ -1288,11 +1307,7 @@ static void push_damage(lua_State *L, const ih_damage *d)
 	 * tree it is). */
 	push_refs(L, d->refs, d->n_refs);
 	setfield_u64(L, "refs_omitted", d->n_refs_omitted); /* paths beyond the core's cap */
-	lua_createtable(L, (int)d->n_images, 0);
-	for (size_t i = 0; i < d->n_images; i++) {
-		lua_pushinteger(L, d->images[i]);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
+	push_images(L, d->images, d->n_images);
 	lua_setfield(L, -2, "images");
 	if (d->want_type) { /* an applied tree: one entry per path */
 		setfield_str(L, "want_type", ih_tree_type_name(d->want_type));
@@ -1386,11 +1401,7 @@ static void push_sources(lua_State *L, const ih_source_report *v, size_t n)
 			setfield_u64(L, "retries", sr->retries);
 			setfield_u64(L, "failures", sr->failures);
 			setfield_u64(L, "round_trips", sr->round_trips);
-			lua_createtable(L, (int)sr->n_notes, 0);
-			for (size_t k = 0; k < sr->n_notes; k++) {
-				lua_pushstring(L, sr->notes[k]);
-				lua_rawseti(L, -2, (lua_Integer)k + 1);
-			}
+			push_strings(L, sr->notes, sr->n_notes);
 			lua_setfield(L, -2, "notes");
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
@@ -1416,11 +1427,7 @@ static void push_repaired(lua_State *L, const ih_restore_report *r)
 		setfield_optstr(L, "action", rp->action);
 		if (rp->action && rp->n_refs)
 			setfield_str(L, "path", rp->refs[0].path);
-		lua_createtable(L, (int)rp->n_images, 0);
-		for (size_t k = 0; k < rp->n_images; k++) {
-			lua_pushinteger(L, rp->images[k]);
-			lua_rawseti(L, -2, (lua_Integer)k + 1);
-		}
+		push_images(L, rp->images, rp->n_images);
 		lua_setfield(L, -2, "images");
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
@@ -1434,11 +1441,7 @@ static void push_tree_fields(lua_State *L, const ih_report *r)
 	setfield_bool(L, "tree", 1);
 	setfield_optstr(L, "reference", r->reference);
 	setfield_u64(L, "files_checked", r->files_checked);
-	lua_createtable(L, (int)r->n_extra, 0);
-	for (size_t i = 0; i < r->n_extra; i++) {
-		lua_pushstring(L, r->extra[i]);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
+	push_strings(L, r->extra, r->n_extra);
 	lua_setfield(L, -2, "extra");
 	setfield_u64(L, "extra_omitted", r->n_extra_omitted);
 	setfield_u64(L, "named_streams_skipped", r->named_streams_skipped);
