@@ -42,20 +42,7 @@ local function find(list, sha1)
   end
 end
 
--- verify passes, 7z finds no error, and image 1 extracts to exactly the
--- tree it was captured from.
-local function assert_pristine(img, dir, label)
-  local ok, out = F.verify(img)
-  assert.is_true(ok, label .. ": wimlib-imagex verify failed:\n" .. out)
-  local z = F.sevenzip_test(img)
-  assert.is_true(z.ok, label .. ": 7z t failed:\n" .. z.output)
-  local x = F.tmpdir("x")
-  local eok, eout = F.extract(img, 1, x)
-  assert.is_true(eok, label .. ": extract failed:\n" .. eout)
-  local same, diff = F.same_tree(dir, x)
-  assert.is_true(same, label .. ": the extracted tree differs:\n" .. tostring(diff))
-  F.sh("rm -rf " .. q(x))
-end
+local assert_pristine = H.assert_pristine -- verify, 7z t, byte-for-byte extract
 
 ------------------------------------------------------------------ matrix
 

@@ -281,6 +281,17 @@ static int line_end(struct cur *c)
 	return get_sep(c, '\n');
 }
 
+/* The tag of a record's next body line, its separator consumed: 1, or 0
+ * at "end" (which must close the record), or -1 when malformed. */
+static int next_tag(struct cur *c, char *tag, size_t len)
+{
+	if (get_word(c, tag, len))
+		return -1;
+	if (!strcmp(tag, "end"))
+		return line_end(c) || c->p != c->end ? -1 : 0;
+	return get_sep(c, ' ') ? -1 : 1;
+}
+
 /* Checks (apply 0) or takes in (apply 1) the body of a record whose
  * checksum matched.  A body that does not parse to its very end is
  * REC_BAD; with apply the body has already been checked. */
@@ -354,15 +365,11 @@ static int parse_record(const ih_session *s, uint32_t image, struct cur c, int a
 	for (;;) {
 		char *text = NULL;
 		int rc = REC_OK;
-		if (get_word(&c, tag, sizeof tag))
+		int t = next_tag(&c, tag, sizeof tag);
+		if (t < 0)
 			return REC_BAD;
-		if (!strcmp(tag, "end")) {
-			if (line_end(&c) || c.p != c.end)
-				return REC_BAD;
+		if (t == 0)
 			break;
-		}
-		if (get_sep(&c, ' '))
-			return REC_BAD;
 		if (!strcmp(tag, "problem")) {
 			if (get_u64(&c, &u) || u > 255 || get_sep(&c, ' ') || get_u64(&c, &v) ||
 			    v > IH_NONREPAIRABLE || get_sep(&c, ' '))
@@ -731,15 +738,11 @@ static int parse_fp_record(const ih_session *s, struct cur c, struct fp_record *
 	if (fp_set_alloc(&rec->fps, w, (uint32_t)u))
 		return REC_NOMEM;
 	for (;;) {
-		if (get_word(&c, tag, sizeof tag))
+		int t = next_tag(&c, tag, sizeof tag);
+		if (t < 0)
 			return REC_BAD;
-		if (!strcmp(tag, "end")) {
-			if (line_end(&c) || c.p != c.end)
-				return REC_BAD;
+		if (t == 0)
 			break;
-		}
-		if (get_sep(&c, ' '))
-			return REC_BAD;
 		if (!strcmp(tag, "fp")) {
 			if (nfp >= rec->fps.first[w->nparts] || get_hash(&c, rec->fps.fp[nfp]))
 				return REC_BAD;

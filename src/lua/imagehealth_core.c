@@ -1448,28 +1448,35 @@ static void push_tree_fields(lua_State *L, const ih_report *r)
 	setfield_u64(L, "links_unverified", r->links_unverified);
 }
 
-/* A check's report (see lua/imagehealth/report.lua). */
-static void push_report(lua_State *L, const ih_report *r)
+/* How a check found what it found (into the table on top): a restore's
+ * report repeats its check's. */
+static void push_scan_fields(lua_State *L, const ih_report *r)
 {
-	lua_createtable(L, 0, 16);
-	setfield_str(L, "state", ih_health_name(r->state));
-	setfield_int(L, "health", r->state);
 	setfield_bool(L, "scanned", r->scanned);
 	setfield_bool(L, "from_record", r->from_record);
 	if (r->recorded_at > 0)
 		setfield_num(L, "recorded_at", r->recorded_at);
 	if (r->record_note)
 		setfield_str(L, "record_note", r->record_note);
-	setfield_str(L, "image", r->image_path);
-	setfield_int(L, "index", r->index);
 	setfield_u64(L, "blobs_checked", r->blobs_checked);
 	setfield_u64(L, "bytes_checked", r->bytes_checked);
-	setfield_num(L, "seconds", r->seconds);
 	setfield_str(L, "scan_kind", ih_scan_kind_name(r->scan_kind));
 	setfield_u64(L, "bytes_deep_scanned", r->bytes_deep_scanned);
 	setfield_u64(L, "bytes_fingerprinted", r->bytes_fingerprinted);
 	if (r->scan_note)
 		setfield_str(L, "scan_note", r->scan_note);
+}
+
+/* A check's report (see lua/imagehealth/report.lua). */
+static void push_report(lua_State *L, const ih_report *r)
+{
+	lua_createtable(L, 0, 16);
+	setfield_str(L, "state", ih_health_name(r->state));
+	setfield_int(L, "health", r->state);
+	push_scan_fields(L, r);
+	setfield_str(L, "image", r->image_path);
+	setfield_int(L, "index", r->index);
+	setfield_num(L, "seconds", r->seconds);
 	push_damage_list(L, r->damage, r->n_damage, 0);
 	lua_setfield(L, -2, "damaged");
 	push_problems(L, r->problems, r->n_problems);
@@ -1487,18 +1494,10 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	lua_createtable(L, 0, 24);
 	setfield_str(L, "state", ih_health_name(r->state));
 	setfield_int(L, "health", r->state);
-	setfield_bool(L, "scanned", c->scanned);
-	setfield_bool(L, "from_record", c->from_record);
-	if (c->recorded_at > 0)
-		setfield_num(L, "recorded_at", c->recorded_at);
+	push_scan_fields(L, c);
 	setfield_str(L, "image", r->image_path);
 	setfield_int(L, "index", r->index);
-	setfield_u64(L, "blobs_checked", c->blobs_checked);
-	setfield_u64(L, "bytes_checked", c->bytes_checked);
 	setfield_num(L, "seconds", r->seconds);
-	setfield_str(L, "scan_kind", ih_scan_kind_name(c->scan_kind));
-	setfield_u64(L, "bytes_deep_scanned", c->bytes_deep_scanned);
-	setfield_u64(L, "bytes_fingerprinted", c->bytes_fingerprinted);
 	setfield_bool(L, "restored", 1);
 	setfield_str(L, "state_before", ih_health_name(c->state));
 	setfield_int(L, "health_before", c->state);
@@ -1512,8 +1511,6 @@ static void push_restore_report(lua_State *L, const ih_restore_report *r)
 	if (r->default_barred)
 		setfield_str(L, "default_barred", r->default_barred == 1 ? "limit_access" : "policy");
 	setfield_bool(L, "no_policy", r->no_policy);
-	if (c->record_note)
-		setfield_str(L, "record_note", c->record_note);
 	push_tree_fields(L, c);
 	push_report(L, c);
 	lua_setfield(L, -2, "before");
