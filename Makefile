@@ -21,7 +21,7 @@ all: $(B)/libimagehealth.a $(B)/libimagehealth.so $(B)/lua/imagehealth/core.so $
      $(B)/ih-host $(B)/faultsrv
 
 # examples/host.c: a C program embedding Lua 5.4 with the module linked in.
-$(B)/ih-host: examples/host.c $(B)/obj/lua/imagehealth_core.o $(B)/libimagehealth.a
+$(B)/ih-host: examples/host.c $(LUA_SRC:src/%.c=$(B)/obj/%.o) $(B)/libimagehealth.a
 	$(CC) $(CFLAGS_BASE) $(OPT) -o $@ $^ $(shell pkg-config --libs lua5.4) $(LIBS)
 
 # Test support: writes a registry hive holding a servicing policy.
