@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "imagehealth.h"
+#include "source/http_parse.h"
 #include "source/http_ranges.h"
 #include "source/source.h"
 #include "testutil.h"
@@ -23,6 +24,77 @@ static pid_t srv = -1;
 static int port;
 
 /* ------------------------------------------------------------ pure helpers */
+
+/* Feeds body to a parser in pieces of step bytes; collects the parts'
+ * ranges and data into got (data at its offsets).  The last event kind. */
+static enum mp_kind mp_run(const char *delim, const char *body, size_t step, char *got,
+			   size_t glen, uint64_t *parts, size_t *nparts)
+{
+	struct mp_parser m;
+	struct mp_out o = {0};
+	size_t n = strlen(body), off = 0;
+	*nparts = 0;
+	if (mp_init(&m, delim))
+		return MP_ERROR;
+	while (off < n) {
+		size_t piece = n - off < step ? n - off : step, used = 0;
+		while (used < piece) {
+			used += mp_next(&m, body + off + used, piece - used, &o);
+			if (o.kind == MP_ERROR || o.kind == MP_DONE)
+				return o.kind;
+			if (o.kind == MP_PART && *nparts < 8) {
+				parts[2 * *nparts] = o.a;
+				parts[2 * (*nparts)++ + 1] = o.b;
+			}
+			if (o.kind == MP_DATA_PIECE && o.at + o.len <= glen)
+				memcpy(got + o.at, o.data, o.len);
+		}
+		off += piece;
+	}
+	return o.kind;
+}
+
+static void test_parsers(void)
+{
+	uint64_t a, b, t, parts[16];
+	size_t np;
+	char d[128], got[32];
+	CHECK(http_parse_crange("bytes 0-9/100", &a, &b, &t) == 0 && a == 0 && b == 10 && t == 100);
+	CHECK(http_parse_crange("bytes 5-5/*", &a, &b, &t) == 0 && b == 6 && t == UINT64_MAX);
+	CHECK(http_parse_crange("bytes 9-5/100", &a, &b, &t) == -1);            /* B < A */
+	CHECK(http_parse_crange("bytes 0-18446744073709551615/1", &a, &b, &t) == -1);
+	CHECK(http_parse_crange("bytes 0-99999999999999999999/1", &a, &b, &t) == -1);
+	CHECK(http_parse_crange("bytes 0-9/100x", &a, &b, &t) == -1);
+	CHECK(http_parse_crange("bytes -1-9/100", &a, &b, &t) == -1);
+	CHECK(http_parse_crange("items 0-9/100", &a, &b, &t) == -1);
+	CHECK(http_multipart_delimiter("multipart/byteranges; boundary=00000001", d, sizeof d) == 0 &&
+	      !strcmp(d, "--00000001"));
+	CHECK(http_multipart_delimiter("multipart/byteranges; boundary=\"a b\"; x=1", d, sizeof d) == 0 &&
+	      !strcmp(d, "--a b"));
+	CHECK(http_multipart_delimiter("multipart/byteranges", d, sizeof d) == -1);
+	CHECK(http_multipart_delimiter("multipart/byteranges; boundary=", d, sizeof d) == -1);
+	CHECK(http_multipart_delimiter("multipart/byteranges; boundary=abcdef", d, 8) == -1);
+
+	static const char body[] =
+		"\r\n--XY\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 2-5/20\r\n\r\n"
+		"ABCD\r\n--XY\r\ncontent-range:  bytes 10-11/20 \r\n\r\nEF\r\n--XY--\r\nepilogue";
+	for (size_t step = 1; step <= sizeof body; step += (step < 8 ? 1 : 17)) {
+		memset(got, '.', sizeof got);
+		CHECK(mp_run("--XY", body, step, got, sizeof got, parts, &np) == MP_DONE);
+		CHECK(np == 2 && parts[0] == 2 && parts[1] == 6 && parts[2] == 10 && parts[3] == 12);
+		CHECK(!memcmp(got, "..ABCD....EF..", 14));
+	}
+	/* a part without a Content-Range, a stray line, a line too long */
+	CHECK(mp_run("--XY", "--XY\r\n\r\nABCD", 5, got, sizeof got, parts, &np) == MP_ERROR);
+	CHECK(mp_run("--XY", "junk\r\n--XY\r\n", 3, got, sizeof got, parts, &np) == MP_ERROR);
+	static char longline[3000];
+	memset(longline, 'x', sizeof longline - 1);
+	memcpy(longline, "--XY\r\n", 6);
+	CHECK(mp_run("--XY", longline, 4096, got, sizeof got, parts, &np) == MP_ERROR);
+	/* a body cut inside a part: not done */
+	CHECK(mp_run("--XY", "--XY\r\nContent-Range: bytes 0-9/10\r\n\r\nAB", 4, got, sizeof got,
+		     parts, &np) == MP_DATA_PIECE);
+}
 
 static void test_helpers(void)
 {
@@ -690,6 +762,7 @@ void test_http(void)
 {
 	const char *tmp = getenv("TMPDIR");
 	test_helpers();
+	test_parsers();
 	snprintf(wd, sizeof wd, "%s/ihhttp-test.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	if (!mkdtemp(wd) || find_faultsrv()) {
 		CHECK_MSG(0, "no temp dir or no build/faultsrv");

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <curl/curl.h>
+#include "http_parse.h"
 #include "http_xfer.h"
 #include "job.h"
 #include "util.h"
@@ -114,7 +115,6 @@ struct wspan {
 };
 
 enum { BODY_DISCARD, BODY_SINGLE, BODY_MULTI, BODY_WHOLE };
-enum { MP_LINES, MP_HEADERS, MP_DATA, MP_END };
 enum { ABORT_NONE, ABORT_REQUEUE, ABORT_FATAL };
 
 struct req {
@@ -136,27 +136,8 @@ struct req {
 	uint64_t pos, end;
 	int spill_errno;
 	double last_byte;        /* when a byte last arrived (stall bound) */
-	/* multipart/byteranges */
-	char boundary[128];
-	char line[1024];
-	size_t linelen;
-	int mp;
-	char part_range[128];
+	struct mp_parser mp;     /* multipart/byteranges */
 };
-
-static void copy_value(char *dst, size_t dlen, const char *v, size_t vlen)
-{
-	while (vlen && (*v == ' ' || *v == '\t')) {
-		v++;
-		vlen--;
-	}
-	while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
-		vlen--;
-	if (vlen >= dlen)
-		vlen = dlen - 1;
-	memcpy(dst, v, vlen);
-	dst[vlen] = '\0';
-}
 
 static size_t on_header(char *buf, size_t size, size_t nmemb, void *ud)
 {
@@ -179,7 +160,7 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *ud)
 	const char *v = colon + 1;
 #define HDR(name, field)                                                     \
 	if (klen == sizeof name - 1 && !strncasecmp(buf, name, klen)) {      \
-		copy_value(r->field, sizeof r->field, v, vlen);              \
+		http_header_value(r->field, sizeof r->field, v, vlen);              \
 		return n;                                                    \
 	}
 	HDR("Content-Type", ctype)
@@ -191,7 +172,7 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *ud)
 #undef HDR
 	if (klen == 14 && !strncasecmp(buf, "Content-Length", 14)) {
 		char tmp[32];
-		copy_value(tmp, sizeof tmp, v, vlen);
+		http_header_value(tmp, sizeof tmp, v, vlen);
 		char *end;
 		errno = 0;
 		unsigned long long cl = strtoull(tmp, &end, 10);
@@ -201,29 +182,6 @@ static size_t on_header(char *buf, size_t size, size_t nmemb, void *ud)
 		}
 	}
 	return n;
-}
-
-/* "bytes A-B/T" -> 0 (T may be "*": *t = UINT64_MAX). */
-static int parse_crange(const char *s, uint64_t *a, uint64_t *b, uint64_t *t)
-{
-	unsigned long long x, y, z;
-	char star;
-	int used = 0;
-	if (strncasecmp(s, "bytes ", 6))
-		return -1;
-	s += 6;
-	if (sscanf(s, "%llu-%llu/%llu%n", &x, &y, &z, &used) == 3 && !s[used]) {
-		*t = z;
-	} else if (sscanf(s, "%llu-%llu/%c%n", &x, &y, &star, &used) == 3 && star == '*' && !s[used]) {
-		*t = UINT64_MAX;
-	} else {
-		return -1;
-	}
-	if (y < x)
-		return -1;
-	*a = x;
-	*b = y + 1;
-	return 0;
 }
 
 static void req_fatal(struct req *r, ih_errcode code, const char *fmt, ...)
@@ -374,30 +332,19 @@ static int judge(struct req *r)
 	}
 	/* 206 */
 	if (!strncasecmp(r->ctype, "multipart/byteranges", 20)) {
-		const char *bp = strcasestr(r->ctype, "boundary=");
-		if (!bp) {
-			req_fatal(r, IH_ERR_DOWNLOAD, "%s: multipart answer without a boundary", f->shown);
+		char delim[sizeof r->mp.delim];
+		if (http_multipart_delimiter(r->ctype, delim, sizeof delim) || mp_init(&r->mp, delim)) {
+			req_fatal(r, IH_ERR_DOWNLOAD, "%s: multipart answer without a usable boundary",
+				  f->shown);
 			return -1;
 		}
-		bp += 9;
-		size_t bl = strcspn(bp, ";");
-		if (*bp == '"') {
-			bp++;
-			bl = strcspn(bp, "\"");
-		}
-		if (bl == 0 || bl + 3 > sizeof r->boundary) {
-			req_fatal(r, IH_ERR_DOWNLOAD, "%s: multipart answer with a bad boundary", f->shown);
-			return -1;
-		}
-		snprintf(r->boundary, sizeof r->boundary, "--%.*s", (int)bl, bp);
 		if (x->multi_range < 0)
 			x->multi_range = 1;
 		take_validators(r);
 		r->mode = BODY_MULTI;
-		r->mp = MP_LINES;
 		return 0;
 	}
-	if (parse_crange(r->crange, &a, &b, &t) || t == UINT64_MAX || b > t || !asked(r, a, b)) {
+	if (http_parse_crange(r->crange, &a, &b, &t) || t == UINT64_MAX || b > t || !asked(r, a, b)) {
 		req_fatal(r, IH_ERR_DOWNLOAD,
 			  "%s: wrong Content-Range: asked for bytes %s, the server sent \"%s\": skipped",
 			  f->shown, asked_txt, r->crange[0] ? r->crange : "(none)");
@@ -444,84 +391,44 @@ static int spill(struct req *r, const char *p, size_t n)
 	return 0;
 }
 
-static int mp_line(struct req *r)
+/* A part of a multipart answer: must be one we asked for, of a file of
+ * the size we know. */
+static int mp_part(struct req *r, const struct mp_out *o)
 {
-	struct http_file *f = r->f;
-	char *l = r->line;
-	size_t len = r->linelen;
-	if (len && l[len - 1] == '\r')
-		l[--len] = '\0';
-	if (r->mp == MP_LINES) {
-		size_t bl = strlen(r->boundary);
-		if (len == 0)
-			return 0;
-		if (len == bl && !memcmp(l, r->boundary, bl)) {
-			r->mp = MP_HEADERS;
-			r->part_range[0] = '\0';
-			return 0;
-		}
-		if (len == bl + 2 && !memcmp(l, r->boundary, bl) && !memcmp(l + bl, "--", 2)) {
-			r->mp = MP_END;
-			return 0;
-		}
-		req_fatal(r, IH_ERR_DOWNLOAD, "%s: malformed multipart answer", f->shown);
+	char asked_txt[160];
+	if (o->t == UINT64_MAX || o->b > o->t || !asked(r, o->a, o->b)) {
+		range_text(r, asked_txt, sizeof asked_txt);
+		req_fatal(r, IH_ERR_DOWNLOAD,
+			  "%s: wrong Content-Range in a multipart answer: asked for bytes %s, "
+			  "got \"%s\": skipped", r->f->shown, asked_txt, r->mp.part_range);
 		return -1;
 	}
-	/* MP_HEADERS */
-	if (len == 0) {
-		uint64_t a, b, t;
-		char asked_txt[160];
-		if (parse_crange(r->part_range, &a, &b, &t) || t == UINT64_MAX || b > t ||
-		    !asked(r, a, b)) {
-			range_text(r, asked_txt, sizeof asked_txt);
-			req_fatal(r, IH_ERR_DOWNLOAD,
-				  "%s: wrong Content-Range in a multipart answer: asked for bytes %s, "
-				  "got \"%s\": skipped", f->shown, asked_txt,
-				  r->part_range[0] ? r->part_range : "(none)");
-			return -1;
-		}
-		if (set_size(r, t))
-			return -1;
-		r->pos = a;
-		r->end = b;
-		r->mp = MP_DATA;
-		return 0;
-	}
-	if (len > 14 && !strncasecmp(l, "Content-Range:", 14))
-		copy_value(r->part_range, sizeof r->part_range, l + 14, len - 14);
-	return 0;
+	return set_size(r, o->t);
 }
 
 static int mp_feed(struct req *r, const char *p, size_t n)
 {
 	while (n) {
-		if (r->mp == MP_DATA) {
-			size_t k = r->end - r->pos < n ? (size_t)(r->end - r->pos) : n;
-			if (spill(r, p, k))
+		struct mp_out o;
+		size_t used = mp_next(&r->mp, p, n, &o);
+		p += used;
+		n -= used;
+		switch (o.kind) {
+		case MP_PART:
+			if (mp_part(r, &o))
 				return -1;
-			p += k;
-			n -= k;
-			if (r->pos == r->end) {
-				r->mp = MP_LINES;
-				r->linelen = 0;
-			}
-			continue;
-		}
-		if (r->mp == MP_END)
-			return 0;
-		char c = *p++;
-		n--;
-		if (c == '\n') {
-			r->line[r->linelen] = '\0';
-			if (mp_line(r))
+			break;
+		case MP_DATA_PIECE:
+			r->pos = o.at;
+			if (spill(r, o.data, o.len))
 				return -1;
-			r->linelen = 0;
-		} else if (r->linelen + 1 >= sizeof r->line) {
-			req_fatal(r, IH_ERR_DOWNLOAD, "%s: malformed multipart answer (a line too long)",
-				  r->f->shown);
+			break;
+		case MP_ERROR:
+			req_fatal(r, IH_ERR_DOWNLOAD, "%s: %s", r->f->shown, o.why);
 			return -1;
-		} else {
-			r->line[r->linelen++] = c;
+		case MP_DONE:
+		case MP_NEED_MORE:
+			return 0;
 		}
 	}
 	return 0;
@@ -836,7 +743,7 @@ static void finish(struct http_xfer *x, struct req *r, CURLcode rc)
 			snprintf(what, sizeof what, "truncated body (ended at byte %llu of a range "
 				 "ending at %llu)", (unsigned long long)r->pos,
 				 (unsigned long long)r->end);
-		else if (r->mode == BODY_MULTI && r->mp != MP_END)
+		else if (r->mode == BODY_MULTI && r->mp.state != MP_END)
 			snprintf(what, sizeof what, "truncated multipart body");
 		else if (r->mode == BODY_WHOLE)
 			snprintf(what, sizeof what, "truncated body (%llu of %llu bytes)",
