@@ -479,6 +479,88 @@ static void test_case(void)
 			 "test ! -e %s/t7/Windows", wd, wd, wd), 0);
 }
 
+/* A restore asks the reference, the caller's sources, the policy's (the
+ * tree's own SOFTWARE hive), then the default repair server unless
+ * limit_access; no_policy skips the hive. */
+static ih_restore_report *policy_restore(ih_session *s, const ih_restore_options *o)
+{
+	ih_error err;
+	ih_restore_report *rr = NULL;
+	tsh("cd %s/pt && echo changed >> Windows/notepad.exe", wd);
+	int rc = ih_restore(s, o, &rr, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	return rr;
+}
+
+static int notepad_restored(void)
+{
+	return tsh("cmp -s %s/src/Windows/notepad.exe %s/pt/Windows/notepad.exe", wd, wd) == 0;
+}
+
+static void test_policy_sources(void)
+{
+	const char *mk = getenv("MKHIVE") ? getenv("MKHIVE") : "build/mkhive";
+	char mirror[300];
+	ih_error err;
+	snprintf(mirror, sizeof mirror, "%s/mirror", wd);
+	const char *map[] = {"D:\\Mirror", mirror};
+	tsh("rm -rf %s/psrc && cp -a %s/src %s/psrc && mkdir -p %s/psrc/Windows/System32/config", wd,
+	    wd, wd, wd);
+	CHECK(tsh("%s %s/psrc/Windows/System32/config/SOFTWARE 'D:\\Mirror' 1", mk, wd) == 0);
+	CHECK(tsh("wimlib-imagex capture %s/psrc %s/pref.wim --compress=none >/dev/null 2>&1", wd, wd) == 0);
+	tsh("rm -rf %s/pt %s/mirror && wimlib-imagex apply %s/pref.wim 1 %s/pt >/dev/null 2>&1 && "
+	    "wimlib-imagex apply %s/pref.wim 1 %s/mirror >/dev/null 2>&1", wd, wd, wd, wd, wd, wd);
+	ih_session *s = open_tree("pt", "wim:pref.wim:1", &err);
+	CHECK_MSG(s != NULL, err.message);
+	if (!s)
+		return;
+	setenv("IMAGEHEALTH_REPAIR_SOURCES", "", 1); /* set and empty: no default server */
+	/* The reference first, then the policy's directory. */
+	ih_restore_report *rr = policy_restore(s, &(ih_restore_options){.path_map = map, .n_path_map = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_sources == 2 && notepad_restored());
+	if (rr && rr->n_sources == 2) {
+		CHECK(rr->sources[0].origin == IH_ORIGIN_CALLER && rr->sources[1].origin == IH_ORIGIN_POLICY);
+		CHECK(rr->sources[1].usable && rr->sources[1].kind == IH_SOURCE_DIR);
+		CHECK(rr->n_repaired == 1 && rr->repaired[0].source == 0);
+		CHECK(rr->policy_use_windows_update == 1 && rr->policy_local_source_path &&
+		      !strcmp(rr->policy_local_source_path, "D:\\Mirror"));
+	}
+	ih_restore_report_free(rr);
+	/* Without the reference: the hive's directory repairs it. */
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .path_map = map,
+						    .n_path_map = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_repaired == 1 && notepad_restored());
+	if (rr && rr->n_repaired == 1 && rr->n_sources == 1) {
+		CHECK(rr->repaired[0].source == 0 && rr->sources[0].origin == IH_ORIGIN_POLICY);
+		CHECK(rr->sources[0].blobs_used == 1);
+	} else {
+		CHECK_MSG(0, "one policy source expected");
+	}
+	ih_restore_report_free(rr);
+	/* no_policy: the hive is not read; nothing else has it: left as it was. */
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1,
+						    .path_map = map, .n_path_map = 1});
+	CHECK(rr && rr->state == IH_REPAIRABLE && rr->n_sources == 0 && rr->n_unrepaired == 1 &&
+	      rr->no_policy && !rr->policy_local_source_path && !notepad_restored());
+	if (rr && rr->n_unrepaired == 1)
+		CHECK_EQ_INT(rr->unrepaired[0].code, IH_ERR_SOURCE_MISSING);
+	ih_restore_report_free(rr);
+	/* The default repair server: barred by limit_access, else asked last. */
+	setenv("IMAGEHEALTH_REPAIR_SOURCES", mirror, 1);
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1,
+						    .limit_access = 1});
+	CHECK(rr && rr->state == IH_REPAIRABLE && rr->n_sources == 0 && rr->default_barred == 1 &&
+	      rr->n_default_sources == 1 && !notepad_restored());
+	ih_restore_report_free(rr);
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_sources == 1 && notepad_restored());
+	if (rr && rr->n_sources == 1)
+		CHECK(rr->sources[0].origin == IH_ORIGIN_DEFAULT && rr->repaired[0].source == 0);
+	ih_restore_report_free(rr);
+	unsetenv("IMAGEHEALTH_REPAIR_SOURCES");
+	ih_session_close(s);
+}
+
 /* A restore killed at random moments: every file old or new, never a mix,
  * and the next restore finishes. */
 static void test_kill(void)
@@ -580,6 +662,7 @@ void test_tree(void)
 	test_hostile_reference();
 	test_links_out();
 	test_case();
+	test_policy_sources();
 	test_cancel();
 	test_kill();
 	if (t_fail == 0)

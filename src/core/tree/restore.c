@@ -1,7 +1,9 @@
 /* restore.c - the restore of an applied tree, on the stages of restore.h:
  * a full scan finds the damage; the plan makes each modified or missing
  * file with content a target and opens the sources (the reference image
- * first unless told otherwise, then the caller's); restore_fetch streams
+ * first unless told otherwise, then the caller's, the policy's from the
+ * tree's own SOFTWARE hive, and the default repair server unless
+ * limit_access: the image restore's order); restore_fetch streams
  * each through the sink, which verifies it, into a spool (an unnamed file
  * in the tree: the tree committer's writer); the commit then puts back one
  * path at a time: the spooled bytes, hashed again as they are copied, go
@@ -15,10 +17,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "job.h"
+#include "policy.h"
 #include "restore.h"
 #include "sha1.h"
 #include "tree.h"
@@ -285,25 +289,43 @@ static void remove_stale(struct tctx *c)
 	}
 }
 
-static int open_sources(struct restore_ctx *x, struct tree *t, ih_error *err)
+/* The servicing policy of an applied Windows tree: its own SOFTWARE hive
+ * (where the reference puts it, under the tree's own spelling), reached
+ * below the root like every other file; or the caller's hive file. */
+static void read_policy(struct tctx *c, struct policy *pol)
 {
-	const ih_restore_options *opt = x->opt;
-	size_t nref = t->ref_source && !opt->no_reference_source;
-	size_t total = nref + opt->n_sources;
-	x->src = calloc(total + 1, sizeof *x->src);
-	x->r->sources = calloc(total + 1, sizeof *x->r->sources);
-	if (!x->src || !x->r->sources)
-		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	x->r->n_sources = x->nsrc = total;
-	for (size_t i = 0; i < total; i++) {
-		const char *spec = i < nref ? t->ref_source : opt->sources[i - nref];
-		struct source_spec sp;
-		if (source_spec_parse(spec, &sp))
-			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		source_open(&x->src[i], &x->r->sources[i], spec, &sp, IH_ORIGIN_CALLER, opt);
-		source_spec_free(&sp);
+	const struct manifest *m = &c->t->m;
+	if (c->x->opt->policy_hive) {
+		policy_read_hive_file(c->x->opt->policy_hive, pol);
+		return;
 	}
-	return IH_OK;
+	size_t mi = 0;
+	while (mi < m->n && (m->v[mi].type != IH_TREE_FILE || strcasecmp(m->v[mi].path, POLICY_HIVE_PATH)))
+		mi++;
+	if (mi == m->n) {
+		pol->note = ih_strdup("the reference has no " POLICY_HIVE_PATH " hive: no policy sources");
+		return;
+	}
+	int fd = tree_open_file(c->t->rootfd, rel_of(c, mi), NULL);
+	if (fd < 0) {
+		char buf[300];
+		snprintf(buf, sizeof buf, "the tree's SOFTWARE hive cannot be read below the root: %s",
+			 strerror(errno));
+		pol->note = ih_strdup(buf);
+		return;
+	}
+	policy_read_hive_fd(fd, "in the tree", pol);
+	close(fd);
+}
+
+static int open_sources(struct tctx *c, ih_error *err)
+{
+	struct restore_ctx *x = c->x;
+	struct policy pol = {.use_windows_update = -1};
+	if (!x->opt->no_policy)
+		read_policy(c, &pol);
+	return restore_open_sources(x, x->opt->no_reference_source ? NULL : c->t->ref_source, &pol,
+				    err);
 }
 
 static int copy_refs(ih_ref **out, size_t *n, const ih_damage *dm)
@@ -402,9 +424,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 		rc = tree_scan_run(s, j, 1, threads, &x.before, &ts, err);
 	if (rc == IH_OK) {
 		x.r = calloc(1, sizeof *x.r);
-		if (!x.r || !(x.r->image_path = ih_strdup(t->root)) ||
-		    !(x.r->policy_note = ih_strdup("an applied tree's servicing policy is not read: "
-						    "give its sources")))
+		if (!x.r || !(x.r->image_path = ih_strdup(t->root)))
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	if (rc == IH_OK) {
@@ -413,7 +433,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 		x.r->index = s->index;
 		x.r->state = x.r->check->state;
 		x.r->limit_access = opt->limit_access;
-		x.r->no_policy = 1;
+		x.r->no_policy = opt->no_policy;
 		x.r->policy_use_windows_update = -1;
 	}
 	const ih_report *b = rc == IH_OK ? x.r->check : NULL;
@@ -458,7 +478,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 		}
 		free(key);
 		if (rc == IH_OK)
-			rc = open_sources(&x, t, err);
+			rc = open_sources(&c, err);
 		if (rc == IH_OK)
 			rc = tree_committer_new(t, &x.cm, err);
 		if (rc == IH_OK && x.nt)
