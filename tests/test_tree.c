@@ -479,6 +479,46 @@ static void test_case(void)
 			 "test ! -e %s/t7/Windows", wd, wd, wd), 0);
 }
 
+/* Names beyond ASCII compare as NTFS compares them (upcased per UTF-16
+ * code unit): "Äpfel" is "äpfel", Greek and Cyrillic fold too; U+0131
+ * (dotless i) is not "I" (NTFS leaves it alone). */
+static void test_case_unicode(void)
+{
+	ih_error err;
+	ih_report *r = NULL;
+	char t[400], ref[400], sd[400], got[1024];
+	tsh("mkdir -p '%s/usrc/Ωμέγα' && echo apple > '%s/usrc/Äpfel.txt' && "
+	    "echo privet > '%s/usrc/Привет.txt' && echo omega > '%s/usrc/Ωμέγα/ÿ.txt' && "
+	    "echo dotless > '%s/usrc/ı.txt' && "
+	    "wimlib-imagex capture %s/usrc %s/uref.wim --compress=none >/dev/null 2>&1 && "
+	    "wimlib-imagex apply %s/uref.wim 1 %s/u >/dev/null 2>&1", wd, wd, wd, wd, wd, wd, wd, wd, wd);
+	CHECK_EQ_INT(tsh("cd %s/u && mv Äpfel.txt äpfel.txt && mv Привет.txt ПРИВЕТ.txt && "
+			 "mv Ωμέγα ΩΜΈΓΑ && mv ΩΜΈΓΑ/ÿ.txt ΩΜΈΓΑ/Ÿ.TXT && echo changed >> ΩΜΈΓΑ/Ÿ.TXT && "
+			 "mv ı.txt I.txt", wd), 0);
+	snprintf(t, sizeof t, "%s/u", wd);
+	snprintf(ref, sizeof ref, "wim:%s/uref.wim:1", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	ih_session *s = NULL;
+	CHECK_EQ_INT(ih_session_open(t, &(ih_open_options){.reference = ref, .state_dir = sd,
+							  .case_insensitive = 1}, &s, &err), IH_OK);
+	if (!s)
+		return;
+	CHECK_EQ_INT(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err), IH_OK);
+	findings(r, got, sizeof got);
+	CHECK_STR(got, "missing /ı.txt\nmodified /Ωμέγα/ÿ.txt\n");
+	CHECK(r && r->n_extra == 1 && !strcmp(r->extra[0], "/I.txt"));
+	ih_report_free(r);
+	ih_restore_report *rr = NULL;
+	CHECK_EQ_INT(ih_restore(s, &(ih_restore_options){0}, &rr, &err), IH_OK);
+	CHECK_EQ_INT(rr ? (int)rr->state : -1, IH_HEALTHY);
+	ih_restore_report_free(rr);
+	ih_session_close(s);
+	/* written where the tree has it, under the tree's own names */
+	CHECK_EQ_INT(tsh("cd %s && cmp -s 'usrc/Ωμέγα/ÿ.txt' 'u/ΩΜΈΓΑ/Ÿ.TXT' && test ! -e 'u/Ωμέγα' && "
+			 "cmp -s usrc/ı.txt u/ı.txt && cmp -s usrc/Äpfel.txt u/äpfel.txt && "
+			 "test ! -e u/Äpfel.txt", wd), 0);
+}
+
 /* A restore asks the reference, the caller's sources, the policy's (the
  * tree's own SOFTWARE hive), then the default repair server unless
  * limit_access; no_policy skips the hive. */
@@ -662,6 +702,7 @@ void test_tree(void)
 	test_hostile_reference();
 	test_links_out();
 	test_case();
+	test_case_unicode();
 	test_policy_sources();
 	test_cancel();
 	test_kill();

@@ -11,16 +11,6 @@
 #include "tree.h"
 #include "util.h"
 
-void manifest_key(const char *path, int ci, char *buf)
-{
-	size_t i = 0;
-	for (; path[i]; i++) {
-		char c = path[i];
-		buf[i] = ci && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-	}
-	buf[i] = '\0';
-}
-
 int tree_name_ok(const char *name, size_t n)
 {
 	if (n == 0 || (n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
@@ -139,10 +129,8 @@ int manifest_index(struct manifest *m)
 			e->key = e->path;
 			continue;
 		}
-		e->key = malloc(strlen(e->path) + 1);
-		if (!e->key)
+		if (!(e->key = manifest_key(e->path, 1)))
 			return -1;
-		manifest_key(e->path, 1, e->key);
 	}
 	free(m->order);
 	m->order = malloc((m->n + 1) * sizeof *m->order);

@@ -451,17 +451,15 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 	/* plan: a target per file with content; the sources */
 	if (rc == IH_OK && b->state == IH_REPAIRABLE && !ih_job_cancelled(j)) {
 		ih_job_set_phase(j, IH_PHASE_PLAN, 0, nd);
-		char *key = NULL;
 		for (size_t k = 0; k < nd && rc == IH_OK; k++) {
 			const ih_damage *dm = &b->damage[k];
-			char *nk = realloc(key, strlen(dm->refs[0].path) + 1);
-			if (!nk) {
+			char *key = manifest_key(dm->refs[0].path, t->m.ci);
+			if (!key) {
 				rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 				break;
 			}
-			key = nk;
-			manifest_key(dm->refs[0].path, t->m.ci, key);
 			c.oc[k].mi = manifest_find(&t->m, key);
+			free(key);
 			c.oc[k].target = -1;
 			const struct tree_entry *e = &t->m.v[c.oc[k].mi];
 			if (e->type != IH_TREE_FILE || ih_is_zero_hash(e->sha1) ||
@@ -476,7 +474,6 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 			tg->source = -1;
 			c.oc[k].target = (int)x.nt++;
 		}
-		free(key);
 		if (rc == IH_OK)
 			rc = open_sources(&c, err);
 		if (rc == IH_OK)

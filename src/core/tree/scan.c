@@ -219,7 +219,7 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 	const struct manifest *m = c->m;
 	char *mpath = join(m->v[didx].path, de->d_name);
 	char *apath = join(rel_of(c, didx), de->d_name);
-	char *key = mpath ? malloc(strlen(mpath) + 1) : NULL;
+	char *key = mpath ? manifest_key(mpath, m->ci) : NULL;
 	struct stat st;
 	int have_st = 0;
 
@@ -244,7 +244,6 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 			c->nomem = 1;
 		goto out;
 	}
-	manifest_key(mpath, m->ci, key);
 	size_t idx = manifest_find(m, key);
 	/* Not the reference's, or a second name for one already met (names
 	 * equal but for case, in a case-insensitive comparison): extra. */

@@ -21,7 +21,7 @@
 
 struct tree_entry {
 	char *path;              /* "/dir/file" as in the image; "/" is the root */
-	char *key;               /* path, ASCII-folded when names compare case-insensitively */
+	char *key;               /* path, upcased (fold.c) when names compare case-insensitively */
 	ih_tree_type type;
 	uint8_t sha1[20];        /* data (zero: empty file, or a directory) */
 	uint64_t size;
@@ -69,8 +69,9 @@ int manifest_from_image(struct manifest *m, const struct wim *w, uint32_t index,
 int manifest_index(struct manifest *m);
 size_t manifest_find(const struct manifest *m, const char *key);
 void manifest_free(struct manifest *m);
-/* Key of path into buf (folded when ci); buf holds strlen(path)+1. */
-void manifest_key(const char *path, int ci, char *buf);
+/* The key path is compared by (fold.c): upcased as NTFS does when ci,
+ * else path itself; malloc'd, NULL when out of memory. */
+char *manifest_key(const char *path, int ci);
 /* Whether a relative component is one a tree may hold. */
 int tree_name_ok(const char *name, size_t n);
 
