@@ -99,6 +99,9 @@ int tree_open_dir(int rootfd, const char *rel);
 /* The regular file rel, read-only, non-blocking, never through a link;
  * its fstat in *st (may be NULL). */
 int tree_open_file(int rootfd, const char *rel, struct stat *st);
+/* rel opened for reading (non-blocking, never through a link), with no
+ * look at what it is: the full scan's reads bound themselves. */
+int tree_open_read(int rootfd, const char *rel);
 /* Removes the directory name in dirfd with everything below it, never
  * following a link.  0 or -1. */
 int tree_remove_all(int dirfd, const char *name);
