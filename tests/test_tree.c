@@ -519,6 +519,65 @@ static void test_case_unicode(void)
 			 "test ! -e u/Äpfel.txt", wd), 0);
 }
 
+static int link_is(const char *rel, const char *want)
+{
+	char p[600], got[600];
+	snprintf(p, sizeof p, "%s/%s", wd, rel);
+	ssize_t n = readlink(p, got, sizeof got - 1);
+	if (n < 0)
+		return 0;
+	got[n] = '\0';
+	if (strcmp(got, want))
+		fprintf(stderr, "link %s -> %s, want %s\n", rel, got, want);
+	return !strcmp(got, want);
+}
+
+/* Reparse points come back as the links wimlib applies: relative ones as
+ * they are, an absolute one into the captured tree (fixed at capture)
+ * pointing into this tree, an absolute one elsewhere as it is. */
+static void test_links_restored(void)
+{
+	ih_error err;
+	ih_report *r = NULL;
+	char got[1024], want[600];
+	tsh("rm -rf %s/lsrc && mkdir -p %s/lsrc/d && echo hi > %s/lsrc/d/f && cd %s/lsrc && "
+	    "ln -s d/f rel && ln -s d dirlink && ln -s %s/lsrc/d/f abs_in && ln -s /etc/passwd abs_out && "
+	    "ln -s nowhere dangling && wimlib-imagex capture %s/lsrc %s/lref.wim >/dev/null 2>&1",
+	    wd, wd, wd, wd, wd, wd, wd);
+	tsh("rm -rf %s/lt %s/lfresh && wimlib-imagex apply %s/lref.wim 1 %s/lt >/dev/null 2>&1 && "
+	    "wimlib-imagex apply %s/lref.wim 1 %s/lfresh >/dev/null 2>&1", wd, wd, wd, wd, wd, wd);
+	/* the oracle: wimlib's own apply */
+	snprintf(want, sizeof want, "%s/lfresh/d/f", wd);
+	CHECK(link_is("lfresh/abs_in", want) && link_is("lfresh/abs_out", "/etc/passwd") &&
+	      link_is("lfresh/rel", "d/f"));
+	tsh("cd %s/lt && rm rel abs_in abs_out dirlink && echo not-a-link > dirlink", wd);
+	ih_session *s = open_tree("lt", "wim:lref.wim:1", &err);
+	CHECK_MSG(s != NULL, err.message);
+	if (!s)
+		return;
+	CHECK_EQ_INT(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err), IH_OK);
+	findings(r, got, sizeof got);
+	CHECK_STR(got, "missing /abs_in\nmissing /abs_out\nwrong_type /dirlink\nmissing /rel\n");
+	ih_report_free(r);
+	ih_restore_report *rr = NULL;
+	CHECK_EQ_INT(ih_restore(s, &(ih_restore_options){0}, &rr, &err), IH_OK);
+	CHECK_EQ_INT(rr ? (int)rr->state : -1, IH_HEALTHY);
+	CHECK_EQ_INT(rr ? rr->n_repaired : 0, 4);
+	ih_restore_report_free(rr);
+	ih_session_close(s);
+	snprintf(want, sizeof want, "%s/lt/d/f", wd);
+	CHECK(link_is("lt/abs_in", want) && link_is("lt/abs_out", "/etc/passwd") &&
+	      link_is("lt/rel", "d/f") && link_is("lt/dirlink", "d") && link_is("lt/dangling", "nowhere"));
+	const char *same[] = {"rel", "abs_in", "abs_out", "dirlink"};
+	for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+		char a[300], b[300];
+		snprintf(a, sizeof a, "lfresh/%s", same[i]);
+		snprintf(b, sizeof b, "lt/%s", same[i]);
+		CHECK_MSG(same_stat(a, b), same[i]); /* mode and modified time as wimlib's */
+	}
+	CHECK(tsh("find %s/lt -name '.imagehealth-tmp*' | grep -q .", wd) != 0);
+}
+
 /* A restore asks the reference, the caller's sources, the policy's (the
  * tree's own SOFTWARE hive), then the default repair server unless
  * limit_access; no_policy skips the hive. */
@@ -701,6 +760,7 @@ void test_tree(void)
 	test_seal();
 	test_hostile_reference();
 	test_links_out();
+	test_links_restored();
 	test_case();
 	test_case_unicode();
 	test_policy_sources();

@@ -11,6 +11,8 @@
 #include "tree.h"
 #include "util.h"
 
+#define WIM_HDR_FLAG_RP_FIX 0x80 /* absolute link targets were made relative to the root */
+
 int tree_name_ok(const char *name, size_t n)
 {
 	if (n == 0 || (n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.'))
@@ -78,7 +80,11 @@ static int on_file(void *ctx, const ih_meta_file *f)
 		e.type = IH_TREE_DIR;
 	else
 		e.type = IH_TREE_FILE;
-	if (e.type == IH_TREE_FILE) {
+	if (e.type == IH_TREE_LINK) {
+		e.reparse_tag = f->reparse_tag;
+		e.rpfix = (b->w->hdr.flags & WIM_HDR_FLAG_RP_FIX) && !f->not_rpfixed;
+	}
+	if (e.type == IH_TREE_FILE || e.type == IH_TREE_LINK) {
 		memcpy(e.sha1, f->data_sha1, 20);
 		if (!ih_is_zero_hash(e.sha1)) {
 			const struct wim_blob *bl = wim_find_blob(b->w, e.sha1);

@@ -189,6 +189,43 @@ static int write_temp(struct tctx *c, int pfd, char *tmp, size_t tmplen,
 	return e_no;
 }
 
+/* A link as wimlib applies a reparse point (link.c), from the verified
+ * reparse data in the spool: created under a temporary name with the
+ * reference's times, to be renamed over.  0, an errno, or -1 when the
+ * reparse point has no POSIX form (o says why). */
+static int make_link(struct tctx *c, struct outcome *o, int pfd, char *tmp, size_t tmplen,
+		     const struct tree_entry *e, const struct supplied *sup)
+{
+	struct tree_committer *tc = (struct tree_committer *)c->x->cm;
+	uint8_t data[16384], h[20];
+	char *target, why[120];
+	if (!sup || sup->size > sizeof data)
+		return EIO;
+	if (pread(tc->spool, data, (size_t)sup->size, (off_t)sup->res.offset) != (ssize_t)sup->size)
+		return EIO;
+	ih_sha1(data, (size_t)sup->size, h);
+	if (memcmp(h, e->sha1, 20))
+		return EIO; /* the spool did not keep what the sink verified */
+	if (link_target(e, data, (size_t)sup->size, c->t->root, &target, why, sizeof why)) {
+		left(o, IH_ERR_NONREPAIRABLE, "%s", why);
+		return -1;
+	}
+	int en = EEXIST;
+	for (int tries = 0; en == EEXIST && tries < 100; tries++) {
+		snprintf(tmp, tmplen, TREE_TMP_PREFIX "%08lx%04x", (unsigned long)random(), c->seq++ & 0xffff);
+		en = symlinkat(target, pfd, tmp) ? errno : 0;
+	}
+	free(target);
+	struct timespec times[2];
+	tree_filetime_to_ts(e->atime, &times[0]);
+	tree_filetime_to_ts(e->mtime, &times[1]);
+	if (!en && utimensat(pfd, tmp, times, AT_SYMLINK_NOFOLLOW)) {
+		en = errno;
+		unlinkat(pfd, tmp, 0); /* ours: created just now */
+	}
+	return en;
+}
+
 static void commit_entry(struct tctx *c, size_t k)
 {
 	struct outcome *o = &c->oc[k];
@@ -203,11 +240,11 @@ static void commit_entry(struct tctx *c, size_t k)
 					     "followed, never removed)");
 		return;
 	}
-	if (e->type == IH_TREE_LINK) {
-		left(o, IH_ERR_NONREPAIRABLE, "%s", "a reparse point: links are not recreated here");
+	if (e->type == IH_TREE_LINK && ih_is_zero_hash(e->sha1)) {
+		left(o, IH_ERR_NONREPAIRABLE, "%s", "a reparse point without reparse data");
 		return;
 	}
-	if (e->type == IH_TREE_FILE && !ih_is_zero_hash(e->sha1) &&
+	if (e->type != IH_TREE_DIR && !ih_is_zero_hash(e->sha1) &&
 	    (o->target < 0 || c->x->ts[o->target].source < 0)) {
 		left(o, IH_ERR_SOURCE_MISSING, "%s", "no source has it (0x800F081F)");
 		return;
@@ -232,13 +269,16 @@ static void commit_entry(struct tctx *c, size_t k)
 		}
 	} else {
 		const struct supplied *sup = o->target >= 0 ? &c->x->ts[o->target].sup : NULL;
-		en = write_temp(c, pfd, tmp, sizeof tmp, e, sup);
+		en = e->type == IH_TREE_LINK ? make_link(c, o, pfd, tmp, sizeof tmp, e, sup)
+					     : write_temp(c, pfd, tmp, sizeof tmp, e, sup);
 		if (!en && found == IH_TREE_DIR && tree_remove_all(pfd, name))
 			en = errno;
 		if (!en && renameat(pfd, tmp, pfd, name)) {
 			en = errno;
 			unlinkat(pfd, tmp, 0);
 		}
+		if (en == -1)
+			goto out; /* make_link said why */
 		if (!en)
 			o->action = found == IH_TREE_NONE ? "created"
 				    : found == IH_TREE_FILE ? "rewritten"
@@ -251,6 +291,7 @@ static void commit_entry(struct tctx *c, size_t k)
 		     strerror(en));
 	else
 		c->touched[e->parent] = 1;
+out:
 	close(pfd);
 }
 
@@ -462,7 +503,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 			free(key);
 			c.oc[k].target = -1;
 			const struct tree_entry *e = &t->m.v[c.oc[k].mi];
-			if (e->type != IH_TREE_FILE || ih_is_zero_hash(e->sha1) ||
+			if (e->type == IH_TREE_DIR || ih_is_zero_hash(e->sha1) ||
 			    (dm->found_type == IH_TREE_LINK && ts.link_out[c.oc[k].mi]))
 				continue;
 			struct target *tg = &x.ts[x.nt];

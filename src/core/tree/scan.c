@@ -237,9 +237,9 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const char 
 		found = type_of(st.st_mode);
 	}
 	if (!strncmp(name, TREE_TMP_PREFIX, strlen(TREE_TMP_PREFIX)) &&
-	    found == IH_TREE_FILE) {
-		/* A temporary file of a restore that was killed: the next
-		 * restore removes it. */
+	    (found == IH_TREE_FILE || found == IH_TREE_LINK)) {
+		/* A temporary file (or link) of a restore that was killed:
+		 * the next restore removes it. */
 		if (push_str(&c->ts->stale, &c->ts->nstale, &(size_t){c->ts->nstale}, apath) == 0)
 			apath = NULL;
 		else

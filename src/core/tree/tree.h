@@ -28,6 +28,8 @@ struct tree_entry {
 	uint64_t atime, mtime;   /* FILETIME: 100 ns since 1601 */
 	uint32_t attributes;
 	uint32_t named_streams;
+	uint32_t reparse_tag;    /* links: the reparse point's tag; sha1/size: its data */
+	uint8_t rpfix;           /* links: an absolute target wimlib makes the tree's own */
 	size_t parent;           /* index of its directory; SIZE_MAX for the root */
 	int dup;                 /* same key as an earlier entry: not applied (as wimlib) */
 };
@@ -74,6 +76,12 @@ void manifest_free(struct manifest *m);
 char *manifest_key(const char *path, int ci);
 /* Whether a relative component is one a tree may hold. */
 int tree_name_ok(const char *name, size_t n);
+
+/* link.c: the target wimlib gives the link of a reparse point when it
+ * applies to a POSIX directory root: 0, or -1 (why says why: a tag or a
+ * target no POSIX tree can hold). */
+int link_target(const struct tree_entry *e, const uint8_t *data, size_t len, const char *root,
+		char **out, char *why, size_t whylen);
 
 /* seal.c */
 int seal_write(const struct manifest *m, int fd);
