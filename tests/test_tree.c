@@ -479,6 +479,187 @@ static void test_case(void)
 			 "test ! -e %s/t7/Windows", wd, wd, wd), 0);
 }
 
+/* Names beyond ASCII compare as NTFS compares them (upcased per UTF-16
+ * code unit): "Äpfel" is "äpfel", Greek and Cyrillic fold too; U+0131
+ * (dotless i) is not "I" (NTFS leaves it alone). */
+static void test_case_unicode(void)
+{
+	ih_error err;
+	ih_report *r = NULL;
+	char t[400], ref[400], sd[400], got[1024];
+	tsh("mkdir -p '%s/usrc/Ωμέγα' && echo apple > '%s/usrc/Äpfel.txt' && "
+	    "echo privet > '%s/usrc/Привет.txt' && echo omega > '%s/usrc/Ωμέγα/ÿ.txt' && "
+	    "echo dotless > '%s/usrc/ı.txt' && "
+	    "wimlib-imagex capture %s/usrc %s/uref.wim --compress=none >/dev/null 2>&1 && "
+	    "wimlib-imagex apply %s/uref.wim 1 %s/u >/dev/null 2>&1", wd, wd, wd, wd, wd, wd, wd, wd, wd);
+	CHECK_EQ_INT(tsh("cd %s/u && mv Äpfel.txt äpfel.txt && mv Привет.txt ПРИВЕТ.txt && "
+			 "mv Ωμέγα ΩΜΈΓΑ && mv ΩΜΈΓΑ/ÿ.txt ΩΜΈΓΑ/Ÿ.TXT && echo changed >> ΩΜΈΓΑ/Ÿ.TXT && "
+			 "mv ı.txt I.txt", wd), 0);
+	snprintf(t, sizeof t, "%s/u", wd);
+	snprintf(ref, sizeof ref, "wim:%s/uref.wim:1", wd);
+	snprintf(sd, sizeof sd, "%s/state", wd);
+	ih_session *s = NULL;
+	CHECK_EQ_INT(ih_session_open(t, &(ih_open_options){.reference = ref, .state_dir = sd,
+							  .case_insensitive = 1}, &s, &err), IH_OK);
+	if (!s)
+		return;
+	CHECK_EQ_INT(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err), IH_OK);
+	findings(r, got, sizeof got);
+	CHECK_STR(got, "missing /ı.txt\nmodified /Ωμέγα/ÿ.txt\n");
+	CHECK(r && r->n_extra == 1 && !strcmp(r->extra[0], "/I.txt"));
+	ih_report_free(r);
+	ih_restore_report *rr = NULL;
+	CHECK_EQ_INT(ih_restore(s, &(ih_restore_options){0}, &rr, &err), IH_OK);
+	CHECK_EQ_INT(rr ? (int)rr->state : -1, IH_HEALTHY);
+	ih_restore_report_free(rr);
+	ih_session_close(s);
+	/* written where the tree has it, under the tree's own names */
+	CHECK_EQ_INT(tsh("cd %s && cmp -s 'usrc/Ωμέγα/ÿ.txt' 'u/ΩΜΈΓΑ/Ÿ.TXT' && test ! -e 'u/Ωμέγα' && "
+			 "cmp -s usrc/ı.txt u/ı.txt && cmp -s usrc/Äpfel.txt u/äpfel.txt && "
+			 "test ! -e u/Äpfel.txt", wd), 0);
+}
+
+static int link_is(const char *rel, const char *want)
+{
+	char p[600], got[600];
+	snprintf(p, sizeof p, "%s/%s", wd, rel);
+	ssize_t n = readlink(p, got, sizeof got - 1);
+	if (n < 0)
+		return 0;
+	got[n] = '\0';
+	if (strcmp(got, want))
+		fprintf(stderr, "link %s -> %s, want %s\n", rel, got, want);
+	return !strcmp(got, want);
+}
+
+/* Reparse points come back as the links wimlib applies: relative ones as
+ * they are, an absolute one into the captured tree (fixed at capture)
+ * pointing into this tree, an absolute one elsewhere as it is. */
+static void test_links_restored(void)
+{
+	ih_error err;
+	ih_report *r = NULL;
+	char got[1024], want[600];
+	tsh("rm -rf %s/lsrc && mkdir -p %s/lsrc/d && echo hi > %s/lsrc/d/f && cd %s/lsrc && "
+	    "ln -s d/f rel && ln -s d dirlink && ln -s %s/lsrc/d/f abs_in && ln -s /etc/passwd abs_out && "
+	    "ln -s nowhere dangling && wimlib-imagex capture %s/lsrc %s/lref.wim >/dev/null 2>&1",
+	    wd, wd, wd, wd, wd, wd, wd);
+	tsh("rm -rf %s/lt %s/lfresh && wimlib-imagex apply %s/lref.wim 1 %s/lt >/dev/null 2>&1 && "
+	    "wimlib-imagex apply %s/lref.wim 1 %s/lfresh >/dev/null 2>&1", wd, wd, wd, wd, wd, wd);
+	/* the oracle: wimlib's own apply */
+	snprintf(want, sizeof want, "%s/lfresh/d/f", wd);
+	CHECK(link_is("lfresh/abs_in", want) && link_is("lfresh/abs_out", "/etc/passwd") &&
+	      link_is("lfresh/rel", "d/f"));
+	tsh("cd %s/lt && rm rel abs_in abs_out dirlink && echo not-a-link > dirlink", wd);
+	ih_session *s = open_tree("lt", "wim:lref.wim:1", &err);
+	CHECK_MSG(s != NULL, err.message);
+	if (!s)
+		return;
+	CHECK_EQ_INT(ih_check(s, &(ih_check_options){.scan = 1}, &r, &err), IH_OK);
+	findings(r, got, sizeof got);
+	CHECK_STR(got, "missing /abs_in\nmissing /abs_out\nwrong_type /dirlink\nmissing /rel\n");
+	ih_report_free(r);
+	ih_restore_report *rr = NULL;
+	CHECK_EQ_INT(ih_restore(s, &(ih_restore_options){0}, &rr, &err), IH_OK);
+	CHECK_EQ_INT(rr ? (int)rr->state : -1, IH_HEALTHY);
+	CHECK_EQ_INT(rr ? rr->n_repaired : 0, 4);
+	ih_restore_report_free(rr);
+	ih_session_close(s);
+	snprintf(want, sizeof want, "%s/lt/d/f", wd);
+	CHECK(link_is("lt/abs_in", want) && link_is("lt/abs_out", "/etc/passwd") &&
+	      link_is("lt/rel", "d/f") && link_is("lt/dirlink", "d") && link_is("lt/dangling", "nowhere"));
+	const char *same[] = {"rel", "abs_in", "abs_out", "dirlink"};
+	for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+		char a[300], b[300];
+		snprintf(a, sizeof a, "lfresh/%s", same[i]);
+		snprintf(b, sizeof b, "lt/%s", same[i]);
+		CHECK_MSG(same_stat(a, b), same[i]); /* mode and modified time as wimlib's */
+	}
+	CHECK(tsh("find %s/lt -name '.imagehealth-tmp*' | grep -q .", wd) != 0);
+}
+
+/* A restore asks the reference, the caller's sources, the policy's (the
+ * tree's own SOFTWARE hive), then the default repair server unless
+ * limit_access; no_policy skips the hive. */
+static ih_restore_report *policy_restore(ih_session *s, const ih_restore_options *o)
+{
+	ih_error err;
+	ih_restore_report *rr = NULL;
+	tsh("cd %s/pt && echo changed >> Windows/notepad.exe", wd);
+	int rc = ih_restore(s, o, &rr, &err);
+	CHECK_MSG(rc == IH_OK, err.message);
+	return rr;
+}
+
+static int notepad_restored(void)
+{
+	return tsh("cmp -s %s/src/Windows/notepad.exe %s/pt/Windows/notepad.exe", wd, wd) == 0;
+}
+
+static void test_policy_sources(void)
+{
+	const char *mk = getenv("MKHIVE") ? getenv("MKHIVE") : "build/mkhive";
+	char mirror[300];
+	ih_error err;
+	snprintf(mirror, sizeof mirror, "%s/mirror", wd);
+	const char *map[] = {"D:\\Mirror", mirror};
+	tsh("rm -rf %s/psrc && cp -a %s/src %s/psrc && mkdir -p %s/psrc/Windows/System32/config", wd,
+	    wd, wd, wd);
+	CHECK(tsh("%s %s/psrc/Windows/System32/config/SOFTWARE 'D:\\Mirror' 1", mk, wd) == 0);
+	CHECK(tsh("wimlib-imagex capture %s/psrc %s/pref.wim --compress=none >/dev/null 2>&1", wd, wd) == 0);
+	tsh("rm -rf %s/pt %s/mirror && wimlib-imagex apply %s/pref.wim 1 %s/pt >/dev/null 2>&1 && "
+	    "wimlib-imagex apply %s/pref.wim 1 %s/mirror >/dev/null 2>&1", wd, wd, wd, wd, wd, wd);
+	ih_session *s = open_tree("pt", "wim:pref.wim:1", &err);
+	CHECK_MSG(s != NULL, err.message);
+	if (!s)
+		return;
+	setenv("IMAGEHEALTH_REPAIR_SOURCES", "", 1); /* set and empty: no default server */
+	/* The reference first, then the policy's directory. */
+	ih_restore_report *rr = policy_restore(s, &(ih_restore_options){.path_map = map, .n_path_map = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_sources == 2 && notepad_restored());
+	if (rr && rr->n_sources == 2) {
+		CHECK(rr->sources[0].origin == IH_ORIGIN_CALLER && rr->sources[1].origin == IH_ORIGIN_POLICY);
+		CHECK(rr->sources[1].usable && rr->sources[1].kind == IH_SOURCE_DIR);
+		CHECK(rr->n_repaired == 1 && rr->repaired[0].source == 0);
+		CHECK(rr->policy_use_windows_update == 1 && rr->policy_local_source_path &&
+		      !strcmp(rr->policy_local_source_path, "D:\\Mirror"));
+	}
+	ih_restore_report_free(rr);
+	/* Without the reference: the hive's directory repairs it. */
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .path_map = map,
+						    .n_path_map = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_repaired == 1 && notepad_restored());
+	if (rr && rr->n_repaired == 1 && rr->n_sources == 1) {
+		CHECK(rr->repaired[0].source == 0 && rr->sources[0].origin == IH_ORIGIN_POLICY);
+		CHECK(rr->sources[0].blobs_used == 1);
+	} else {
+		CHECK_MSG(0, "one policy source expected");
+	}
+	ih_restore_report_free(rr);
+	/* no_policy: the hive is not read; nothing else has it: left as it was. */
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1,
+						    .path_map = map, .n_path_map = 1});
+	CHECK(rr && rr->state == IH_REPAIRABLE && rr->n_sources == 0 && rr->n_unrepaired == 1 &&
+	      rr->no_policy && !rr->policy_local_source_path && !notepad_restored());
+	if (rr && rr->n_unrepaired == 1)
+		CHECK_EQ_INT(rr->unrepaired[0].code, IH_ERR_SOURCE_MISSING);
+	ih_restore_report_free(rr);
+	/* The default repair server: barred by limit_access, else asked last. */
+	setenv("IMAGEHEALTH_REPAIR_SOURCES", mirror, 1);
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1,
+						    .limit_access = 1});
+	CHECK(rr && rr->state == IH_REPAIRABLE && rr->n_sources == 0 && rr->default_barred == 1 &&
+	      rr->n_default_sources == 1 && !notepad_restored());
+	ih_restore_report_free(rr);
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_sources == 1 && notepad_restored());
+	if (rr && rr->n_sources == 1)
+		CHECK(rr->sources[0].origin == IH_ORIGIN_DEFAULT && rr->repaired[0].source == 0);
+	ih_restore_report_free(rr);
+	unsetenv("IMAGEHEALTH_REPAIR_SOURCES");
+	ih_session_close(s);
+}
+
 /* A restore killed at random moments: every file old or new, never a mix,
  * and the next restore finishes. */
 static void test_kill(void)
@@ -579,7 +760,10 @@ void test_tree(void)
 	test_seal();
 	test_hostile_reference();
 	test_links_out();
+	test_links_restored();
 	test_case();
+	test_case_unicode();
+	test_policy_sources();
 	test_cancel();
 	test_kill();
 	if (t_fail == 0)

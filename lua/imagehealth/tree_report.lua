@@ -152,12 +152,18 @@ function M.lines(r)
         finding_line(add, d)
       end
     end
+    -- The sources and the policy are said as for images (the reference
+    -- first, then the caller's, the tree's policy, the repair server).
+    local R = require "imagehealth.report"
     if #(r.sources or {}) > 0 then
-      add("Sources:")
+      add("Sources (%d, in the order tried):", #r.sources)
       for i, s in ipairs(r.sources) do
-        add("  [%d] %s: %s%s", i, s.spec, s.usable and "usable" or "unusable",
-          s.error and (" (" .. s.error .. ")") or "")
+        add("%s", R.source_line(i, s))
       end
+    end
+    add("Policy:   %s", R.policy_text(r))
+    if r.limit_access then
+      add("Limit access: yes (no remote default source)")
     end
   else
     local dm = r.damaged or {}

@@ -23,6 +23,8 @@
 #define D_LAST_ACCESS_TIME 48
 #define D_LAST_WRITE_TIME 56
 #define D_MAIN_HASH 64
+#define D_REPARSE_TAG 88       /* reparse points: the tag, u16 reserved, u16 flags */
+#define D_RP_FLAGS 94
 #define D_NUM_EXTRA_STREAMS 96
 #define D_SHORT_NAME_NBYTES 98
 #define D_NAME_NBYTES 100
@@ -423,19 +425,32 @@ static int visit_file(struct walker *w, const struct child *c)
 			  .last_access_time = get_le64(p + D_LAST_ACCESS_TIME),
 			  .last_write_time = get_le64(p + D_LAST_WRITE_TIME)};
 	memcpy(f.data_sha1, p + D_MAIN_HASH, 20);
+	if (c->attributes & IH_FILE_ATTRIBUTE_REPARSE_POINT) {
+		f.reparse_tag = get_le32(p + D_REPARSE_TAG);
+		f.not_rpfixed = (get_le16(p + D_RP_FLAGS) & 1) != 0;
+	}
 	int have = !is_zero_hash(f.data_sha1);
+	/* A reparse point whose main hash is zero keeps its reparse data in
+	 * its first unnamed extra stream (as wimlib writes it); its unnamed
+	 * file data, if any, is not reported. */
+	int want_unnamed = !have;
 	uint64_t s = c->streams_off;
 	for (unsigned i = 0; i < c->num_streams; i++) {
 		const uint8_t *e = w->buf + s;
 		uint16_t nb = get_le16(e + S_NAME_NBYTES);
 		s += align8(get_le64(e)); /* validated by read_dentry */
+		if (!nb && want_unnamed && (c->attributes & IH_FILE_ATTRIBUTE_REPARSE_POINT)) {
+			memcpy(f.data_sha1, e + S_HASH, 20);
+			want_unnamed = 0;
+			continue;
+		}
 		if (is_zero_hash(e + S_HASH))
 			continue;
 		if (nb)
 			f.named_streams++;
-		else if (!have && !(c->attributes & IH_FILE_ATTRIBUTE_REPARSE_POINT)) {
+		else if (want_unnamed) {
 			memcpy(f.data_sha1, e + S_HASH, 20);
-			have = 1;
+			want_unnamed = 0;
 		}
 	}
 	return cb_result(w->file_fn(w->ctx, &f));

@@ -87,6 +87,9 @@ typedef struct ih_meta_file {
 	uint64_t last_access_time;
 	uint64_t last_write_time;
 	uint32_t named_streams;    /* named data streams with content */
+	uint32_t reparse_tag;      /* a reparse point's tag (IO_REPARSE_TAG_*), else 0 */
+	int not_rpfixed;           /* a reparse point whose absolute target was not
+				    * made relative to the captured root */
 } ih_meta_file;
 typedef int (*ih_meta_file_fn)(void *ctx, const ih_meta_file *f);
 

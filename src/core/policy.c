@@ -16,7 +16,6 @@
 #include "policy.h"
 #include "util.h"
 
-#define HIVE_PATH "/Windows/System32/config/SOFTWARE"
 #define HIVE_MAX (1u << 30)
 
 struct find_ctx {
@@ -27,7 +26,7 @@ struct find_ctx {
 static int find_hive(void *ctx, const uint8_t sha1[20], const char *path, int named)
 {
 	struct find_ctx *f = ctx;
-	if (!named && !strcasecmp(path, HIVE_PATH)) {
+	if (!named && !strcasecmp(path, POLICY_HIVE_PATH)) {
 		memcpy(f->sha1, sha1, 20);
 		f->found = 1;
 		return 1;
@@ -89,34 +88,38 @@ static void hive_note(struct policy *p, const char *file, const char *why)
 int policy_read_hive_file(const char *file, struct policy *p)
 {
 	/* The file may be anything (a FIFO would block hivex's open for
-	 * ever): look at it through a non-blocking descriptor first, and let
-	 * hivex read that very file through /proc. */
+	 * ever): look at it through a non-blocking descriptor first. */
 	int fd = open(file, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	struct stat st;
-	char path[64];
 	if (fd < 0) {
 		hive_note(p, file, strerror(errno));
 		return -1;
 	}
+	int rc = policy_read_hive_fd(fd, file, p);
+	close(fd);
+	return rc;
+}
+
+int policy_read_hive_fd(int fd, const char *shown, struct policy *p)
+{
+	struct stat st;
+	char path[64];
 	const char *bad = fstat(fd, &st)		      ? strerror(errno)
 			  : !S_ISREG(st.st_mode)	      ? "not a regular file"
 			  : (uint64_t)st.st_size > HIVE_MAX ? "larger than 1 GiB"
 							      : NULL;
 	if (bad) {
-		hive_note(p, file, bad);
-		close(fd);
+		hive_note(p, shown, bad);
 		return -1;
 	}
+	/* hivex opens files by name: let it read this very file through /proc. */
 	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 	hive_h *h = hivex_open(path, 0);
 	if (!h) {
-		hive_note(p, file, strerror(errno));
-		close(fd);
+		hive_note(p, shown, strerror(errno));
 		return -1;
 	}
 	read_values(h, p);
 	hivex_close(h);
-	close(fd);
 	return 0;
 }
 
@@ -132,7 +135,7 @@ int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 		if (metas[i].ok)
 			ih_meta_walk(metas[i].buf, metas[i].len, find_hive, &f, NULL, why, sizeof why);
 	if (!f.found) {
-		p->note = ih_strdup("the image has no " HIVE_PATH " hive: no policy sources");
+		p->note = ih_strdup("the image has no " POLICY_HIVE_PATH " hive: no policy sources");
 		return 0;
 	}
 	size_t *v = ih_blobindex_get(&w->index, f.sha1);
@@ -146,7 +149,7 @@ int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 		return -1;
 	struct ih_reader r;
 	ih_reason reason;
-	char detail[160], path[64];
+	char detail[160];
 	ih_reader_init(&r, w);
 	int rr = ih_read_any_blob(&r, &w->blobs[*v], copy_to_fd, &fd, NULL, &reason, detail,
 				  sizeof detail);
@@ -154,8 +157,7 @@ int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 	if (rr != IH_READ_OK) {
 		p->note = ih_strdup("the image's SOFTWARE hive is damaged: its policy cannot be read");
 	} else {
-		snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-		policy_read_hive_file(path, p);
+		policy_read_hive_fd(fd, "in the image", p);
 		rc = 0;
 	}
 	close(fd);

@@ -16,6 +16,10 @@ struct policy {
 int policy_read(const struct wim *w, struct image_meta *metas, size_t nmetas,
 		struct policy *p);
 int policy_read_hive_file(const char *file, struct policy *p);
+/* The same from an open hive file (shown: how notes name it). */
+int policy_read_hive_fd(int fd, const char *shown, struct policy *p);
+/* Where an image (or a tree applied from one) keeps its SOFTWARE hive. */
+#define POLICY_HIVE_PATH "/Windows/System32/config/SOFTWARE"
 /* Maps a Windows path by the caller's prefix map; NULL when no prefix fits
  * or the path has a ".." component (why says which). */
 char *policy_map_path(const char *winpath, const char *const *map, size_t n_map);

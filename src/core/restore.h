@@ -53,6 +53,14 @@ struct restore_ctx {
 	int locked;                  /* the session's lock is exclusive */
 };
 
+struct policy;
+/* Opens x->src in DISM's order: first (a spec, or NULL; a tree's reference
+ * image), the caller's, the policy's (pol, read by the caller unless
+ * no_policy; consumed), then the default repair server unless barred; the
+ * report's policy and default-server fields filled (restore_plan.c). */
+int restore_open_sources(struct restore_ctx *x, const char *first, struct policy *pol,
+			 ih_error *err);
+
 /* The stages (restore_plan.c, restore_fetch.c, restore_commit.c). */
 int restore_plan(struct restore_ctx *x, ih_error *err);
 int restore_fetch(struct restore_ctx *x, ih_error *err);

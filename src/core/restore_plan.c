@@ -175,25 +175,27 @@ static int default_specs(const ih_restore_options *opt, char ***out)
 	return n;
 }
 
-static int open_sources(struct restore_ctx *x, ih_error *err)
+int restore_open_sources(struct restore_ctx *x, const char *first, struct policy *pol,
+			 ih_error *err)
 {
 	const ih_restore_options *opt = x->opt;
 	ih_restore_report *r = x->r;
-	struct policy pol = {.use_windows_update = -1};
 	char **pol_specs = NULL;
 	int npol = 0;
+	size_t nfirst = first != NULL;
 
+	r->no_policy = opt->no_policy;
+	r->policy_use_windows_update = -1;
 	if (!opt->no_policy) {
-		read_policy(x->s, opt, &pol);
-		r->policy_use_windows_update = pol.use_windows_update;
-		r->policy_note = pol.note;
-		pol.note = NULL;
-		if (pol.local_source_path) {
-			r->policy_local_source_path = ih_strdup(pol.local_source_path);
-			npol = split_policy_specs(pol.local_source_path, &pol_specs);
+		r->policy_use_windows_update = pol->use_windows_update;
+		r->policy_note = pol->note;
+		pol->note = NULL;
+		if (pol->local_source_path) {
+			r->policy_local_source_path = ih_strdup(pol->local_source_path);
+			npol = split_policy_specs(pol->local_source_path, &pol_specs);
 		}
 	}
-	policy_free(&pol);
+	policy_free(pol);
 	if (npol < 0)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	/* The default repair server, after everything else, unless barred */
@@ -211,7 +213,8 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 		def_specs = NULL;
 		ndef = 0;
 	}
-	size_t total = opt->n_sources + (size_t)npol + (size_t)ndef;
+	size_t ncaller = nfirst + opt->n_sources;
+	size_t total = ncaller + (size_t)npol + (size_t)ndef;
 	x->src = calloc(total + 1, sizeof *x->src);
 	r->sources = calloc(total + 1, sizeof *r->sources);
 	if (!x->src || !r->sources) {
@@ -221,10 +224,11 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 	}
 	r->n_sources = x->nsrc = total;
 	for (size_t i = 0; i < total; i++) {
-		int policy = i >= opt->n_sources && i < opt->n_sources + (size_t)npol;
-		int def = i >= opt->n_sources + (size_t)npol;
-		const char *spec = def ? def_specs[i - opt->n_sources - (size_t)npol]
-				   : policy ? pol_specs[i - opt->n_sources] : opt->sources[i];
+		int policy = i >= ncaller && i < ncaller + (size_t)npol;
+		int def = i >= ncaller + (size_t)npol;
+		const char *spec = def ? def_specs[i - ncaller - (size_t)npol]
+				   : policy ? pol_specs[i - ncaller]
+				   : i < nfirst ? first : opt->sources[i - nfirst];
 		ih_source_origin origin = def ? IH_ORIGIN_DEFAULT
 					  : policy ? IH_ORIGIN_POLICY : IH_ORIGIN_CALLER;
 		struct source_spec sp;
@@ -249,6 +253,14 @@ static int open_sources(struct restore_ctx *x, ih_error *err)
 	free_specs(pol_specs, npol);
 	free_specs(def_specs, ndef);
 	return IH_OK;
+}
+
+static int open_sources(struct restore_ctx *x, ih_error *err)
+{
+	struct policy pol = {.use_windows_update = -1};
+	if (!x->opt->no_policy)
+		read_policy(x->s, x->opt, &pol);
+	return restore_open_sources(x, NULL, &pol, err);
 }
 
 static int cmp_target(const void *a, const void *b)

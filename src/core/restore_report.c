@@ -188,14 +188,8 @@ void ih_restore_report_free(ih_restore_report *r)
 		damage_free(&r->dropped[i]);
 	free(r->dropped);
 	free(r->problems);
-	for (size_t i = 0; i < r->n_sources; i++) {
-		for (size_t k = 0; k < r->sources[i].n_notes; k++)
-			free(r->sources[i].notes[k]);
-		free(r->sources[i].notes);
-		free(r->sources[i].spec);
-		free(r->sources[i].path);
-		free(r->sources[i].error);
-	}
+	for (size_t i = 0; i < r->n_sources; i++)
+		source_report_free(&r->sources[i]);
 	free(r->sources);
 	free(r->policy_local_source_path);
 	free(r->policy_note);

@@ -31,6 +31,8 @@
 #define TABLE_MAX (512ull << 20)  /* a blob table larger than this is no WIM's */
 #define XML_MAX_FETCH (64ull << 20)
 
+static const struct source_ops http_ops;
+
 struct http_source {
 	struct http_conf conf;
 	struct http_xfer x;
@@ -238,7 +240,7 @@ static int mark_allowed(void *ctx, const uint8_t sha1[20], const char *path, int
 static int narrow(struct source *src, struct http_source *hs, uint32_t index)
 {
 	const struct wim_blob *meta = wim_image_metadata(hs->w, index);
-	struct image_meta m;
+	struct image_meta m = {0}; /* freed even when its bytes never arrived */
 	ih_error err = {0};
 	char why[128];
 
@@ -253,8 +255,8 @@ static int narrow(struct source *src, struct http_source *hs, uint32_t index)
 	if (!have(&hs->files[s.file], s.off, s.len) ||
 	    image_meta_read(hs->w, &hs->rd, index, &m, &err) || !m.ok) {
 		image_meta_free(&m);
-		source_fail(src, IH_ERR_DOWNLOAD, "%s: the metadata of image %u could not be fetched",
-			    src->rep->path, index);
+		source_fail(src, IH_ERR_DOWNLOAD, "%s: the metadata of image %u could not be fetched%s%s",
+			    src->rep->path, index, m.detail[0] ? ": " : "", m.detail);
 		return -1;
 	}
 	if (ih_blobindex_init(&hs->allowed, 1024)) {
@@ -530,6 +532,14 @@ static ih_errcode http_why_not(struct source *src, const struct want *w)
 		return IH_OK;
 	const struct wim_blob *b = usable_blob(hs, w->sha1);
 	return b && hs->tried[b - hs->w->blobs] && !arrived(hs, b) ? IH_ERR_DOWNLOAD : IH_OK;
+}
+
+const struct wim *http_source_wim(struct source *src)
+{
+	struct http_source *hs = src->ops == &http_ops ? src->impl : NULL;
+	if (hs && !hs->opened && remote_open(src, hs))
+		return NULL;
+	return src->ops == &http_ops ? ((struct http_source *)src->impl)->w : NULL;
 }
 
 static const struct source_ops http_ops = {

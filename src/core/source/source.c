@@ -184,6 +184,16 @@ void source_close(struct source *src)
 	memset(src, 0, sizeof *src);
 }
 
+void source_report_free(ih_source_report *rep)
+{
+	for (size_t k = 0; k < rep->n_notes; k++)
+		free(rep->notes[k]);
+	free(rep->notes);
+	free(rep->spec);
+	free(rep->path);
+	free(rep->error);
+}
+
 void source_prefetch(const char *spec)
 {
 	uint8_t hb[WIM_HEADER_SIZE];

@@ -102,6 +102,8 @@ void source_open(struct source *src, ih_source_report *rep, const char *spec,
 void source_unmapped(struct source *src, ih_source_report *rep, const char *spec,
 		     ih_source_origin origin, int refused, const char *why);
 void source_close(struct source *src);
+/* Frees what a source report holds (not the report itself). */
+void source_report_free(ih_source_report *rep);
 /* Marks src unusable with a message (printf-style). */
 void source_fail(struct source *src, ih_errcode code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -112,6 +114,10 @@ void dir_source_open(struct source *src);
 /* An http:// or https:// URL (rep->path is the URL as shown; url may hold
  * credentials).  Nothing is fetched until the source is first asked. */
 void http_source_open(struct source *src, const char *url);
+/* The remote WIM of an HTTP source, opened now if it was not (header, blob
+ * table, XML and, with an INDEX, that image's metadata resource, which
+ * must match its SHA-1); NULL when it cannot be (src->rep says why). */
+const struct wim *http_source_wim(struct source *src);
 /* A scripted source: asks src->job's caller for each blob (request_source.c). */
 void request_source_open(struct source *src);
 

@@ -39,6 +39,11 @@ int tree_open_file(int rootfd, const char *rel, struct stat *stp)
 	return fd;
 }
 
+int tree_open_read(int rootfd, const char *rel)
+{
+	return open_beneath(rootfd, rel, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+}
+
 static int remove_below(int dirfd, int depth)
 {
 	DIR *d = fdopendir(dirfd);

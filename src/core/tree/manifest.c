@@ -11,15 +11,7 @@
 #include "tree.h"
 #include "util.h"
 
-void manifest_key(const char *path, int ci, char *buf)
-{
-	size_t i = 0;
-	for (; path[i]; i++) {
-		char c = path[i];
-		buf[i] = ci && c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-	}
-	buf[i] = '\0';
-}
+#define WIM_HDR_FLAG_RP_FIX 0x80 /* absolute link targets were made relative to the root */
 
 int tree_name_ok(const char *name, size_t n)
 {
@@ -88,7 +80,11 @@ static int on_file(void *ctx, const ih_meta_file *f)
 		e.type = IH_TREE_DIR;
 	else
 		e.type = IH_TREE_FILE;
-	if (e.type == IH_TREE_FILE) {
+	if (e.type == IH_TREE_LINK) {
+		e.reparse_tag = f->reparse_tag;
+		e.rpfix = (b->w->hdr.flags & WIM_HDR_FLAG_RP_FIX) && !f->not_rpfixed;
+	}
+	if (e.type == IH_TREE_FILE || e.type == IH_TREE_LINK) {
 		memcpy(e.sha1, f->data_sha1, 20);
 		if (!ih_is_zero_hash(e.sha1)) {
 			const struct wim_blob *bl = wim_find_blob(b->w, e.sha1);
@@ -139,10 +135,8 @@ int manifest_index(struct manifest *m)
 			e->key = e->path;
 			continue;
 		}
-		e->key = malloc(strlen(e->path) + 1);
-		if (!e->key)
+		if (!(e->key = manifest_key(e->path, 1)))
 			return -1;
-		manifest_key(e->path, 1, e->key);
 	}
 	free(m->order);
 	m->order = malloc((m->n + 1) * sizeof *m->order);

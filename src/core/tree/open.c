@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+#include "source/http_ranges.h"
 #include "source/source.h"
 #include "tree.h"
 #include "util.h"
@@ -65,6 +66,43 @@ static int open_seal_in_store(ih_session *s, int *fd, ih_error *err)
 	return IH_OK;
 }
 
+/* An image on a web server: its header, blob table and the image's
+ * metadata resource are fetched by ranges (the HTTP source's own rounds);
+ * metadata that does not match its SHA-1 (a lying or truncated answer)
+ * fails the open with the source's reason: nothing in the tree is read or
+ * written.  A restore asks the same URL again as its first source. */
+static int open_http_reference(ih_session *s, const char *ref, const struct source_spec *sp,
+			       uint32_t index, ih_error *err)
+{
+	struct tree *t = s->tree;
+	struct source src;
+	ih_source_report rep;
+	struct source_spec isp = *sp;
+	int rc;
+
+	memset(&rep, 0, sizeof rep);
+	isp.index = index; /* the source narrows to it: its metadata is fetched */
+	source_open(&src, &rep, ref, &isp, IH_ORIGIN_CALLER, NULL);
+	const struct wim *w = src.ops ? http_source_wim(&src) : NULL;
+	s->index = index;
+	if (!w)
+		rc = ih_fail(err, rep.error_code ? rep.error_code : IH_ERR_DOWNLOAD,
+			     "the reference cannot be read: %s", rep.error ? rep.error : "?");
+	else
+		rc = manifest_from_image(&t->m, w, index, t->ci, t->why, sizeof t->why, err);
+	if (rc == IH_OK) {
+		t->have_manifest = t->why[0] == '\0';
+		t->ref_source = ih_strdup(ref);
+		t->shown = ih_strdup(rep.spec); /* without credentials or a query */
+		t->m.reference = ih_strdup(ref);
+		if (!t->ref_source || !t->shown || !t->m.reference)
+			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
+	source_close(&src);
+	source_report_free(&rep);
+	return rc;
+}
+
 static int open_reference(ih_session *s, const ih_open_options *opt, ih_error *err)
 {
 	struct tree *t = s->tree;
@@ -101,8 +139,13 @@ static int open_reference(ih_session *s, const ih_open_options *opt, ih_error *e
 	struct source_spec sp;
 	if (source_spec_parse(ref, &sp))
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	rc = wim_open(sp.path, &s->w, err);
 	uint32_t index = sp.index ? sp.index : opt && opt->index ? opt->index : 1;
+	if (url_is_http(sp.path)) {
+		rc = open_http_reference(s, ref, &sp, index, err);
+		source_spec_free(&sp);
+		return rc;
+	}
+	rc = wim_open(sp.path, &s->w, err);
 	source_spec_free(&sp);
 	if (rc)
 		return rc;

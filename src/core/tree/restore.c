@@ -1,7 +1,9 @@
 /* restore.c - the restore of an applied tree, on the stages of restore.h:
  * a full scan finds the damage; the plan makes each modified or missing
  * file with content a target and opens the sources (the reference image
- * first unless told otherwise, then the caller's); restore_fetch streams
+ * first unless told otherwise, then the caller's, the policy's from the
+ * tree's own SOFTWARE hive, and the default repair server unless
+ * limit_access: the image restore's order); restore_fetch streams
  * each through the sink, which verifies it, into a spool (an unnamed file
  * in the tree: the tree committer's writer); the commit then puts back one
  * path at a time: the spooled bytes, hashed again as they are copied, go
@@ -15,10 +17,12 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "job.h"
+#include "policy.h"
 #include "restore.h"
 #include "sha1.h"
 #include "tree.h"
@@ -185,6 +189,43 @@ static int write_temp(struct tctx *c, int pfd, char *tmp, size_t tmplen,
 	return e_no;
 }
 
+/* A link as wimlib applies a reparse point (link.c), from the verified
+ * reparse data in the spool: created under a temporary name with the
+ * reference's times, to be renamed over.  0, an errno, or -1 when the
+ * reparse point has no POSIX form (o says why). */
+static int make_link(struct tctx *c, struct outcome *o, int pfd, char *tmp, size_t tmplen,
+		     const struct tree_entry *e, const struct supplied *sup)
+{
+	struct tree_committer *tc = (struct tree_committer *)c->x->cm;
+	uint8_t data[16384], h[20];
+	char *target, why[120];
+	if (!sup || sup->size > sizeof data)
+		return EIO;
+	if (pread(tc->spool, data, (size_t)sup->size, (off_t)sup->res.offset) != (ssize_t)sup->size)
+		return EIO;
+	ih_sha1(data, (size_t)sup->size, h);
+	if (memcmp(h, e->sha1, 20))
+		return EIO; /* the spool did not keep what the sink verified */
+	if (link_target(e, data, (size_t)sup->size, c->t->root, &target, why, sizeof why)) {
+		left(o, IH_ERR_NONREPAIRABLE, "%s", why);
+		return -1;
+	}
+	int en = EEXIST;
+	for (int tries = 0; en == EEXIST && tries < 100; tries++) {
+		snprintf(tmp, tmplen, TREE_TMP_PREFIX "%08lx%04x", (unsigned long)random(), c->seq++ & 0xffff);
+		en = symlinkat(target, pfd, tmp) ? errno : 0;
+	}
+	free(target);
+	struct timespec times[2];
+	tree_filetime_to_ts(e->atime, &times[0]);
+	tree_filetime_to_ts(e->mtime, &times[1]);
+	if (!en && utimensat(pfd, tmp, times, AT_SYMLINK_NOFOLLOW)) {
+		en = errno;
+		unlinkat(pfd, tmp, 0); /* ours: created just now */
+	}
+	return en;
+}
+
 static void commit_entry(struct tctx *c, size_t k)
 {
 	struct outcome *o = &c->oc[k];
@@ -199,11 +240,11 @@ static void commit_entry(struct tctx *c, size_t k)
 					     "followed, never removed)");
 		return;
 	}
-	if (e->type == IH_TREE_LINK) {
-		left(o, IH_ERR_NONREPAIRABLE, "%s", "a reparse point: links are not recreated here");
+	if (e->type == IH_TREE_LINK && ih_is_zero_hash(e->sha1)) {
+		left(o, IH_ERR_NONREPAIRABLE, "%s", "a reparse point without reparse data");
 		return;
 	}
-	if (e->type == IH_TREE_FILE && !ih_is_zero_hash(e->sha1) &&
+	if (e->type != IH_TREE_DIR && !ih_is_zero_hash(e->sha1) &&
 	    (o->target < 0 || c->x->ts[o->target].source < 0)) {
 		left(o, IH_ERR_SOURCE_MISSING, "%s", "no source has it (0x800F081F)");
 		return;
@@ -228,13 +269,16 @@ static void commit_entry(struct tctx *c, size_t k)
 		}
 	} else {
 		const struct supplied *sup = o->target >= 0 ? &c->x->ts[o->target].sup : NULL;
-		en = write_temp(c, pfd, tmp, sizeof tmp, e, sup);
+		en = e->type == IH_TREE_LINK ? make_link(c, o, pfd, tmp, sizeof tmp, e, sup)
+					     : write_temp(c, pfd, tmp, sizeof tmp, e, sup);
 		if (!en && found == IH_TREE_DIR && tree_remove_all(pfd, name))
 			en = errno;
 		if (!en && renameat(pfd, tmp, pfd, name)) {
 			en = errno;
 			unlinkat(pfd, tmp, 0);
 		}
+		if (en == -1)
+			goto out; /* make_link said why */
 		if (!en)
 			o->action = found == IH_TREE_NONE ? "created"
 				    : found == IH_TREE_FILE ? "rewritten"
@@ -247,6 +291,7 @@ static void commit_entry(struct tctx *c, size_t k)
 		     strerror(en));
 	else
 		c->touched[e->parent] = 1;
+out:
 	close(pfd);
 }
 
@@ -285,25 +330,43 @@ static void remove_stale(struct tctx *c)
 	}
 }
 
-static int open_sources(struct restore_ctx *x, struct tree *t, ih_error *err)
+/* The servicing policy of an applied Windows tree: its own SOFTWARE hive
+ * (where the reference puts it, under the tree's own spelling), reached
+ * below the root like every other file; or the caller's hive file. */
+static void read_policy(struct tctx *c, struct policy *pol)
 {
-	const ih_restore_options *opt = x->opt;
-	size_t nref = t->ref_source && !opt->no_reference_source;
-	size_t total = nref + opt->n_sources;
-	x->src = calloc(total + 1, sizeof *x->src);
-	x->r->sources = calloc(total + 1, sizeof *x->r->sources);
-	if (!x->src || !x->r->sources)
-		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	x->r->n_sources = x->nsrc = total;
-	for (size_t i = 0; i < total; i++) {
-		const char *spec = i < nref ? t->ref_source : opt->sources[i - nref];
-		struct source_spec sp;
-		if (source_spec_parse(spec, &sp))
-			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		source_open(&x->src[i], &x->r->sources[i], spec, &sp, IH_ORIGIN_CALLER, opt);
-		source_spec_free(&sp);
+	const struct manifest *m = &c->t->m;
+	if (c->x->opt->policy_hive) {
+		policy_read_hive_file(c->x->opt->policy_hive, pol);
+		return;
 	}
-	return IH_OK;
+	size_t mi = 0;
+	while (mi < m->n && (m->v[mi].type != IH_TREE_FILE || strcasecmp(m->v[mi].path, POLICY_HIVE_PATH)))
+		mi++;
+	if (mi == m->n) {
+		pol->note = ih_strdup("the reference has no " POLICY_HIVE_PATH " hive: no policy sources");
+		return;
+	}
+	int fd = tree_open_file(c->t->rootfd, rel_of(c, mi), NULL);
+	if (fd < 0) {
+		char buf[300];
+		snprintf(buf, sizeof buf, "the tree's SOFTWARE hive cannot be read below the root: %s",
+			 strerror(errno));
+		pol->note = ih_strdup(buf);
+		return;
+	}
+	policy_read_hive_fd(fd, "in the tree", pol);
+	close(fd);
+}
+
+static int open_sources(struct tctx *c, ih_error *err)
+{
+	struct restore_ctx *x = c->x;
+	struct policy pol = {.use_windows_update = -1};
+	if (!x->opt->no_policy)
+		read_policy(c, &pol);
+	return restore_open_sources(x, x->opt->no_reference_source ? NULL : c->t->ref_source, &pol,
+				    err);
 }
 
 static int copy_refs(ih_ref **out, size_t *n, const ih_damage *dm)
@@ -402,9 +465,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 		rc = tree_scan_run(s, j, 1, threads, &x.before, &ts, err);
 	if (rc == IH_OK) {
 		x.r = calloc(1, sizeof *x.r);
-		if (!x.r || !(x.r->image_path = ih_strdup(t->root)) ||
-		    !(x.r->policy_note = ih_strdup("an applied tree's servicing policy is not read: "
-						    "give its sources")))
+		if (!x.r || !(x.r->image_path = ih_strdup(t->root)))
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	}
 	if (rc == IH_OK) {
@@ -413,7 +474,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 		x.r->index = s->index;
 		x.r->state = x.r->check->state;
 		x.r->limit_access = opt->limit_access;
-		x.r->no_policy = 1;
+		x.r->no_policy = opt->no_policy;
 		x.r->policy_use_windows_update = -1;
 	}
 	const ih_report *b = rc == IH_OK ? x.r->check : NULL;
@@ -431,20 +492,18 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 	/* plan: a target per file with content; the sources */
 	if (rc == IH_OK && b->state == IH_REPAIRABLE && !ih_job_cancelled(j)) {
 		ih_job_set_phase(j, IH_PHASE_PLAN, 0, nd);
-		char *key = NULL;
 		for (size_t k = 0; k < nd && rc == IH_OK; k++) {
 			const ih_damage *dm = &b->damage[k];
-			char *nk = realloc(key, strlen(dm->refs[0].path) + 1);
-			if (!nk) {
+			char *key = manifest_key(dm->refs[0].path, t->m.ci);
+			if (!key) {
 				rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
 				break;
 			}
-			key = nk;
-			manifest_key(dm->refs[0].path, t->m.ci, key);
 			c.oc[k].mi = manifest_find(&t->m, key);
+			free(key);
 			c.oc[k].target = -1;
 			const struct tree_entry *e = &t->m.v[c.oc[k].mi];
-			if (e->type != IH_TREE_FILE || ih_is_zero_hash(e->sha1) ||
+			if (e->type == IH_TREE_DIR || ih_is_zero_hash(e->sha1) ||
 			    (dm->found_type == IH_TREE_LINK && ts.link_out[c.oc[k].mi]))
 				continue;
 			struct target *tg = &x.ts[x.nt];
@@ -456,9 +515,8 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 			tg->source = -1;
 			c.oc[k].target = (int)x.nt++;
 		}
-		free(key);
 		if (rc == IH_OK)
-			rc = open_sources(&x, t, err);
+			rc = open_sources(&c, err);
 		if (rc == IH_OK)
 			rc = tree_committer_new(t, &x.cm, err);
 		if (rc == IH_OK && x.nt)

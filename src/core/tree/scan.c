@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include "sha1.h"
@@ -213,13 +214,14 @@ static int64_t ts_cmp(const struct timespec *a, const struct timespec *b)
 }
 
 /* One entry the walk met in the directory dfd (the manifest's entry didx). */
-static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struct dirent *de,
+static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const char *name,
+		 unsigned char d_type,
 		 size_t **work, size_t *nwork, size_t *capwork)
 {
 	const struct manifest *m = c->m;
-	char *mpath = join(m->v[didx].path, de->d_name);
-	char *apath = join(rel_of(c, didx), de->d_name);
-	char *key = mpath ? malloc(strlen(mpath) + 1) : NULL;
+	char *mpath = join(m->v[didx].path, name);
+	char *apath = join(rel_of(c, didx), name);
+	char *key = mpath ? manifest_key(mpath, m->ci) : NULL;
 	struct stat st;
 	int have_st = 0;
 
@@ -227,24 +229,23 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 		c->nomem = 1;
 		goto out;
 	}
-	ih_tree_type found = type_of_dirent(de->d_type);
+	ih_tree_type found = type_of_dirent(d_type);
 	if (found == IH_TREE_NONE) {
-		if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
 			goto out; /* gone meanwhile */
 		have_st = 1;
 		found = type_of(st.st_mode);
 	}
-	if (!strncmp(de->d_name, TREE_TMP_PREFIX, strlen(TREE_TMP_PREFIX)) &&
-	    found == IH_TREE_FILE) {
-		/* A temporary file of a restore that was killed: the next
-		 * restore removes it. */
+	if (!strncmp(name, TREE_TMP_PREFIX, strlen(TREE_TMP_PREFIX)) &&
+	    (found == IH_TREE_FILE || found == IH_TREE_LINK)) {
+		/* A temporary file (or link) of a restore that was killed:
+		 * the next restore removes it. */
 		if (push_str(&c->ts->stale, &c->ts->nstale, &(size_t){c->ts->nstale}, apath) == 0)
 			apath = NULL;
 		else
 			c->nomem = 1;
 		goto out;
 	}
-	manifest_key(mpath, m->ci, key);
 	size_t idx = manifest_find(m, key);
 	/* Not the reference's, or a second name for one already met (names
 	 * equal but for case, in a case-insensitive comparison): extra. */
@@ -270,7 +271,7 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 			goto out;
 		if (found == IH_TREE_LINK) {
 			char target[128];
-			int out = tree_link_leaves(dfd, de->d_name, depth, target, sizeof target);
+			int out = tree_link_leaves(dfd, name, depth, target, sizeof target);
 			c->ts->link_out[idx] = (uint8_t)out;
 			snprintf(f->detail, sizeof f->detail, "a link to %.60s%s where the reference has a %s",
 				 target, out ? " (leading out of the tree: never followed)" : "",
@@ -301,7 +302,7 @@ static void meet(struct scanctx *c, int dfd, int depth, size_t didx, const struc
 	}
 	c->files_checked++;
 	if (!c->scan) { /* a full scan learns the size when it opens the file */
-		if (!have_st && fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+		if (!have_st && fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
 			goto out;
 		if (e->size != UINT64_MAX && (uint64_t)st.st_size != e->size) {
 			struct finding *f = add_finding(c, idx, IH_REASON_MODIFIED, found);
@@ -341,40 +342,56 @@ static int depth_of(const char *path)
 	return path[1] ? d : 0;
 }
 
+/* A record of getdents64 (linux_dirent64). */
+struct dent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
 /* The walk: directories the manifest has and the tree has as directories. */
 static int walk_tree(struct scanctx *c, ih_error *err)
 {
 	size_t *work = NULL, nwork = 0, capwork = 0;
 	int rc = IH_OK;
+	enum { DENTS = 32768 };
+	char *dents = malloc(DENTS); /* malloc's alignment suits the records */
 
 	c->ts->found[0] = IH_TREE_DIR;
 	work = malloc(64 * sizeof *work);
-	if (!work)
+	if (!work || !dents) {
+		free(work);
+		free(dents);
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	}
 	capwork = 64;
 	work[nwork++] = 0;
 	while (nwork && !c->nomem && rc == IH_OK) {
 		size_t didx = work[--nwork];
 		int dfd = tree_open_dir(c->t->rootfd, rel_of(c, didx));
-		DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-		if (!d) {
-			if (dfd >= 0)
-				close(dfd);
+		int depth = depth_of(c->m->v[didx].path);
+		/* getdents64 itself: a DIR stream costs two fcntl calls a directory */
+		long got = dfd >= 0 ? 1 : -1;
+		while (got > 0 && !c->nomem) {
+			got = syscall(SYS_getdents64, dfd, dents, DENTS);
+			for (long off = 0; off < got;) {
+				const struct dent64 *de = (const struct dent64 *)(dents + off);
+				off += de->d_reclen;
+				if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+					meet(c, dfd, depth, didx, de->d_name, de->d_type, &work, &nwork,
+					     &capwork);
+			}
+		}
+		if (got < 0) {
 			struct finding *f = add_finding(c, didx, IH_REASON_MODIFIED, IH_TREE_DIR);
 			if (f)
 				snprintf(f->detail, sizeof f->detail, "directory cannot be read: %s",
 					 strerror(errno));
-			continue;
 		}
-		int depth = depth_of(c->m->v[didx].path);
-		struct dirent *de;
-		errno = 0;
-		while ((de = readdir(d)) && !c->nomem) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			meet(c, dfd, depth, didx, de, &work, &nwork, &capwork);
-		}
-		closedir(d);
+		if (dfd >= 0)
+			close(dfd);
 		if (!c->scan)
 			atomic_fetch_add(&c->j->blobs_done, 1);
 		ih_job_tick(c->j);
@@ -382,53 +399,68 @@ static int walk_tree(struct scanctx *c, ih_error *err)
 			rc = IH_ERR_CANCELLED;
 	}
 	free(work);
+	free(dents);
 	if (c->nomem)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	return rc == IH_ERR_CANCELLED ? ih_fail(err, rc, "check cancelled") : rc;
 }
 
+/* The size of the open file fd, for a finding's detail. */
+static uint64_t size_of(int fd, uint64_t fallback)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : fallback;
+}
+
+/* Hashes one file: open, read, close and nothing else.  The walk saw a
+ * regular file there; the reads ask for one byte more than the reference's
+ * size, so the short read that ends the file also tells that it is no
+ * longer (no fstat, no read of the end of the file), and a file replaced
+ * meanwhile by something endless is never read past that. */
 static void hash_one(struct scanctx *c, struct hjob *h, ih_sha1_ctx *md, uint8_t *buf)
 {
 	const struct tree_entry *e = &c->m->v[h->idx];
-	struct stat st;
-	int fd = tree_open_file(c->t->rootfd, rel_of(c, h->idx), &st);
+	int fd = tree_open_read(c->t->rootfd, rel_of(c, h->idx));
 	if (fd < 0) {
 		h->result = HR_UNREADABLE;
 		h->err = errno;
 		return;
 	}
-	if (e->size != UINT64_MAX && (uint64_t)st.st_size != e->size) {
-		h->result = HR_SIZE; /* no need to read it */
-		h->size = (uint64_t)st.st_size;
-		close(fd);
-		return;
-	}
-	if (e->size > HASH_BUF)
+	uint64_t want = e->size == UINT64_MAX ? UINT64_MAX - 1 : e->size, got = 0;
+	if (want > HASH_BUF)
 		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	ih_sha1_init(md);
-	uint64_t got = 0;
 	for (;;) {
-		ssize_t n = read(fd, buf, HASH_BUF);
+		uint64_t ask = want - got + 1;
+		size_t lim = ask < HASH_BUF ? (size_t)ask : HASH_BUF;
+		ssize_t n = read(fd, buf, lim);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
 			h->result = HR_UNREADABLE;
 			h->err = errno;
-			close(fd);
-			return;
-		}
-		if (n == 0)
 			break;
+		}
+		if (got + (uint64_t)n > want) {
+			h->result = HR_SIZE; /* longer: no need to read the rest */
+			break;
+		}
 		ih_sha1_update(md, buf, (size_t)n);
 		got += (uint64_t)n;
 		atomic_fetch_add_explicit(&c->j->bytes_done, (uint64_t)n, memory_order_relaxed);
-		if (ih_job_cancelled(c->j))
-			break;
+		if ((size_t)n < lim || ih_job_cancelled(c->j))
+			break; /* a short read: the end of a regular file */
 	}
+	if (h->result == HR_OK && e->size != UINT64_MAX && got != want && !ih_job_cancelled(c->j))
+		h->result = HR_SIZE; /* shorter */
+	if (h->result == HR_SIZE)
+		h->size = size_of(fd, got);
 	close(fd);
+	if (h->result != HR_OK)
+		return;
 	ih_sha1_final(md, h->got);
 	atomic_fetch_add_explicit(&c->j->blobs_done, 1, memory_order_relaxed);
-	if ((e->size != UINT64_MAX && got != e->size) || memcmp(h->got, e->sha1, 20))
+	if (memcmp(h->got, e->sha1, 20))
 		h->result = HR_MODIFIED;
 }
 

@@ -6,11 +6,12 @@
  * checksum makes a damaged or edited seal evident, not a forged one: keep
  * seals where only their owner writes (the state store checks that).
  *
- *   "IHSEAL3\n"  u64 length of the whole record (checksum included)
+ *   "IHSEAL4\n"  u64 length of the whole record (checksum included)
  *   u32 len + reference spec, u32 index, 16-byte GUID, u64 sealed_at,
  *   u64 named_streams, u64 entry count, then per entry:
  *     u8 type, u32 attributes, u64 size, u64 atime, u64 mtime,
- *     20-byte SHA-1, u32 named streams, u64 parent + 1, u32 len + path
+ *     20-byte SHA-1, u32 named streams, u32 reparse tag, u8 rpfix,
+ *     u64 parent + 1, u32 len + path
  *   32-byte SHA-256 of every byte before it */
 #include <errno.h>
 #include <openssl/sha.h>
@@ -23,7 +24,7 @@
 #include "tree.h"
 #include "util.h"
 
-#define SEAL_MAGIC "IHSEAL3\n"
+#define SEAL_MAGIC "IHSEAL4\n"
 #define SEAL_MAX ((uint64_t)1 << 30)
 
 struct buf {
@@ -94,6 +95,8 @@ int seal_write(const struct manifest *m, int fd)
 		put64(&b, e->mtime);
 		put(&b, e->sha1, 20);
 		put32(&b, e->named_streams);
+		put32(&b, e->reparse_tag);
+		put(&b, &e->rpfix, 1);
 		put64(&b, e->parent == SIZE_MAX ? 0 : (uint64_t)e->parent + 1);
 		put_str(&b, e->path);
 	}
@@ -229,8 +232,8 @@ int seal_read(int fd, struct manifest *m, int ci, char *why, size_t whylen, ih_e
 	get64(&c); /* sealed_at */
 	m->named_streams = get64(&c);
 	uint64_t count = get64(&c);
-	/* Each entry takes at least 65 bytes: the count cannot exceed what is there. */
-	if (c.bad || !m->reference || count == 0 || count > (c.n - c.off) / 65 + 1) {
+	/* Each entry takes at least 70 bytes: the count cannot exceed what is there. */
+	if (c.bad || !m->reference || count == 0 || count > (c.n - c.off) / 70 + 1) {
 		rc = ih_fail(err, c.bad ? IH_ERR_INVALID_ARG : IH_ERR_NOMEM, "the seal's header is invalid");
 		goto out;
 	}
@@ -252,6 +255,9 @@ int seal_read(int fd, struct manifest *m, int ci, char *why, size_t whylen, ih_e
 		if (h)
 			memcpy(e->sha1, h, 20);
 		e->named_streams = get32(&c);
+		e->reparse_tag = get32(&c);
+		const uint8_t *rp = take(&c, 1);
+		e->rpfix = rp && *rp;
 		uint64_t parent1 = get64(&c);
 		e->parent = parent1 ? (size_t)(parent1 - 1) : SIZE_MAX;
 		e->path = get_str(&c);

@@ -21,13 +21,15 @@
 
 struct tree_entry {
 	char *path;              /* "/dir/file" as in the image; "/" is the root */
-	char *key;               /* path, ASCII-folded when names compare case-insensitively */
+	char *key;               /* path, upcased (fold.c) when names compare case-insensitively */
 	ih_tree_type type;
 	uint8_t sha1[20];        /* data (zero: empty file, or a directory) */
 	uint64_t size;
 	uint64_t atime, mtime;   /* FILETIME: 100 ns since 1601 */
 	uint32_t attributes;
 	uint32_t named_streams;
+	uint32_t reparse_tag;    /* links: the reparse point's tag; sha1/size: its data */
+	uint8_t rpfix;           /* links: an absolute target wimlib makes the tree's own */
 	size_t parent;           /* index of its directory; SIZE_MAX for the root */
 	int dup;                 /* same key as an earlier entry: not applied (as wimlib) */
 };
@@ -69,10 +71,17 @@ int manifest_from_image(struct manifest *m, const struct wim *w, uint32_t index,
 int manifest_index(struct manifest *m);
 size_t manifest_find(const struct manifest *m, const char *key);
 void manifest_free(struct manifest *m);
-/* Key of path into buf (folded when ci); buf holds strlen(path)+1. */
-void manifest_key(const char *path, int ci, char *buf);
+/* The key path is compared by (fold.c): upcased as NTFS does when ci,
+ * else path itself; malloc'd, NULL when out of memory. */
+char *manifest_key(const char *path, int ci);
 /* Whether a relative component is one a tree may hold. */
 int tree_name_ok(const char *name, size_t n);
+
+/* link.c: the target wimlib gives the link of a reparse point when it
+ * applies to a POSIX directory root: 0, or -1 (why says why: a tag or a
+ * target no POSIX tree can hold). */
+int link_target(const struct tree_entry *e, const uint8_t *data, size_t len, const char *root,
+		char **out, char *why, size_t whylen);
 
 /* seal.c */
 int seal_write(const struct manifest *m, int fd);
@@ -98,6 +107,9 @@ int tree_open_dir(int rootfd, const char *rel);
 /* The regular file rel, read-only, non-blocking, never through a link;
  * its fstat in *st (may be NULL). */
 int tree_open_file(int rootfd, const char *rel, struct stat *st);
+/* rel opened for reading (non-blocking, never through a link), with no
+ * look at what it is: the full scan's reads bound themselves. */
+int tree_open_read(int rootfd, const char *rel);
 /* Removes the directory name in dirfd with everything below it, never
  * following a link.  0 or -1. */
 int tree_remove_all(int dirfd, const char *name);
