@@ -325,6 +325,24 @@ typedef struct ih_ref {
 	char *path;         /* "/dir/file" or "/dir/file:stream" */
 } ih_ref;
 
+/* What one source said when the restore asked it for a blob (a restore
+ * report's entries list each source asked, in the order asked). */
+typedef enum ih_try_status {
+	IH_TRY_NOT_FOUND = 1,   /* it does not have the blob; reason: a scripted
+				 * source's own words (lookup's nil, reason) */
+	IH_TRY_WRONG_BYTES,     /* it offered bytes that did not match the SHA-1 */
+	IH_TRY_DOWNLOAD_FAILED, /* a remote source has it, and the download failed */
+	IH_TRY_UNUSABLE,        /* it could not be opened or read (sources[].error) */
+	IH_TRY_ERROR,           /* its answer could not be kept (memory, temporary file) */
+} ih_try_status;
+const char *ih_try_status_name(ih_try_status s); /* "not_found", "wrong_bytes", ... */
+
+typedef struct ih_try {
+	int source;             /* index into the report's sources */
+	ih_try_status status;
+	char *reason;           /* the source's reason, or NULL */
+} ih_try;
+
 typedef struct ih_damage {
 	uint8_t sha1[20];
 	uint64_t size;          /* uncompressed size */
@@ -350,6 +368,10 @@ typedef struct ih_damage {
 	 * reference wants (zero for a directory or an empty file). */
 	ih_tree_type want_type; /* what the reference has there; 0: not a tree */
 	ih_tree_type found_type;/* what the tree has there (IH_TREE_NONE: nothing) */
+	/* In a restore report's unrepaired entries: each source asked for it
+	 * and what it said, in the order asked (none for a check's damage) */
+	size_t n_tries;
+	ih_try *tries;
 } ih_damage;
 
 typedef enum ih_problem_kind {
@@ -408,6 +430,7 @@ typedef struct ih_source_report {
 	uint64_t bytes_read;    /* blob bytes read from it */
 	uint64_t blobs_used;    /* blobs it supplied */
 	uint64_t blobs_rejected;/* candidates whose bytes did not hash right */
+	uint64_t blobs_not_found;/* blobs it was asked for and said it does not have */
 	/* Remote (HTTP) sources; 0 for others.  path is the URL as shown:
 	 * without user:password and query string. */
 	uint64_t requests;      /* HTTP requests made (retries included) */
@@ -434,6 +457,8 @@ typedef struct ih_repair {
 	uint32_t *images;       /* images it serves, sorted */
 	size_t n_refs;
 	ih_ref *refs;
+	size_t n_tries;         /* the sources asked before the one that served */
+	ih_try *tries;          /* it, and what each said (as in ih_damage) */
 } ih_repair;
 
 /* Answers one request (see ih_request); runs on the thread that waits. */

@@ -166,6 +166,57 @@ describe("a scripted source", function()
     assert_pristine(img, "reader")
   end)
 
+  it("keeps what each source said of a blob: a lookup's nil, reason; wrong bytes", function()
+    local img = fresh("LZX")
+    local d1 = F.damage_file_data(img, tree.text)
+    local d2 = F.damage_file_data(img, tree.random)
+    local inner = tree_source("inner")
+    local mirror = {name = "mirror", lookup = function(blob)
+      if blob.paths[1] == tree.text then
+        return nil, "not on this mirror"
+      end
+      return inner.lookup(blob)
+    end}
+    local liar = {name = "liar", lookup = function() return "not the bytes" end}
+    local told
+    local s <close> = open(img)
+    local state, r = s:restore_health{sources = {mirror, liar},
+      order = function(_, sources) return {sources[2], sources[1]} end,
+      on_unrepairable = function(blob) told = blob end}
+    assert.equal("repairable", state, tostring(r))
+    assert.equal(1, #r.unrepaired)
+    local u = r.unrepaired[1]
+    assert.equal(d1.sha1, u.sha1)
+    assert.equal("source_missing", u.code)
+    assert.same({
+      {source = 2, name = "liar", spec = "script:liar", status = "wrong_bytes"},
+      {source = 1, name = "mirror", spec = "script:mirror", status = "not_found",
+       reason = "not on this mirror"},
+    }, u.tried)
+    -- the repaired blob says which source served it, and who failed before
+    local rp = by_sha1(r.repaired)[d2.sha1]
+    assert.equal(1, rp.source)
+    assert.equal("mirror", rp.source_name)
+    assert.equal("script:mirror", rp.source_spec)
+    assert.equal(1, #rp.tried)
+    assert.equal("wrong_bytes", rp.tried[1].status)
+    assert.equal(2, rp.tried[1].source)
+    -- per-source counts
+    assert.equal(1, r.sources[1].blobs_not_found)
+    assert.equal(1, r.sources[1].blobs_used)
+    assert.equal(2, r.sources[2].blobs_rejected)
+    assert.equal(0, r.sources[2].blobs_not_found)
+    -- the hook sees it too, and people read it
+    assert.same(u.tried, told.tried)
+    local text = tostring(r)
+    assert.matches("tried: [2] liar: wrong bytes (rejected); [1] mirror: not found (not on this mirror)",
+      text, 1, true)
+    assert.matches("%[1%] script:mirror %(script, caller%): 1 blob used, [^\n]- read, 1 blob not found",
+      text)
+    assert.matches("imagehealth.Try: [1] mirror: not found (not on this mirror)", tostring(u.tried[2]),
+      1, true)
+  end)
+
   it("that yields on every lookup works under a plain coroutine scheduler", function()
     local img = fresh("LZX")
     F.damage_file_data(img, tree.text)

@@ -333,7 +333,7 @@ end
 local function blob_view(t)
   return {sha1 = t.sha1, size = t.size, paths = t.paths or {}, refs = t.refs or {},
           images = t.images or {}, reason = t.reason, is_metadata = t.is_metadata,
-          code = t.code, source = t.source}
+          code = t.code, source = t.source, tried = t.tried}
 end
 
 local SLICE = 1 << 20

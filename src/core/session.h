@@ -81,8 +81,10 @@ struct damage_set {
 };
 
 int damage_set_init(struct damage_set *d);
-/* Frees what one damage entry owns (its refs and images). */
+/* Frees what one damage entry owns (its refs, images and tries). */
 void damage_free(ih_damage *dm);
+/* Frees a list of tries (a restore report's) and their reasons. */
+void tries_free(ih_try *v, size_t n);
 void damage_set_free(struct damage_set *d);
 /* Adds unless the SHA-1 is already there; returns the entry or NULL. */
 ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t sha1[20],
