@@ -197,7 +197,8 @@ int ih_job_done(ih_job *j);
 int ih_job_wait(ih_job *j, int timeout_ms);
 /* After a check job is done: the outcome.  Returns IH_OK and hands over
  * the report (the caller frees it), or the error.  A restore job's outcome
- * is read with ih_job_restore_result. */
+ * is read with ih_job_restore_result, an open job's with
+ * ih_job_session_result, an info job's with ih_job_info_result. */
 int ih_job_result(ih_job *j, ih_report **report, ih_error *err);
 /* Cancels if running, joins the threads, frees.  After ih_job_release it
  * never blocks: it drops the caller's hold, and the job is freed once its
@@ -616,6 +617,30 @@ int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report *
 void ih_job_wait_answering(ih_job *j, ih_answer_fn fn, void *data);
 /* After a restore job is done: its outcome (ih_job_result is for checks). */
 int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
+
+/* ---------------------------------------------------------------- open and info as jobs */
+
+/* For hosts that must not block on a large image (an event loop): the
+ * work of ih_session_open and ih_session_info on a job's thread, polled,
+ * cancelled and released like a check's job.
+ *
+ * Opens path as ih_session_open does (opt's strings are copied).  Once done,
+ * ih_job_session_result hands over the session.  A job cancelled or
+ * released before the open ended closes what it opened (the image's lock
+ * is let go); an opened session nobody took is closed with the job. */
+int ih_session_open_start(const char *path, const ih_open_options *opt, ih_cancel *cancel,
+			  ih_job **out, ih_error *err);
+int ih_job_session_result(ih_job *j, ih_session **s, ih_error *err);
+/* The session's info as ih_session_info gives it (every selected image's
+ * metadata read and decoded: progress counts images, a cancel is seen
+ * between them), without holding the session from other callers.  A job
+ * on the session: it runs beside checks, not during a restore
+ * (IH_ERR_BUSY).  The session's own info is filled too. */
+int ih_session_info_start(ih_session *s, ih_cancel *cancel, ih_job **out, ih_error *err);
+/* Once done: hands over a copy of the info (valid after the session is
+ * closed), which the caller frees with ih_wim_info_free. */
+int ih_job_info_result(ih_job *j, ih_wim_info **info, ih_error *err);
+void ih_wim_info_free(ih_wim_info *info);
 
 /* Records the reference manifest of a tree session, so that later checks
  * need no image: in the file `file` (written atomically, tamper-evident: a
