@@ -197,7 +197,8 @@ int ih_job_done(ih_job *j);
 int ih_job_wait(ih_job *j, int timeout_ms);
 /* After a check job is done: the outcome.  Returns IH_OK and hands over
  * the report (the caller frees it), or the error.  A restore job's outcome
- * is read with ih_job_restore_result. */
+ * is read with ih_job_restore_result, an open job's with
+ * ih_job_session_result, an info job's with ih_job_info_result. */
 int ih_job_result(ih_job *j, ih_report **report, ih_error *err);
 /* Cancels if running, joins the threads, frees.  After ih_job_release it
  * never blocks: it drops the caller's hold, and the job is freed once its
@@ -325,6 +326,24 @@ typedef struct ih_ref {
 	char *path;         /* "/dir/file" or "/dir/file:stream" */
 } ih_ref;
 
+/* What one source said when the restore asked it for a blob (a restore
+ * report's entries list each source asked, in the order asked). */
+typedef enum ih_try_status {
+	IH_TRY_NOT_FOUND = 1,   /* it does not have the blob; reason: a scripted
+				 * source's own words (lookup's nil, reason) */
+	IH_TRY_WRONG_BYTES,     /* it offered bytes that did not match the SHA-1 */
+	IH_TRY_DOWNLOAD_FAILED, /* a remote source has it, and the download failed */
+	IH_TRY_UNUSABLE,        /* it could not be opened or read (sources[].error) */
+	IH_TRY_ERROR,           /* its answer could not be kept (memory, temporary file) */
+} ih_try_status;
+const char *ih_try_status_name(ih_try_status s); /* "not_found", "wrong_bytes", ... */
+
+typedef struct ih_try {
+	int source;             /* index into the report's sources */
+	ih_try_status status;
+	char *reason;           /* the source's reason, or NULL */
+} ih_try;
+
 typedef struct ih_damage {
 	uint8_t sha1[20];
 	uint64_t size;          /* uncompressed size */
@@ -350,6 +369,10 @@ typedef struct ih_damage {
 	 * reference wants (zero for a directory or an empty file). */
 	ih_tree_type want_type; /* what the reference has there; 0: not a tree */
 	ih_tree_type found_type;/* what the tree has there (IH_TREE_NONE: nothing) */
+	/* In a restore report's unrepaired entries: each source asked for it
+	 * and what it said, in the order asked (none for a check's damage) */
+	size_t n_tries;
+	ih_try *tries;
 } ih_damage;
 
 typedef enum ih_problem_kind {
@@ -408,6 +431,7 @@ typedef struct ih_source_report {
 	uint64_t bytes_read;    /* blob bytes read from it */
 	uint64_t blobs_used;    /* blobs it supplied */
 	uint64_t blobs_rejected;/* candidates whose bytes did not hash right */
+	uint64_t blobs_not_found;/* blobs it was asked for and said it does not have */
 	/* Remote (HTTP) sources; 0 for others.  path is the URL as shown:
 	 * without user:password and query string. */
 	uint64_t requests;      /* HTTP requests made (retries included) */
@@ -434,6 +458,8 @@ typedef struct ih_repair {
 	uint32_t *images;       /* images it serves, sorted */
 	size_t n_refs;
 	ih_ref *refs;
+	size_t n_tries;         /* the sources asked before the one that served */
+	ih_try *tries;          /* it, and what each said (as in ih_damage) */
 } ih_repair;
 
 /* Answers one request (see ih_request); runs on the thread that waits. */
@@ -591,6 +617,30 @@ int ih_restore(ih_session *s, const ih_restore_options *opt, ih_restore_report *
 void ih_job_wait_answering(ih_job *j, ih_answer_fn fn, void *data);
 /* After a restore job is done: its outcome (ih_job_result is for checks). */
 int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err);
+
+/* ---------------------------------------------------------------- open and info as jobs */
+
+/* For hosts that must not block on a large image (an event loop): the
+ * work of ih_session_open and ih_session_info on a job's thread, polled,
+ * cancelled and released like a check's job.
+ *
+ * Opens path as ih_session_open does (opt's strings are copied).  Once done,
+ * ih_job_session_result hands over the session.  A job cancelled or
+ * released before the open ended closes what it opened (the image's lock
+ * is let go); an opened session nobody took is closed with the job. */
+int ih_session_open_start(const char *path, const ih_open_options *opt, ih_cancel *cancel,
+			  ih_job **out, ih_error *err);
+int ih_job_session_result(ih_job *j, ih_session **s, ih_error *err);
+/* The session's info as ih_session_info gives it (every selected image's
+ * metadata read and decoded: progress counts images, a cancel is seen
+ * between them), without holding the session from other callers.  A job
+ * on the session: it runs beside checks, not during a restore
+ * (IH_ERR_BUSY).  The session's own info is filled too. */
+int ih_session_info_start(ih_session *s, ih_cancel *cancel, ih_job **out, ih_error *err);
+/* Once done: hands over a copy of the info (valid after the session is
+ * closed), which the caller frees with ih_wim_info_free. */
+int ih_job_info_result(ih_job *j, ih_wim_info **info, ih_error *err);
+void ih_wim_info_free(ih_wim_info *info);
 
 /* Records the reference manifest of a tree session, so that later checks
  * need no image: in the file `file` (written atomically, tamper-evident: a

@@ -19,6 +19,7 @@ void test_tree(void);
 void test_scripted(void);
 void test_dismapi(void);
 void test_http(void);
+void test_session_job(void);
 
 static const struct {
 	const char *name;
@@ -38,6 +39,7 @@ static const struct {
 	{"scripted", test_scripted},
 	{"dismapi", test_dismapi},
 	{"http", test_http},
+	{"session_job", test_session_job},
 };
 
 int main(int argc, char **argv)

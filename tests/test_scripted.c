@@ -14,6 +14,8 @@ static char wd[256];
 
 struct answers {
 	int lie;                 /* BLOB: serve wrong bytes */
+	int liar;                /* BLOB: serve wrong bytes as this source (1-based) */
+	const char *missing;     /* BLOB: say "not on this mirror" for this path */
 	const char *skip;        /* ACCEPT: skip the blob of this path */
 	uint32_t order[4];       /* ORDER: the answer */
 	size_t norder;
@@ -75,11 +77,16 @@ static void answer(ih_job *j, const ih_request *req, void *data)
 		size_t len = 0;
 		a->blobs++;
 		snprintf(file, sizeof file, "%s/tree%s", wd, path ? path : "/nonexistent");
+		int lies = a->lie || (a->liar && req->source == a->liar - 1);
+		if (!lies && a->missing && path && !strcmp(path, a->missing)) {
+			ih_job_reply_end(j, req->id, 0, "not on this mirror");
+			return;
+		}
 		if (!path || read_all(file, &buf, &len)) {
 			ih_job_reply_end(j, req->id, 0, "no such file");
 			return;
 		}
-		if (a->lie && len > 10)
+		if (lies && len > 10)
 			buf[len / 2] ^= 1;
 		if (send(j, req->id, buf, len, a) == IH_OK)
 			ih_job_reply_end(j, req->id, 1, NULL);
@@ -152,7 +159,44 @@ void test_scripted(void)
 		CHECK(rc == IH_OK && r && r->n_repaired == 0 && r->n_unrepaired == 3);
 		CHECK(r && r->sources[0].kind == IH_SOURCE_SCRIPT && r->sources[0].usable);
 		CHECK(r && r->unrepaired[0].code == IH_ERR_SOURCE_MISSING);
+		/* what the source said is kept: the library's own "not found" */
+		CHECK(r && r->unrepaired[0].n_tries == 1 && r->unrepaired[0].tries[0].source == 0 &&
+		      r->unrepaired[0].tries[0].status == IH_TRY_NOT_FOUND &&
+		      r->unrepaired[0].tries[0].reason &&
+		      strstr(r->unrepaired[0].tries[0].reason, "no caller answers"));
+		CHECK(r && r->sources[0].blobs_not_found == 3);
 		ih_restore_report_free(r);
+	}
+	/* What each source said of each blob, in the order asked: the liar
+	 * first (ORDER), its bytes rejected; then the mirror, which serves
+	 * all but one and gives its reason for that one. */
+	{
+		struct answers a = {.liar = 2, .missing = "/a/GPL-3", .order = {1, 0}, .norder = 2};
+		const char *src[] = {"script:mirror", "script:liar"};
+		ih_restore_report *r = run("bad.wim", src, 2, &a, 1, 0, 1, &rc);
+		CHECK(rc == IH_OK && r && r->n_repaired == 2 && r->n_unrepaired == 1);
+		if (r && r->n_unrepaired == 1 && r->n_repaired == 2) {
+			const ih_damage *u = &r->unrepaired[0];
+			CHECK(u->n_refs == 1 && !strcmp(u->refs[0].path, "/a/GPL-3"));
+			CHECK(u->code == IH_ERR_SOURCE_MISSING && u->n_tries == 2);
+			CHECK(u->n_tries == 2 && u->tries[0].source == 1 &&
+			      u->tries[0].status == IH_TRY_WRONG_BYTES && !u->tries[0].reason);
+			CHECK(u->n_tries == 2 && u->tries[1].source == 0 &&
+			      u->tries[1].status == IH_TRY_NOT_FOUND && u->tries[1].reason &&
+			      !strcmp(u->tries[1].reason, "not on this mirror"));
+			CHECK(!strcmp(ih_try_status_name(IH_TRY_NOT_FOUND), "not_found") &&
+			      !strcmp(ih_try_status_name(IH_TRY_WRONG_BYTES), "wrong_bytes"));
+			for (size_t i = 0; i < r->n_repaired; i++)
+				CHECK(r->repaired[i].source == 0 && r->repaired[i].n_tries == 1 &&
+				      r->repaired[i].tries[0].source == 1 &&
+				      r->repaired[i].tries[0].status == IH_TRY_WRONG_BYTES);
+			CHECK(r->sources[0].blobs_used == 2 && r->sources[0].blobs_not_found == 1 &&
+			      r->sources[0].blobs_rejected == 0);
+			CHECK(r->sources[1].blobs_used == 0 && r->sources[1].blobs_not_found == 0 &&
+			      r->sources[1].blobs_rejected == 3);
+		}
+		ih_restore_report_free(r);
+		CHECK(tsh("cmp -s %s/bad.wim %s/bad.orig", wd, wd) == 0);
 	}
 	/* Dry runs: a lying source's bytes are rejected and counted; a good
 	 * one's are planned; nothing is written. */

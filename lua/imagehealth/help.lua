@@ -37,10 +37,13 @@ ih.open(path [, {index = N, state_dir = DIR, threads = N}]) -> Session | nil, er
   index: one image (1-based); default all.  state_dir: where full scans are
   remembered (default $XDG_STATE_HOME/imagehealth).  err.code "not_found",
   "not_wim", "bad_index", "busy", ...  Close with s:close() or `local s
-  <close> = ...`; a session nobody can reach is collected.]])
+  <close> = ...`; a session nobody can reach is collected.
+ih.open_job(path [, {..., progress =, cancel =, poll =}]) -> Job: the same
+  without blocking (an event loop); job:wait() / job:result() -> Session | nil, err.]])
 
 topic("session", [[
-Session methods: info(), check_health{...}, check_health_job{...},
+Session methods: info(), info_job{...} (info without blocking: its job's
+result is the info), check_health{...}, check_health_job{...},
 restore_health{...}, restore_health_job{...}, path(), closed(), close().
 Closing a session closes its jobs (their loops are told first).]])
 

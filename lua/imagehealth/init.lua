@@ -19,12 +19,15 @@
 -- object ("attempt to use a closed imagehealth.Session").
 --
 --   ih.open(path [, {index=, state_dir=, threads=}]) -> Session | nil, err
+--   ih.open_job(path [, {..., progress=, cancel=, poll=}]) -> Job (its
+--     result: the Session), for hosts that must not block
 --   ih.cancel_token() -> CancelToken (:cancel(), :cancelled(), :close())
 --   ih.HEALTHY, ih.REPAIRABLE, ih.NONREPAIRABLE (0, 1, 2), ih.states
 --   ih.errors (list and map of {code, hresult}), ih.error(code, msg),
 --   ih.is_error(v), ih.version, ih.format_bytes(n)
 --
 --   s:info() -> Info | nil, err           s:path(), s:closed(), s:close()
+--   s:info_job{progress=, cancel=, poll=} -> Job (its result: the Info)
 --   s:check_health{scan=, progress=, cancel=, threads=, no_record=, poll=}
 --     -> state, Report | nil, err
 --   s:check_health_job{...} -> Job | nil, err
@@ -105,6 +108,40 @@ function M.open(path, opts)
   return s, err
 end
 
+-- ih.open_job(path [, {index=, state_dir=, threads=, reference=,
+--   case_insensitive=, progress=, cancel=, poll=, poll_forget=}]) -> Job | nil, err
+-- ih.open as a job, for a host that must not block while a large image
+-- (or a split set's parts) is opened: driven like a check's job
+-- (job:wait{poll = cqueues.poll}, or polled), job:result() -> Session | nil,
+-- err (err as ih.open gives it: not_found, not_wim, ...).  Closing the job
+-- before it ended closes what it opened.
+function M.open_job(path, opts)
+  if type(path) ~= "string" then
+    error("bad argument #1 to 'open_job' (string expected, got " .. type(path) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'open_job' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  opts = opts or {}
+  job.check_keys(opts, "open_job", M.OPTIONS.open_job, 2)
+  for _, k in ipairs{"progress", "poll", "poll_forget"} do
+    local f = opts[k]
+    local mt = getmetatable(f)
+    if f ~= nil and type(f) ~= "function" and not (mt and mt.__call) then
+      error(string.format("bad option '%s' to 'open_job' (function expected, got %s)", k, type(f)), 2)
+    end
+  end
+  local ok, j, err = pcall(core.open_start, path, opts)
+  if not ok then
+    error((tostring(j):gsub("'imagehealth%.core%.open_start'", "'open_job'")), 2)
+  end
+  if not j then
+    return nil, err
+  end
+  return job.attach(j, {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
+                        poll_forget = opts.poll_forget})
+end
+
 -- ih.cancel_token() -> CancelToken with :cancel(), :cancelled(), :close()
 M.cancel_token = core.cancel_token
 
@@ -112,6 +149,7 @@ M.cancel_token = core.cancel_token
 
 local Info = {__name = "imagehealth.Info"}
 M.Info = Info
+job.Info = Info -- (an info job's result)
 
 local function version_string(v)
   return string.format("0x%x", v or 0)
@@ -161,6 +199,28 @@ core.interpose("imagehealth.Session", "info", function(s)
   return setmetatable(info, Info)
 end)
 
+-- s:info_job{progress=, cancel=, poll=, poll_forget=} -> Job | nil, err
+-- s:info() as a job (it reads and decodes every selected image's metadata):
+-- driven like a check's job; job:result() -> the same table s:info() gives
+-- | nil, err.  It runs beside checks; during a restore it is refused (busy).
+core.interpose("imagehealth.Session", "info_job", function(s, opts)
+  check_open(s)
+  opts = opts == nil and {} or opts
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'info_job' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  job.check_keys(opts, "info_job", M.OPTIONS.info_job, 2)
+  local ok, j, err = pcall(job.private.info_start, s, {cancel = opts.cancel})
+  if not ok then
+    error((tostring(j):gsub("'info_start'", "'info_job'")), 2)
+  end
+  if not j then
+    return nil, err
+  end
+  return job.attach(j, {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
+                        poll_forget = opts.poll_forget})
+end)
+
 -- The options each call knows; any other key is refused (a misspelt
 -- option must not be silently ignored).
 local CHECK_KEYS = {"scan", "deep", "progress", "cancel", "threads", "no_record", "poll",
@@ -171,8 +231,12 @@ local RESTORE_KEYS = {"sources", "limit_access", "path_map", "no_policy", "rebui
 local PLAN_KEYS = {"sources", "limit_access", "path_map", "no_policy", "use_record", "threads",
   "progress", "cancel", "poll", "poll_forget", "policy_hive", "order", "accept", "on_unrepairable",
   "no_reference_source", "http", "default_sources_file"}
+local JOB_KEYS = {"progress", "cancel", "poll", "poll_forget"}
 M.OPTIONS = {
   open = {"index", "state_dir", "threads", "reference", "case_insensitive"},
+  open_job = {"index", "state_dir", "threads", "reference", "case_insensitive",
+              table.unpack(JOB_KEYS)},
+  info_job = JOB_KEYS,
   check_health = CHECK_KEYS, check_health_job = CHECK_KEYS,
   restore_health = RESTORE_KEYS, restore_health_job = RESTORE_KEYS,
   restore_plan = PLAN_KEYS, restore_plan_job = PLAN_KEYS,
@@ -333,7 +397,7 @@ end
 local function blob_view(t)
   return {sha1 = t.sha1, size = t.size, paths = t.paths or {}, refs = t.refs or {},
           images = t.images or {}, reason = t.reason, is_metadata = t.is_metadata,
-          code = t.code, source = t.source}
+          code = t.code, source = t.source, tried = t.tried}
 end
 
 local SLICE = 1 << 20

@@ -9,11 +9,13 @@
 -- Methods added to imagehealth.Job (the C type) here:
 --   job:wait([{progress=fn, poll=fn, poll_forget=fn}])
 --                              drive to the end; -> state, report | nil, err
---   job:result()               after done: state, report | nil, err
+--                              (ih.open_job's: Session | nil, err; s:info_job's:
+--                              info | nil, err)
+--   job:result()               after done: the same
 --   job:drain([max])           queued events, each with a readable tostring
 --   job:progress()             progress snapshot {phase, percent, ...}
 -- and from C: pollfd(), events() ("r"), timeout(), done(), cancel(),
--- session(), close(), closed().  (wait_raw, check_start and restore_start
+-- session(), kind(), close(), closed().  (wait_raw, check_start and restore_start
 -- are private: M.private.)
 
 local core = require "imagehealth.core"
@@ -64,6 +66,7 @@ M.private = {
   wait_raw = core.interpose("imagehealth.Job", "wait_raw", nil),
   check_start = core.interpose("imagehealth.Session", "check_start", nil),
   restore_start = core.interpose("imagehealth.Session", "restore_start", nil),
+  info_start = core.interpose("imagehealth.Session", "info_start", nil),
 }
 core.interpose("imagehealth.Job", "result_raw", nil)
 local c_wait_raw = M.private.wait_raw
@@ -161,7 +164,11 @@ core.interpose("imagehealth.Job", "progress", function(job)
   return setmetatable(c_progress(job), Progress)
 end)
 
--- job:result() -> state, report | nil, err
+-- The Lua type an info job's table gets (set by init.lua: imagehealth.Info).
+M.Info = nil
+
+-- job:result() -> state, report | nil, err; an open job's: Session | nil,
+-- err; an info job's: info | nil, err
 local function result(job)
   local data = jobdata[job]
   if data and data.hooks and data.hooks.script_err then
@@ -170,6 +177,15 @@ local function result(job)
   local r, err = c_result(job)
   if not r then
     return nil, err
+  end
+  local kind = job:kind()
+  if kind == "open" then
+    return r
+  elseif kind == "info" then
+    if M.Info and getmetatable(r) == nil then
+      setmetatable(r, M.Info)
+    end
+    return r
   end
   if not report.is_report(r) then
     report.new(r)

@@ -28,9 +28,11 @@
 --                           report.state is the state after it
 --   report.health_before    the same as DISM's number
 --   report.repaired         list of {sha1, size, source (index into
---                           report.sources), source_spec, raw_copy (the
---                           compressed bytes were copied as they were),
---                           paths, images, refs}
+--                           report.sources), source_spec, source_name (a
+--                           scripted source's name, else its spec), raw_copy
+--                           (the compressed bytes were copied as they were),
+--                           paths, images, refs, tried (the sources asked
+--                           before it, as in unrepaired entries)}
 --   report.dropped          damaged blobs no image uses (e.g. an entry whose
 --                           SHA-1 was damaged): their entries were removed
 --   report.unrepaired       what is left: the same list as report.damaged,
@@ -39,7 +41,17 @@
 --                           0x800F0906 (a remote source could not deliver
 --                           it), "policy_disallowed" 0x800F0907 (no source had
 --                           it and the default repair server was barred), or
---                           code "nonrepairable" when the image cannot be repaired
+--                           code "nonrepairable" when the image cannot be
+--                           repaired; and tried = list of {source (index
+--                           into report.sources), name (a scripted source's
+--                           name, else its spec), spec, status, reason}: each
+--                           source asked for it, in the order asked, and
+--                           what it said: status "not_found" (reason: a
+--                           scripted lookup's `nil, reason`), "wrong_bytes"
+--                           (its bytes did not match the SHA-1),
+--                           "download_failed", "unusable" (its error is under
+--                           report.sources) or "error" (its answer could not
+--                           be kept)
 --   report.sources          list of {spec, kind ("wim"|"dir"|"http"), origin
 --                           ("caller"|"policy"|"default": the repair server),
 --                           path, index, usable, status ("usable"|"unusable"|
@@ -47,7 +59,9 @@
 --                           "not_contacted": a remote source nothing was asked
 --                           of), error, error_code, bytes_read, blobs_used,
 --                           blobs_rejected (candidates whose bytes did not hash
---                           right); remote ones also requests, bytes_fetched,
+--                           right), blobs_not_found (blobs it was asked for
+--                           and did not have), name (a scripted source's);
+--                           remote ones also requests, bytes_fetched,
 --                           bytes_asked, retries, failures, round_trips and
 --                           notes (what the server did, one line each)}, in
 --                           the order they were tried; URLs are shown without
@@ -160,6 +174,29 @@ local Repair = entry_type("Repair", function(r)
   return string.format("%s %s from %s: %s", short(r.sha1), M.format_bytes(r.size or 0),
     r.source_spec or ("source " .. tostring(r.source)), paths_text(r))
 end)
+-- What a source said when asked for a blob (a restore report's tried
+-- lists), for a person.
+local TRY_WORDS = {
+  not_found = "not found", wrong_bytes = "wrong bytes (rejected)",
+  download_failed = "download failed", unusable = "unusable (see its error under sources)",
+  error = "its answer could not be kept",
+}
+local function try_text(t)
+  local s = string.format("[%s] %s: %s", tostring(t.source or "?"), t.name or t.spec or "?",
+    TRY_WORDS[t.status] or tostring(t.status))
+  if t.reason then
+    s = s .. string.format(" (%s)", t.reason)
+  end
+  return s
+end
+function M.tries_text(list)
+  local t = {}
+  for i, e in ipairs(list) do
+    t[i] = try_text(e)
+  end
+  return table.concat(t, "; ")
+end
+local Try = entry_type("Try", try_text)
 local Problem = entry_type("Problem", function(p)
   return string.format("[%s] %s: %s", p.severity or "?", p.kind or "?", p.message or "")
 end)
@@ -203,6 +240,7 @@ end
 
 local function refs_of(e)
   list_of(e.refs, Ref)
+  list_of(e.tried, Try)
 end
 
 local decorate
@@ -401,6 +439,9 @@ local function add_damage(self, add, list, title, files_title)
       d.is_metadata and ("  [metadata" .. (d.images and d.images[1]
         and (" of image " .. d.images[1]) or "") .. "]") or "")
     add("      %s%s", where, (d.detail and d.detail ~= "") and ("; " .. d.detail) or "")
+    if d.tried and #d.tried > 0 then
+      add("      tried: %s", M.tries_text(d.tried))
+    end
   end
   local per, images = self:files_by_image()
   if #images > 0 then
@@ -709,6 +750,9 @@ local function source_line(i, src)
   end
   s = s .. string.format(": %s used, %s read", plural(src.blobs_used or 0, "blob"),
     M.format_bytes(src.bytes_read or 0))
+  if (src.blobs_not_found or 0) > 0 then
+    s = s .. string.format(", %s not found", plural(src.blobs_not_found, "blob"))
+  end
   if (src.blobs_rejected or 0) > 0 then
     s = s .. string.format("; MISMATCHED: %s with the right name or SHA-1 but the wrong bytes "
       .. "rejected (this source lies: a different version, or damaged)",

@@ -20,12 +20,20 @@ int damage_set_init(struct damage_set *d)
 	return 0;
 }
 
+void tries_free(ih_try *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].reason);
+	free(v);
+}
+
 void damage_free(ih_damage *dm)
 {
 	for (size_t k = 0; k < dm->n_refs; k++)
 		free(dm->refs[k].path);
 	free(dm->refs);
 	free(dm->images);
+	tries_free(dm->tries, dm->n_tries);
 }
 
 void damage_set_free(struct damage_set *d)

@@ -68,6 +68,18 @@ const char *ih_reason_name(ih_reason r)
 	return "unknown";
 }
 
+const char *ih_try_status_name(ih_try_status s)
+{
+	switch (s) {
+	case IH_TRY_NOT_FOUND: return "not_found";
+	case IH_TRY_WRONG_BYTES: return "wrong_bytes";
+	case IH_TRY_DOWNLOAD_FAILED: return "download_failed";
+	case IH_TRY_UNUSABLE: return "unusable";
+	case IH_TRY_ERROR: return "error";
+	}
+	return "unknown";
+}
+
 const char *ih_tree_type_name(ih_tree_type t)
 {
 	static const char *names[] = {"none", "file", "directory", "link", "special file"};

@@ -336,35 +336,49 @@ int ih_job_wait(ih_job *j, int timeout_ms)
 	return d;
 }
 
-/* The finished job's outcome: its report of the kind asked for handed
- * over (a restore's, or a check's), or the job's error. */
-static int take_outcome(ih_job *j, int restore, void **out, ih_error *err)
+/* What a job's outcome is: each kind has its getter. */
+enum outcome { OUT_CHECK, OUT_RESTORE, OUT_SESSION, OUT_INFO };
+static const char *const getter[] = {"ih_job_result", "ih_job_restore_result",
+				     "ih_job_session_result", "ih_job_info_result"};
+
+/* Caller holds mu: the job's outcome of kind k, or NULL; with take, it is
+ * handed over (the job no longer holds it). */
+static void *outcome_locked(ih_job *j, enum outcome k, int take)
+{
+	void *v = NULL;
+	switch (k) {
+	case OUT_CHECK: v = j->report; if (take) j->report = NULL; break;
+	case OUT_RESTORE: v = j->restore_report; if (take) j->restore_report = NULL; break;
+	case OUT_SESSION: v = j->session; if (take) j->session = NULL; break;
+	case OUT_INFO: v = j->info; if (take) j->info = NULL; break;
+	}
+	return v;
+}
+
+/* The finished job's outcome: the one of the kind asked for handed over
+ * (a check's report, a restore's, an opened session, an info), or the
+ * job's error. */
+static int take_outcome(ih_job *j, enum outcome kind, void **out, ih_error *err)
 {
 	int rc;
 	pthread_mutex_lock(&j->mu);
-	void *have = restore ? (void *)j->restore_report : (void *)j->report;
-	const void *other = restore ? (void *)j->report : (void *)j->restore_report;
 	if (!j->done) {
 		pthread_mutex_unlock(&j->mu);
 		return ih_fail(err, IH_ERR_BUSY, "the job is still running");
 	}
 	rc = j->rc;
-	if (rc == IH_OK && !have) {
+	if (rc == IH_OK && !(*out = outcome_locked(j, kind, 1))) {
+		const char *use = NULL;
+		for (enum outcome k = OUT_CHECK; k <= OUT_INFO; k++)
+			if (outcome_locked(j, k, 0))
+				use = getter[k];
 		pthread_mutex_unlock(&j->mu);
-		return ih_fail(err, IH_ERR_INVALID_ARG, "%s",
-			       !other ? "the job's report was already taken"
-			       : restore ? "not a restore job: use ih_job_result"
-					 : "a restore job: use ih_job_restore_result");
+		if (use)
+			return ih_fail(err, IH_ERR_INVALID_ARG, "not the job's kind: use %s", use);
+		return ih_fail(err, IH_ERR_INVALID_ARG, "the job's outcome was already taken");
 	}
-	if (rc == IH_OK) {
-		*out = have;
-		if (restore)
-			j->restore_report = NULL;
-		else
-			j->report = NULL;
-	} else if (err) {
+	if (rc != IH_OK && err)
 		*err = j->err;
-	}
 	pthread_mutex_unlock(&j->mu);
 	return rc;
 }
@@ -372,7 +386,7 @@ static int take_outcome(ih_job *j, int restore, void **out, ih_error *err)
 int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
 {
 	void *out = NULL;
-	int rc = take_outcome(j, 0, &out, err);
+	int rc = take_outcome(j, OUT_CHECK, &out, err);
 	if (rc == IH_OK)
 		*report = out;
 	return rc;
@@ -381,9 +395,27 @@ int ih_job_result(ih_job *j, ih_report **report, ih_error *err)
 int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err)
 {
 	void *out = NULL;
-	int rc = take_outcome(j, 1, &out, err);
+	int rc = take_outcome(j, OUT_RESTORE, &out, err);
 	if (rc == IH_OK)
 		*report = out;
+	return rc;
+}
+
+int ih_job_session_result(ih_job *j, ih_session **s, ih_error *err)
+{
+	void *out = NULL;
+	int rc = take_outcome(j, OUT_SESSION, &out, err);
+	if (rc == IH_OK)
+		*s = out;
+	return rc;
+}
+
+int ih_job_info_result(ih_job *j, ih_wim_info **info, ih_error *err)
+{
+	void *out = NULL;
+	int rc = take_outcome(j, OUT_INFO, &out, err);
+	if (rc == IH_OK)
+		*info = out;
 	return rc;
 }
 
@@ -394,6 +426,8 @@ static void job_destroy(ih_job *j)
 		j->free_arg(j->arg);
 	ih_report_free(j->report);
 	ih_restore_report_free(j->restore_report);
+	ih_session_close(j->session); /* opened, never taken */
+	ih_wim_info_free(j->info);
 	ih_cancel_unref(j->token);
 	pthread_mutex_destroy(&j->mu);
 	pthread_cond_destroy(&j->cv);

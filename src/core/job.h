@@ -39,6 +39,8 @@ struct ih_job {
 	ih_error err;
 	ih_report *report;           /* a check's outcome */
 	ih_restore_report *restore_report; /* a restore's, set by its job function */
+	ih_session *session;         /* an open job's, set by its job function */
+	ih_wim_info *info;           /* an info job's, set by its job function */
 	ih_job_fn fn;
 	void *arg;
 	void (*free_arg)(void *);

@@ -167,9 +167,7 @@ static void cleanup(struct restore_ctx *x)
 	for (size_t i = 0; i < x->nsrc; i++)
 		source_close(&x->src[i]);
 	free(x->src);
-	for (size_t k = 0; x->ts && k < x->nt; k++)
-		free(x->ts[k].order);
-	free(x->ts);
+	restore_targets_free(x->ts, x->nt);
 	ih_report_free(x->before);
 	if (x->locked)
 		ih_session_lock_shared(x->s);

@@ -31,7 +31,12 @@ struct target {
 	struct supplied sup;
 	int download_failed;         /* a remote source has it, and could not deliver */
 	ih_errcode code;             /* unsupplied: why (source_missing, download, policy) */
+	ih_try *tries;               /* the sources asked that did not supply it, and what */
+	size_t ntries;               /* each said (the report's tries) */
 };
+
+/* Frees the targets and what each holds. */
+void restore_targets_free(struct target *ts, size_t nt);
 
 struct committer;
 

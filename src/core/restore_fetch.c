@@ -49,19 +49,54 @@ static struct want want_of(const struct target *t)
 			     .reason = t->dm->reason, .is_metadata = t->dm->is_metadata};
 }
 
+/* Notes what source i said of target t, for the report.  0, or -1 when
+ * out of memory. */
+static int note_try(struct target *t, size_t i, ih_try_status st, const char *why)
+{
+	ih_try *v = realloc(t->tries, (t->ntries + 1) * sizeof *v);
+	if (!v)
+		return -1;
+	t->tries = v;
+	v[t->ntries] = (ih_try){.source = (int)i, .status = st};
+	if (why && *why && !(v[t->ntries].reason = ih_strdup(why)))
+		return -1;
+	t->ntries++;
+	return 0;
+}
+
+/* Source i did not supply t: what it said (mismatched: it offered bytes
+ * that did not verify), noted for the report. */
+static int said_no(struct source *src, size_t i, struct target *t, int mismatched)
+{
+	ih_try_status st = mismatched ? IH_TRY_WRONG_BYTES : IH_TRY_NOT_FOUND;
+	struct want w = want_of(t);
+	if (!src->ops) /* it became unusable meanwhile */
+		st = src->rep->kind == IH_SOURCE_HTTP ? IH_TRY_DOWNLOAD_FAILED : IH_TRY_UNUSABLE;
+	else if (src->ops->why_not && src->ops->why_not(src, &w) == IH_ERR_DOWNLOAD)
+		st = IH_TRY_DOWNLOAD_FAILED;
+	else if (src->why_error)
+		st = IH_TRY_ERROR;
+	t->download_failed |= st == IH_TRY_DOWNLOAD_FAILED;
+	src->rep->blobs_not_found += st == IH_TRY_NOT_FOUND;
+	return note_try(t, i, st, src->why);
+}
+
 /* Asks source i for target t.  1: supplied; 0: not there; -1: stop
- * (cancelled, or writing failed: err set). */
+ * (cancelled, or writing failed, or out of memory: err set). */
 static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct sink *sk,
 		      struct writer *wr, uint64_t done_bytes, ih_error *err)
 {
 	struct source *src = &x->src[i];
 	struct want w = want_of(t);
 	struct candidate c;
+	int mismatched = 0;
 
+	src->why[0] = '\0';
+	src->why_error = 0;
 	for (size_t nth = 0; src->ops; nth++) {
 		memset(&c, 0, sizeof c);
 		if (!src->ops->find(src, &w, wr, nth, &c))
-			return 0;
+			break;
 		enum sink_result res = take(src, &c, &w, sk, wr, &t->sup);
 		free(c.path);
 		atomic_store(&x->j->bytes_done, done_bytes); /* a rejected try does not count */
@@ -72,6 +107,7 @@ static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct 
 			return 1;
 		case SINK_MISMATCH:
 			src->rep->blobs_rejected++;
+			mismatched = 1;
 			break;
 		case SINK_STOPPED:
 			return -1;
@@ -81,6 +117,12 @@ static int ask_source(struct restore_ctx *x, size_t i, struct target *t, struct 
 				strerror(wr->err ? wr->err : EIO));
 			return -1;
 		}
+	}
+	if (ih_job_cancelled(x->j)) /* (a scripted source's answer was cut short) */
+		return 0;
+	if (said_no(src, i, t, mismatched)) {
+		ih_fail(err, IH_ERR_NOMEM, "out of memory");
+		return -1;
 	}
 	return 0;
 }
@@ -115,8 +157,6 @@ static int fetch_round(struct restore_ctx *x, size_t r, struct sink *sk, size_t 
 		size_t ng = 0;
 		if (ih_job_cancelled(x->j))
 			return IH_OK;
-		if (!src->ops)
-			continue;
 		for (size_t k = 0; k < x->nt; k++) {
 			const struct target *t = &x->ts[k];
 			if (!t->drop && !t->skipped && t->source < 0 && source_of(x, t, r) == i) {
@@ -126,10 +166,19 @@ static int fetch_round(struct restore_ctx *x, size_t r, struct sink *sk, size_t 
 		}
 		if (!ng)
 			continue;
-		if (src->ops->prepare && src->ops->prepare(src, wants, ng, x->j)) {
+		ih_try_status unusable = IH_TRY_UNUSABLE;
+		if (src->ops && src->ops->prepare && src->ops->prepare(src, wants, ng, x->j)) {
 			/* it became unusable: what it may have had did not come */
-			for (size_t g = 0; g < ng; g++)
-				x->ts[group[g]].download_failed |= src->rep->kind == IH_SOURCE_HTTP;
+			if (src->rep->kind == IH_SOURCE_HTTP)
+				unusable = IH_TRY_DOWNLOAD_FAILED;
+		}
+		if (!src->ops) { /* unusable: its error is in the report's sources */
+			for (size_t g = 0; g < ng; g++) {
+				struct target *t = &x->ts[group[g]];
+				t->download_failed |= unusable == IH_TRY_DOWNLOAD_FAILED;
+				if (note_try(t, i, unusable, NULL))
+					return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			}
 			continue;
 		}
 		for (size_t g = 0; g < ng && !ih_job_cancelled(x->j); g++) {
@@ -140,14 +189,8 @@ static int fetch_round(struct restore_ctx *x, size_t r, struct sink *sk, size_t 
 				rc = ih_job_cancelled(x->j) ? IH_OK : err->code;
 			if (rc != IH_OK)
 				return rc;
-			if (t->source >= 0) {
+			if (t->source >= 0)
 				target_done(x, t, done_bytes);
-			} else if (src->ops && src->ops->why_not) {
-				struct want w = want_of(t);
-				t->download_failed |= src->ops->why_not(src, &w) == IH_ERR_DOWNLOAD;
-			} else if (!src->ops) {
-				t->download_failed |= src->rep->kind == IH_SOURCE_HTTP;
-			}
 		}
 	}
 	return IH_OK;
@@ -194,4 +237,13 @@ int restore_fetch(struct restore_ctx *x, ih_error *err)
 	free(group);
 	free(wants);
 	return rc;
+}
+
+void restore_targets_free(struct target *ts, size_t nt)
+{
+	for (size_t k = 0; ts && k < nt; k++) {
+		free(ts[k].order);
+		tries_free(ts[k].tries, ts[k].ntries);
+	}
+	free(ts);
 }

@@ -33,25 +33,37 @@ static int copy_refs(ih_ref **out, size_t *nout, const ih_damage *dm)
 	return 0;
 }
 
-static int report_repair(ih_repair *rp, const struct target *t)
+/* The target's tries go to the report entry (moved: the targets are freed
+ * after the report). */
+static void take_tries(ih_try **out, size_t *nout, struct target *t)
+{
+	*out = t->tries;
+	*nout = t->ntries;
+	t->tries = NULL;
+	t->ntries = 0;
+}
+
+static int report_repair(ih_repair *rp, struct target *t)
 {
 	memcpy(rp->sha1, t->dm->sha1, 20);
 	rp->size = t->sup.size;
 	rp->source = t->source;
 	rp->raw_copy = t->sup.raw_copy;
 	rp->is_metadata = t->dm->is_metadata;
+	take_tries(&rp->tries, &rp->n_tries, t);
 	return copy_images(&rp->images, &rp->n_images, t->dm) ||
 	       copy_refs(&rp->refs, &rp->n_refs, t->dm);
 }
 
 /* A damaged blob left as it is: dropped (no image uses it) or unrepaired. */
-static int report_left(ih_damage *dm, const struct target *t)
+static int report_left(ih_damage *dm, struct target *t)
 {
 	*dm = *t->dm;
 	dm->refs = NULL;
 	dm->n_refs = 0;
 	dm->images = NULL;
 	dm->n_images = 0;
+	take_tries(&dm->tries, &dm->n_tries, t);
 	dm->code = t->drop ? IH_OK : t->skipped ? IH_ERR_POLICY : t->code ? t->code
 									    : IH_ERR_SOURCE_MISSING;
 	if (t->skipped) /* never empty: it tells a skip from a barred repair server */
@@ -103,6 +115,8 @@ static int report_as_found(ih_restore_report *r)
 		dm->refs = NULL;
 		dm->images = NULL;
 		dm->n_refs = dm->n_images = 0;
+		dm->tries = NULL;
+		dm->n_tries = 0;
 		dm->code = why;
 		if (copy_images(&dm->images, &dm->n_images, &c->damage[k]) ||
 		    copy_refs(&dm->refs, &dm->n_refs, &c->damage[k]))
@@ -128,7 +142,7 @@ int restore_report_finish(struct restore_ctx *x, ih_error *err)
 	if (!r->repaired || !r->unrepaired || !r->dropped || !r->problems)
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	for (size_t k = 0; k < x->nt && !bad; k++) {
-		const struct target *t = &x->ts[k];
+		struct target *t = &x->ts[k];
 		if (t->source >= 0) {
 			bad = report_repair(&r->repaired[r->n_repaired++], t);
 			r->bytes_planned += t->sup.size;
@@ -179,6 +193,7 @@ void ih_restore_report_free(ih_restore_report *r)
 			free(r->repaired[i].refs[k].path);
 		free(r->repaired[i].refs);
 		free(r->repaired[i].images);
+		tries_free(r->repaired[i].tries, r->repaired[i].n_tries);
 	}
 	free(r->repaired);
 	for (size_t i = 0; i < r->n_unrepaired; i++)

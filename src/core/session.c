@@ -289,22 +289,13 @@ static int count_stream(void *ctx, const uint8_t sha1[20], const char *path, int
 	return ih_blobindex_put(&c->seen, sha1, 0, NULL) ? 0 : -1;
 }
 
-int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
+/* Builds the info of s (whose image is w) into *info, which is empty.
+ * With a job j: progress per image, and a cancel between images.  Reads
+ * only: the caller keeps w from being swapped (s->mu, or a job on s). */
+static int info_build(ih_session *s, struct wim *w, ih_wim_info *info, ih_job *j, ih_error *err)
 {
-	ih_wim_info *info = &s->info;
 	int rc = IH_OK;
 
-	/* s->w only under the lock: a restore frees and swaps it under mu. */
-	pthread_mutex_lock(&s->mu);
-	struct wim *w = s->w;
-	if (!w) {
-		pthread_mutex_unlock(&s->mu);
-		return ih_fail(err, IH_ERR_INVALID_ARG, "a tree checked against a seal has no image to describe");
-	}
-	if (s->info_ready)
-		goto done;
-	free_info(info);
-	memset(info, 0, sizeof *info);
 	info->path = ih_strdup(w->path);
 	memcpy(info->guid, w->hdr.guid, 16);
 	info->version = w->hdr.version;
@@ -322,48 +313,149 @@ int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
 		info->blob_count += w->blobs[i].image == 0;
 	for (unsigned k = 0; k < w->nparts; k++)
 		info->file_size += w->parts[k].size;
-	if (w->image_count) {
-		uint32_t first = ih_session_first(s), last = ih_session_last(s);
-		struct ih_reader r;
-		info->images = calloc(last - first + 1, sizeof *info->images);
-		if (!info->images || !info->path) {
+	if (!info->path)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	if (!w->image_count)
+		return IH_OK;
+	uint32_t first = ih_session_first(s), last = ih_session_last(s);
+	struct ih_reader r;
+	info->images = calloc(last - first + 1, sizeof *info->images);
+	if (!info->images)
+		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	if (j)
+		ih_job_set_phase(j, IH_PHASE_QUICK, 0, last - first + 1);
+	ih_reader_init(&r, w);
+	for (uint32_t i = first; i <= last && rc == IH_OK; i++) {
+		ih_image_info *ii = &info->images[info->n_images++];
+		struct image_meta m;
+		if (j && ih_job_cancelled(j)) {
+			rc = ih_fail(err, IH_ERR_CANCELLED, "cancelled");
+			break;
+		}
+		ii->index = i;
+		ii->name = ih_strdup(w->image_names && w->image_names[i - 1] ? w->image_names[i - 1] : "");
+		ii->description = ih_strdup(w->image_descs && w->image_descs[i - 1] ? w->image_descs[i - 1] : "");
+		if (!ii->name || !ii->description)
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-			goto done;
-		}
-		ih_reader_init(&r, w);
-		for (uint32_t i = first; i <= last && rc == IH_OK; i++) {
-			ih_image_info *ii = &info->images[info->n_images++];
-			struct image_meta m;
-			ii->index = i;
-			ii->name = ih_strdup(w->image_names && w->image_names[i - 1] ? w->image_names[i - 1] : "");
-			ii->description = ih_strdup(w->image_descs && w->image_descs[i - 1] ? w->image_descs[i - 1] : "");
+		else
 			rc = image_meta_read(w, &r, i, &m, err);
-			if (rc == IH_OK && m.ok) {
-				struct count_ctx c = {.w = w};
-				ih_meta_stats st = {0};
-				char why[128];
-				int wr = ih_blobindex_init(&c.seen, 1024) ? IH_META_NOMEM
-					 : ih_meta_walk(m.buf, m.len, count_stream, &c, &st, why, sizeof why);
-				if (wr == IH_META_NOMEM)
-					rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
-				if (wr == IH_META_OK) {
-					ii->metadata_ok = 1;
-					ii->file_count = st.files;
-					ii->dir_count = st.dirs;
-					ii->blob_count = c.seen.count;
-					ii->total_bytes = c.total_bytes;
-				}
-				ih_blobindex_free(&c.seen);
+		if (rc != IH_OK)
+			break;
+		if (m.ok) {
+			struct count_ctx c = {.w = w};
+			ih_meta_stats st = {0};
+			char why[128];
+			int wr = ih_blobindex_init(&c.seen, 1024) ? IH_META_NOMEM
+				 : ih_meta_walk(m.buf, m.len, count_stream, &c, &st, why, sizeof why);
+			if (wr == IH_META_NOMEM)
+				rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+			if (wr == IH_META_OK) {
+				ii->metadata_ok = 1;
+				ii->file_count = st.files;
+				ii->dir_count = st.dirs;
+				ii->blob_count = c.seen.count;
+				ii->total_bytes = c.total_bytes;
 			}
-			image_meta_free(&m);
+			ih_blobindex_free(&c.seen);
 		}
-		ih_reader_free(&r);
+		image_meta_free(&m);
+		if (j) {
+			atomic_fetch_add(&j->blobs_done, 1);
+			ih_job_tick(j);
+		}
 	}
-	if (rc == IH_OK)
-		s->info_ready = 1;
-done:
+	ih_reader_free(&r);
+	return rc;
+}
+
+int ih_session_info(ih_session *s, const ih_wim_info **out, ih_error *err)
+{
+	int rc = IH_OK;
+
+	/* s->w only under the lock: a restore frees and swaps it under mu. */
+	pthread_mutex_lock(&s->mu);
+	struct wim *w = s->w;
+	if (!w) {
+		pthread_mutex_unlock(&s->mu);
+		return ih_fail(err, IH_ERR_INVALID_ARG, "a tree checked against a seal has no image to describe");
+	}
+	if (!s->info_ready) {
+		free_info(&s->info);
+		memset(&s->info, 0, sizeof s->info);
+		rc = info_build(s, w, &s->info, NULL, err);
+		s->info_ready = rc == IH_OK;
+	}
 	pthread_mutex_unlock(&s->mu);
 	if (rc == IH_OK)
-		*out = info;
+		*out = &s->info;
+	return rc;
+}
+
+/* ------------------------------------------------------------ info as a job */
+
+/* A deep copy of in (for the caller of an info job, who may outlive the
+ * session).  NULL when out of memory. */
+static ih_wim_info *info_copy(const ih_wim_info *in)
+{
+	ih_wim_info *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	*c = *in;
+	c->path = ih_strdup(in->path);
+	c->n_images = 0;
+	c->images = calloc(in->n_images + 1, sizeof *c->images);
+	if (!c->path || !c->images)
+		goto fail;
+	for (; c->n_images < in->n_images; c->n_images++) {
+		ih_image_info *d = &c->images[c->n_images];
+		*d = in->images[c->n_images];
+		d->name = ih_strdup(d->name ? d->name : "");
+		d->description = ih_strdup(d->description ? d->description : "");
+		if (!d->name || !d->description) {
+			c->n_images++;
+			goto fail;
+		}
+	}
+	return c;
+fail:
+	ih_wim_info_free(c);
+	return NULL;
+}
+
+void ih_wim_info_free(ih_wim_info *info)
+{
+	if (!info)
+		return;
+	free_info(info);
+	free(info);
+}
+
+/* The info job: built without holding s->mu (other callers of the session
+ * must not wait on it); being a job on s keeps a restore from swapping
+ * s->w meanwhile.  The session's cache is filled as ih_session_info would. */
+int session_info_job(ih_job *j, ih_session *s, ih_wim_info **out, ih_error *err)
+{
+	ih_wim_info built = {0};
+	int rc = IH_OK, have;
+
+	pthread_mutex_lock(&s->mu);
+	struct wim *w = s->w;
+	have = s->info_ready;
+	pthread_mutex_unlock(&s->mu);
+	if (!w)
+		return ih_fail(err, IH_ERR_INVALID_ARG, "a tree checked against a seal has no image to describe");
+	if (!have)
+		rc = info_build(s, w, &built, j, err);
+	pthread_mutex_lock(&s->mu);
+	if (rc == IH_OK && !s->info_ready) {
+		free_info(&s->info);
+		s->info = built;
+		memset(&built, 0, sizeof built);
+		s->info_ready = 1;
+	}
+	if (rc == IH_OK && !(*out = info_copy(&s->info)))
+		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	pthread_mutex_unlock(&s->mu);
+	free_info(&built);
 	return rc;
 }

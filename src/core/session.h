@@ -49,6 +49,9 @@ void ih_session_end_job(ih_session *s, int exclusive);
 int ih_session_start_job(ih_session *s, int exclusive, ih_job_fn fn, void *arg,
 			 void (*free_arg)(void *), ih_cancel *cancel, ih_job **out, ih_error *err);
 void ih_session_unref(ih_session *s);
+/* The info of s built on job j's thread (progress per image, cancel between
+ * images) and the session's cache filled; *out a copy the caller frees. */
+int session_info_job(ih_job *j, ih_session *s, ih_wim_info **out, ih_error *err);
 /* First and last selected image (1-based). */
 uint32_t ih_session_first(const ih_session *s);
 uint32_t ih_session_last(const ih_session *s);
@@ -81,8 +84,10 @@ struct damage_set {
 };
 
 int damage_set_init(struct damage_set *d);
-/* Frees what one damage entry owns (its refs and images). */
+/* Frees what one damage entry owns (its refs, images and tries). */
 void damage_free(ih_damage *dm);
+/* Frees a list of tries (a restore report's) and their reasons. */
+void tries_free(ih_try *v, size_t n);
 void damage_set_free(struct damage_set *d);
 /* Adds unless the SHA-1 is already there; returns the entry or NULL. */
 ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t sha1[20],

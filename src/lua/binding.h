@@ -42,7 +42,7 @@ typedef struct lsession {
 /* User values of a Session: 1 = weak-keyed table of its jobs, 2 = path. */
 enum { SESSION_UV_JOBS = 1, SESSION_UV_PATH, SESSION_NUV = SESSION_UV_PATH };
 
-enum job_kind { JOB_QUICK = 0, JOB_SCAN, JOB_RESTORE };
+enum job_kind { JOB_QUICK = 0, JOB_SCAN, JOB_RESTORE, JOB_OPEN, JOB_INFO };
 
 typedef struct ljob {
 	ih_job *j;
@@ -53,7 +53,8 @@ typedef struct ljob {
 	enum job_kind kind;
 } ljob;
 
-/* User values of a Job: 1 = its Session, 2 = result table, 3 = error. */
+/* User values of a Job: 1 = its Session (an open job: its path, then the
+ * Session it opened), 2 = result, 3 = error. */
 enum { JOB_UV_SESSION = 1, JOB_UV_RESULT, JOB_UV_ERROR, JOB_NUV = JOB_UV_ERROR };
 
 typedef struct ltoken {
@@ -143,6 +144,9 @@ extern const luaL_Reg lb_token_methods[], lb_token_meta[];
 
 /* session.c */
 int l_open(lua_State *L);
+int l_open_start(lua_State *L);
+void push_opened_session(lua_State *L, ih_session *s, int path_idx);
+void push_wim_info(lua_State *L, const ih_wim_info *wi);
 int other_sessions(lua_State *L, const lsession *ls, char *buf, size_t len);
 extern const luaL_Reg lb_session_methods[], lb_session_meta[];
 

@@ -256,11 +256,38 @@ static int job_drain(lua_State *L)
 	return 1;
 }
 
-/* Takes the finished job's outcome: pushes the report table and returns
- * IH_OK, or returns the error. */
+/* An open job's outcome: the Session (also kept as the job's session). */
+static int collect_session(lua_State *L, ih_job *j, ih_error *err)
+{
+	ih_session *s = NULL;
+	int rc = ih_job_session_result(j, &s, err);
+	if (rc != IH_OK)
+		return rc;
+	lua_getiuservalue(L, 1, JOB_UV_SESSION); /* the path */
+	push_opened_session(L, s, -1);
+	lua_remove(L, -2);
+	lua_pushvalue(L, -1);
+	lua_setiuservalue(L, 1, JOB_UV_SESSION);
+	return IH_OK;
+}
+
+/* Takes the finished job's outcome: pushes the report table (an open job:
+ * the Session; an info job: the info table) and returns IH_OK, or returns
+ * the error. */
 static int collect_result(lua_State *L, ljob *lj, ih_job *j, ih_error *err)
 {
 	int rc;
+	if (lj->kind == JOB_OPEN)
+		return collect_session(L, j, err);
+	if (lj->kind == JOB_INFO) {
+		ih_wim_info *wi = NULL;
+		rc = ih_job_info_result(j, &wi, err);
+		if (rc == IH_OK) {
+			push_wim_info(L, wi);
+			ih_wim_info_free(wi);
+		}
+		return rc;
+	}
 	if (lj->kind == JOB_RESTORE) {
 		ih_restore_report *rr = NULL;
 		rc = ih_job_restore_result(j, &rr, err);
@@ -338,19 +365,40 @@ static int job_result(lua_State *L)
 	return 2;
 }
 
+/* job:session() -> the Session it runs on (an open job: the one it opened,
+ * once its result was read; else nil) */
 static int job_session(lua_State *L)
 {
 	luaL_checkudata(L, 1, JOB_MT);
-	lua_getiuservalue(L, 1, JOB_UV_SESSION);
+	if (lua_getiuservalue(L, 1, JOB_UV_SESSION) != LUA_TUSERDATA)
+		lua_pushnil(L);
+	return 1;
+}
+
+static const char *job_kind_name(enum job_kind k)
+{
+	switch (k) {
+	case JOB_QUICK: return "quick check";
+	case JOB_SCAN: return "full scan";
+	case JOB_RESTORE: return "restore";
+	case JOB_OPEN: return "open";
+	case JOB_INFO: return "info";
+	}
+	return "job";
+}
+
+/* job:kind() -> "quick check" | "full scan" | "restore" | "open" | "info" */
+static int job_kind(lua_State *L)
+{
+	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
+	lua_pushstring(L, job_kind_name(lj->kind));
 	return 1;
 }
 
 static int job_tostring(lua_State *L)
 {
 	ljob *lj = luaL_checkudata(L, 1, JOB_MT);
-	const char *kind = lj->kind == JOB_RESTORE ? "restore"
-			   : lj->kind == JOB_SCAN    ? "full scan"
-						     : "quick check";
+	const char *kind = job_kind_name(lj->kind);
 	if (!lj->j) {
 		lua_pushfstring(L, "%s: %s (closed)", JOB_MT, kind);
 		return 1;
@@ -387,6 +435,7 @@ const luaL_Reg lb_job_methods[] = {
 	{"result", job_result},
 	{"result_raw", job_result},
 	{"session", job_session},
+	{"kind", job_kind},
 	{"closed", job_closed},
 	{"close", job_close},
 	{NULL, NULL},

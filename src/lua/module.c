@@ -131,6 +131,7 @@ int luaopen_imagehealth_core(lua_State *L)
 	static const luaL_Reg funcs[] = {
 		{"isatty", l_isatty},
 		{"open", l_open},
+		{"open_start", l_open_start},
 		{"cancel_token", l_cancel_token},
 		{"error", l_error},
 		{"interpose", l_interpose},

@@ -83,13 +83,47 @@ static void push_problems(lua_State *L, const ih_problem *v, size_t n)
 	}
 }
 
-/* A list of damage entries; with codes, each says why it is left. */
-static void push_damage_list(lua_State *L, const ih_damage *v, size_t n, int with_code)
+/* A source as a report entry names it: a scripted source by its name, any
+ * other by its spec. */
+static const char *source_name(const ih_source_report *sr)
+{
+	const char *spec = sr->spec ? sr->spec : "";
+	if (sr->kind == IH_SOURCE_SCRIPT && strncmp(spec, "script:", 7) == 0)
+		return spec + 7;
+	return spec;
+}
+
+/* tried = {{source = i (1-based), name =, spec =, status = "not_found"|...,
+ * reason =}, ...}: what each source asked for a blob said, in order. */
+static void push_tries(lua_State *L, const ih_try *v, size_t n, const ih_restore_report *r)
+{
+	lua_createtable(L, (int)n, 0);
+	for (size_t i = 0; i < n; i++) {
+		lua_createtable(L, 0, 5);
+		setfield_str(L, "status", ih_try_status_name(v[i].status));
+		setfield_optstr(L, "reason", v[i].reason);
+		if (v[i].source >= 0 && (size_t)v[i].source < r->n_sources) {
+			const ih_source_report *sr = &r->sources[v[i].source];
+			setfield_int(L, "source", (lua_Integer)v[i].source + 1);
+			setfield_str(L, "name", source_name(sr));
+			setfield_str(L, "spec", sr->spec);
+		}
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "tried");
+}
+
+/* A list of damage entries; with the restore report r, each says why it is
+ * left and what each source said of it. */
+static void push_damage_list(lua_State *L, const ih_damage *v, size_t n,
+			     const ih_restore_report *r)
 {
 	lua_createtable(L, (int)n, 0);
 	for (size_t i = 0; i < n; i++) {
 		push_damage(L, &v[i]);
-		if (with_code && v[i].code != IH_OK) {
+		if (r)
+			push_tries(L, v[i].tries, v[i].n_tries, r);
+		if (r && v[i].code != IH_OK) {
 			setfield_str(L, "code", ih_errcode_name(v[i].code));
 			setfield_int(L, "hresult", (lua_Integer)ih_errcode_hresult(v[i].code));
 			if (v[i].policy_reason[0]) {
@@ -121,6 +155,9 @@ static void push_sources(lua_State *L, const ih_source_report *v, size_t n)
 		setfield_u64(L, "bytes_read", sr->bytes_read);
 		setfield_u64(L, "blobs_used", sr->blobs_used);
 		setfield_u64(L, "blobs_rejected", sr->blobs_rejected);
+		setfield_u64(L, "blobs_not_found", sr->blobs_not_found);
+		if (sr->kind == IH_SOURCE_SCRIPT)
+			setfield_str(L, "name", source_name(sr));
 		if (sr->kind == IH_SOURCE_HTTP) {
 			setfield_u64(L, "requests", sr->requests);
 			setfield_u64(L, "bytes_fetched", sr->bytes_fetched);
@@ -147,7 +184,9 @@ static void push_repaired(lua_State *L, const ih_restore_report *r)
 		if (rp->source >= 0 && (size_t)rp->source < r->n_sources) {
 			setfield_int(L, "source", (lua_Integer)rp->source + 1);
 			setfield_str(L, "source_spec", r->sources[rp->source].spec);
+			setfield_str(L, "source_name", source_name(&r->sources[rp->source]));
 		}
+		push_tries(L, rp->tries, rp->n_tries, r);
 		setfield_bool(L, "raw_copy", rp->raw_copy);
 		push_refs(L, rp->refs, rp->n_refs);
 		setfield_bool(L, "is_metadata", rp->is_metadata);
@@ -204,7 +243,7 @@ void push_report(lua_State *L, const ih_report *r)
 	setfield_str(L, "image", r->image_path);
 	setfield_int(L, "index", r->index);
 	setfield_num(L, "seconds", r->seconds);
-	push_damage_list(L, r->damage, r->n_damage, 0);
+	push_damage_list(L, r->damage, r->n_damage, NULL);
 	lua_setfield(L, -2, "damaged");
 	push_problems(L, r->problems, r->n_problems);
 	lua_setfield(L, -2, "problems");
@@ -241,7 +280,7 @@ void push_restore_report(lua_State *L, const ih_restore_report *r)
 	push_tree_fields(L, c);
 	push_report(L, c);
 	lua_setfield(L, -2, "before");
-	push_damage_list(L, r->unrepaired, r->n_unrepaired, 1);
+	push_damage_list(L, r->unrepaired, r->n_unrepaired, r);
 	lua_pushvalue(L, -1);
 	lua_setfield(L, -3, "damaged");
 	lua_setfield(L, -2, "unrepaired");
@@ -251,7 +290,7 @@ void push_restore_report(lua_State *L, const ih_restore_report *r)
 	lua_setfield(L, -2, "sources");
 	push_repaired(L, r);
 	lua_setfield(L, -2, "repaired");
-	push_damage_list(L, r->dropped, r->n_dropped, 0);
+	push_damage_list(L, r->dropped, r->n_dropped, NULL);
 	lua_setfield(L, -2, "dropped");
 	lua_createtable(L, 0, 3);
 	setfield_optstr(L, "local_source_path", r->policy_local_source_path);

@@ -19,23 +19,33 @@ static lsession *check_session(lua_State *L, int idx)
 	return ls;
 }
 
-/* core.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=}])
- * -> Session | nil, err */
-int l_open(lua_State *L)
+/* The open options of the table at t (the path's checked by the caller). */
+static void open_options(lua_State *L, int t, ih_open_options *o)
+{
+	memset(o, 0, sizeof *o);
+	if (lua_isnoneornil(L, t))
+		return;
+	luaL_checktype(L, t, LUA_TTABLE);
+	o->index = (uint32_t)opt_integer(L, t, "index", 0, 0, UINT32_MAX);
+	o->state_dir = opt_string(L, t, "state_dir");
+	o->threads = (int)opt_integer(L, t, "threads", 0, 0, 4096);
+	o->reference = opt_string(L, t, "reference");
+	o->case_insensitive = opt_boolean(L, t, "case_insensitive");
+}
+
+static const char *check_path(lua_State *L, int idx)
 {
 	size_t plen;
-	const char *path = luaL_checklstring(L, 1, &plen);
-	ih_open_options o = {0};
+	const char *path = luaL_checklstring(L, idx, &plen);
 	if (strlen(path) != plen)
-		luaL_argerror(L, 1, "path with an embedded NUL");
-	if (!lua_isnoneornil(L, 2)) {
-		luaL_checktype(L, 2, LUA_TTABLE);
-		o.index = (uint32_t)opt_integer(L, 2, "index", 0, 0, UINT32_MAX);
-		o.state_dir = opt_string(L, 2, "state_dir");
-		o.threads = (int)opt_integer(L, 2, "threads", 0, 0, 4096);
-		o.reference = opt_string(L, 2, "reference");
-		o.case_insensitive = opt_boolean(L, 2, "case_insensitive");
-	}
+		luaL_argerror(L, idx, "path with an embedded NUL");
+	return path;
+}
+
+/* A new Session userdata (not yet open) for the path at path_idx, on top. */
+static lsession *new_session(lua_State *L, int path_idx)
+{
+	path_idx = lua_absindex(L, path_idx);
 	lsession *ls = lua_newuserdatauv(L, sizeof *ls, SESSION_NUV);
 	ls->s = NULL;
 	luaL_setmetatable(L, SESSION_MT);
@@ -46,15 +56,17 @@ int l_open(lua_State *L)
 	lua_setfield(L, -2, "__mode");
 	lua_setmetatable(L, -2);
 	lua_setiuservalue(L, -2, SESSION_UV_JOBS);
-	lua_pushvalue(L, 1);
+	lua_pushvalue(L, path_idx);
 	lua_setiuservalue(L, -2, SESSION_UV_PATH);
+	return ls;
+}
 
-	ih_error err = {0};
-	if (ih_session_open(path, &o, &ls->s, &err) != IH_OK) {
-		ls->s = NULL;
-		return push_fail(L, &err);
-	}
+/* The Session on top now holds s: its file noted, and it is registered
+ * among the state's sessions. */
+static void session_opened(lua_State *L, lsession *ls, ih_session *s, const char *path)
+{
 	struct stat st;
+	ls->s = s;
 	if (stat(path, &st) == 0) {
 		ls->dev = st.st_dev;
 		ls->ino = st.st_ino;
@@ -64,7 +76,30 @@ int l_open(lua_State *L)
 	lua_pushboolean(L, 1);
 	lua_rawset(L, -3);
 	lua_pop(L, 1);
+}
+
+/* core.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=}])
+ * -> Session | nil, err */
+int l_open(lua_State *L)
+{
+	const char *path = check_path(L, 1);
+	ih_open_options o;
+	ih_session *s = NULL;
+	ih_error err = {0};
+	open_options(L, 2, &o);
+	lsession *ls = new_session(L, 1);
+	if (ih_session_open(path, &o, &s, &err) != IH_OK)
+		return push_fail(L, &err);
+	session_opened(L, ls, s, path);
 	return 1;
+}
+
+/* An open job's outcome: a Session for s, on top (its path at path_idx). */
+void push_opened_session(lua_State *L, ih_session *s, int path_idx)
+{
+	const char *path = lua_tostring(L, path_idx);
+	lsession *ls = new_session(L, path_idx);
+	session_opened(L, ls, s, path ? path : "");
 }
 
 /* Is another open Session of this state on the same file as ls?  With buf,
@@ -162,14 +197,9 @@ static int session_seal(lua_State *L)
 	return 1;
 }
 
-/* session:info() -> table | nil, err */
-static int session_info(lua_State *L)
+/* The info table (see lua/imagehealth/init.lua's Info) of wi, on top. */
+void push_wim_info(lua_State *L, const ih_wim_info *wi)
 {
-	lsession *ls = check_session(L, 1);
-	const ih_wim_info *wi = NULL;
-	ih_error err = {0};
-	if (ih_session_info(ls->s, &wi, &err) != IH_OK)
-		return push_fail(L, &err);
 	lua_createtable(L, 0, 18);
 	setfield_str(L, "path", wi->path);
 	push_hex(L, wi->guid, sizeof wi->guid);
@@ -193,6 +223,17 @@ static int session_info(lua_State *L)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, -2, "images");
+}
+
+/* session:info() -> table | nil, err */
+static int session_info(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	const ih_wim_info *wi = NULL;
+	ih_error err = {0};
+	if (ih_session_info(ls->s, &wi, &err) != IH_OK)
+		return push_fail(L, &err);
+	push_wim_info(L, wi);
 	return 1;
 }
 
@@ -226,8 +267,8 @@ static int session_tostring(lua_State *L)
 	return 1;
 }
 
-/* A new Job userdata for the session at index 1, on top of the stack,
- * holding its own reference to the token. */
+/* A new Job userdata for the session at index 1 (an open job: its path),
+ * on top of the stack, holding its own reference to the token. */
 static ljob *new_job(lua_State *L, ltoken *tok, enum job_kind kind)
 {
 	/* the C side of a job is far bigger than its userdata */
@@ -325,7 +366,52 @@ static int session_restore_start(lua_State *L)
 	return 1;
 }
 
+/* core.open_start(path [, {index=, state_dir=, threads=, reference=,
+ * case_insensitive=, cancel=}]) -> Job | nil, err: ih.open as a job; its
+ * result is the Session. */
+int l_open_start(lua_State *L)
+{
+	const char *path = check_path(L, 1);
+	ih_open_options o;
+	ltoken *tok = NULL;
+	lua_settop(L, 2);
+	open_options(L, 2, &o);
+	if (!lua_isnil(L, 2))
+		tok = opt_token(L, 2);
+	ljob *lj = new_job(L, tok, JOB_OPEN);
+	ih_error err = {0};
+	if (ih_session_open_start(path, &o, lj->cancel, &lj->j, &err) != IH_OK) {
+		lj->j = NULL;
+		job_free(L, lj);
+		return push_fail(L, &err);
+	}
+	return 1;
+}
+
+/* session:info_start{cancel=} -> Job | nil, err: info as a job; its result
+ * is the info table. */
+static int session_info_start(lua_State *L)
+{
+	lsession *ls = check_session(L, 1);
+	ltoken *tok = NULL;
+	lua_settop(L, 2);
+	if (!lua_isnil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
+		tok = opt_token(L, 2);
+	}
+	ljob *lj = new_job(L, tok, JOB_INFO);
+	ih_error err = {0};
+	if (ih_session_info_start(ls->s, lj->cancel, &lj->j, &err) != IH_OK) {
+		lj->j = NULL;
+		job_free(L, lj);
+		return push_fail(L, &err);
+	}
+	register_job(L);
+	return 1;
+}
+
 const luaL_Reg lb_session_methods[] = {
+	{"info_start", session_info_start},
 	{"info", session_info},
 	{"seal", session_seal},
 	{"check_start", session_check_start},

@@ -114,13 +114,21 @@ static int rq_find(struct source *src, const struct want *w, const struct writer
 	for (;;) {
 		const void *data;
 		size_t len;
-		ih_answer a = ih_job_answer_next(src->job, id, &data, &len, NULL);
+		const char *why = NULL;
+		ih_answer a = ih_job_answer_next(src->job, id, &data, &len, &why);
 		if (a == IH_ANSWER_DATA) {
-			if (spool_put(&rs->sp, data, len))
-				break; /* cannot keep it: not a candidate */
+			if (spool_put(&rs->sp, data, len)) {
+				/* cannot keep it: not a candidate */
+				src->why_error = 1;
+				snprintf(src->why, sizeof src->why, "its answer could not be kept "
+					 "(out of memory, or no room for a temporary file)");
+				break;
+			}
 			continue;
 		}
 		found = a == IH_ANSWER_FOUND && !rs->sp.failed;
+		if (a == IH_ANSWER_NOT_FOUND && why) /* the caller's own words (a lookup's nil, reason) */
+			snprintf(src->why, sizeof src->why, "%s", why);
 		break;
 	}
 	ih_job_ask_end(src->job, id);

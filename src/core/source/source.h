@@ -37,6 +37,10 @@ struct candidate {
 
 struct source;
 
+/* Bytes of a source's reason kept per blob in the report (longer ones are
+ * cut). */
+#define SOURCE_WHY_MAX 256
+
 struct source_ops {
 	/* The nth candidate (0, 1, ...) for w, considering a writer wr
 	 * (NULL: verify only) for whether raw copying suits.  1 with *c
@@ -79,6 +83,11 @@ struct source {
 	const ih_restore_options *opt; /* the restore's options (remote sources) */
 	int index;               /* in the restore's sources (a scripted source's requests) */
 	struct ih_job *job;      /* the restore's job (a scripted source asks through it) */
+	/* Why its last find said no, for the report (cleared by the fetch
+	 * before each find): a scripted source's reason, and whether the
+	 * answer could not be kept rather than was not there. */
+	char why[SOURCE_WHY_MAX];
+	int why_error;
 };
 
 /* Parses spec.  0, or -1 when out of memory. */

@@ -547,7 +547,7 @@ int tree_restore_job(ih_job *j, ih_session *s, const ih_restore_options *opt, ih
 	for (size_t i = 0; i < x.nsrc; i++)
 		source_close(&x.src[i]);
 	free(x.src);
-	free(x.ts);
+	restore_targets_free(x.ts, x.nt);
 	free(blobs);
 	free(c.oc);
 	free(c.touched);
