@@ -27,6 +27,23 @@ local function format_eta(s)
   return string.format("%d:%02d", m, sec)
 end
 
+-- One line of the bar: phase, [####....], percent, rate, ETA.
+local function bar_line(ev, rate, width)
+  local pct = ev.percent or 0
+  local eta
+  if rate > 0 and (ev.bytes_total or 0) > 0 then
+    eta = (ev.bytes_total - ev.bytes_done) / rate
+  end
+  local tail = string.format(" %5.1f%%  %7.1f MB/s  ETA %s", pct, rate / 1e6, format_eta(eta))
+  local head = string.format("%-9s", ev.phase or "")
+  local barw = width - 1 - #head - #tail - 2
+  if barw < 10 then
+    return head .. tail
+  end
+  local fill = math.floor(barw * pct / 100 + 0.5)
+  return head .. "[" .. string.rep("#", fill) .. string.rep(".", barw - fill) .. "]" .. tail
+end
+
 -- Returns a progress callback drawing a bar on stderr (at most 10 redraws a
 -- second, by the job's clock) and a function that clears it.
 function progress.bar()
@@ -42,24 +59,9 @@ function progress.bar()
     if ev.phase ~= phase then -- counters restart with each phase
       phase, phase_t0 = ev.phase, ev.elapsed or 0
     end
-    local pct = ev.percent or 0
     local dt = (ev.elapsed or 0) - phase_t0
     local rate = dt > 0 and (ev.bytes_done or 0) / dt or 0
-    local eta
-    if rate > 0 and (ev.bytes_total or 0) > 0 then
-      eta = (ev.bytes_total - ev.bytes_done) / rate
-    end
-    local tail = string.format(" %5.1f%%  %7.1f MB/s  ETA %s", pct, rate / 1e6, format_eta(eta))
-    local head = string.format("%-9s", ev.phase or "")
-    local barw = width - 1 - #head - #tail - 2
-    local line
-    if barw >= 10 then
-      local fill = math.floor(barw * pct / 100 + 0.5)
-      line = head .. "[" .. string.rep("#", fill) .. string.rep(".", barw - fill) .. "]" .. tail
-    else
-      line = head .. tail
-    end
-    io.stderr:write("\r", line)
+    io.stderr:write("\r", bar_line(ev, rate, width))
     io.stderr:flush()
     drawn = true
   end
