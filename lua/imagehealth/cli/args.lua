@@ -93,36 +93,34 @@ local function check_options(cmd)
 end
 
 local function restore_options(cmd)
-  local o = {}
-  o[#o + 1] = cmd:option("--source", "Where good copies of the damaged files are; repeat it, they are "
-    .. "tried in order (then the sources of the image's own servicing policy). S is "
-    .. "wim:PATH[:INDEX], esd:PATH[:INDEX], a .wim/.esd/.swm path (a split set by its first "
-    .. "part), a directory holding the extracted or mounted image, or an http:// or https:// "
-    .. "URL of a WIM, ESD or first .swm (only the damaged bytes are downloaded). Every byte "
-    .. "is verified by SHA-1 before it is written.")
+  local sources = cmd:option("--source", "Where good copies of the damaged files are; repeat "
+    .. "it, they are tried in order (then the sources of the image's own servicing policy). "
+    .. "S is wim:PATH[:INDEX], esd:PATH[:INDEX], a .wim/.esd/.swm path (a split set by its "
+    .. "first part), a directory holding the extracted or mounted image, or an http:// or "
+    .. "https:// URL of a WIM, ESD or first .swm (only the damaged bytes are downloaded). "
+    .. "Every byte is verified by SHA-1 before it is written.")
     :argname("S"):count("*"):target("sources"):convert(non_empty("--source"))
-  o[#o + 1] = cmd:flag("--limit-access", "Never ask the default repair server (the URLs in "
+  local limit = cmd:flag("--limit-access", "Never ask the default repair server (the URLs in "
     .. "$IMAGEHEALTH_REPAIR_SOURCES, else ~/.config/imagehealth/repair-sources, else "
     .. "/etc/imagehealth/repair-sources).")
-  o[#o + 1] = cmd:flag("--no-policy", "Ignore the LocalSourcePath policy stored in the image "
-    .. "(Windows/System32/config/SOFTWARE).")
-  o[#o + 1] = cmd:option("--path-map", "Map the Windows path prefix WIN of the policy's sources to the "
-    .. "local directory DIR, e.g. --path-map 'C:\\Sources=/mnt/sources'; repeatable.")
+  local no_policy = cmd:flag("--no-policy", "Ignore the LocalSourcePath policy stored in the "
+    .. "image (Windows/System32/config/SOFTWARE).")
+  local path_map = cmd:option("--path-map", "Map the Windows path prefix WIN of the policy's "
+    .. "sources to the local directory DIR, e.g. --path-map 'C:\\Sources=/mnt/sources'; "
+    .. "repeatable.")
     :argname("WIN=DIR"):count("*"):convert(path_map_pair)
   local rebuild = cmd:flag("--rebuild", "Write a compacted copy and rename it over the "
     .. "image, instead of appending in place.")
   local dry_run = cmd:flag("--dry-run", "Look the damaged blobs up in the sources and verify "
     .. "them, write nothing (the image is never opened for writing): say which blob would "
     .. "come from which source and what no source has.")
+  local use_record = cmd:flag("--use-record", "Trust the damage the last full scan of this "
+    .. "very file recorded instead of scanning again (for a script that has just run check "
+    .. "--scan); bit rot since that scan goes unrepaired.")
+  local no_ref = cmd:flag("--no-reference-source", "Restore a tree: do not take files from "
+    .. "the reference image, only from the --source list.")
   cmd:mutex(dry_run, rebuild)
-  table.insert(o, 4, rebuild)
-  table.insert(o, 5, dry_run)
-  o[#o + 1] = cmd:flag("--use-record", "Trust the damage the last full scan of this very file recorded "
-    .. "instead of scanning again (for a script that has just run check --scan); bit rot "
-    .. "since that scan goes unrepaired.")
-  o[#o + 1] = cmd:flag("--no-reference-source", "Restore a tree: do not take files from the reference "
-    .. "image, only from the --source list.")
-  cmd:group("Repair", table.unpack(o))
+  cmd:group("Repair", sources, limit, no_policy, path_map, rebuild, dry_run, use_record, no_ref)
 end
 
 -- The remote sources' options, in a group of their own.
@@ -240,14 +238,15 @@ local function command_of(argv)
   end
 end
 
--- An option another command takes: say so rather than "unknown".
-local function other_command_of(parser, name, cmd)
-  for _, c in ipairs(parser._commands) do
-    for _, opt in ipairs(c._options) do
-      for _, alias in ipairs(opt._aliases) do
-        if alias == name and c._name ~= cmd then
-          return c._name
-        end
+-- The command that takes an option `cmd` does not know, if one does: parse
+-- it with each other command and see whether that one knows it.
+local function owner_of(parser, name, cmd)
+  for _, spec in ipairs(COMMANDS) do
+    local other = spec[1]
+    if other ~= cmd then
+      local ok, err = parser:pparse{other, "IMAGE", name}
+      if ok or not err:match("^unknown option") then
+        return other
       end
     end
   end
@@ -273,8 +272,8 @@ function args.parse(argv, version)
   if not ok then
     local cmd = command_of(argv)
     local name = o:match("^unknown option '([^']*)'")
-    local owner = name and other_command_of(parser, name, cmd)
-    if owner and cmd then
+    local owner = name and cmd and owner_of(parser, name, cmd)
+    if owner then
       o = string.format("option '%s' is for '%s' only", name, owner)
     end
     return nil, o, cmd
