@@ -24,8 +24,19 @@ the `imagehealth` command line tool.
   labels = {"wim", "esd", "dism", "windows", "imaging"},
 }
 
+-- The CLI's argument parsing and JSON (the module itself needs neither).
+-- Where they come from Debian packages (lua-argparse, lua-dkjson) they are
+-- in no LuaRocks manifest: build with --deps-mode=none, or name them in
+-- LuaRocks' rocks_provided (see the README's "The rock").
 dependencies = {
   "lua >= 5.4, < 5.5",
+  "argparse >= 0.7",
+  "dkjson >= 2.5",
+}
+
+-- The specs check the CLI's JSON with an independent decoder.
+test_dependencies = {
+  "lua-cjson >= 2.1",
 }
 
 external_dependencies = {
@@ -56,6 +67,14 @@ build = {
       ["imagehealth.tree_report"] = "lua/imagehealth/tree_report.lua",
       ["imagehealth.help"] = "lua/imagehealth/help.lua",
       ["imagehealth.luv"] = "lua/imagehealth/luv.lua",
+      ["imagehealth.cli"] = "lua/imagehealth/cli/init.lua",
+      ["imagehealth.cli.args"] = "lua/imagehealth/cli/args.lua",
+      ["imagehealth.cli.commands"] = "lua/imagehealth/cli/commands.lua",
+      ["imagehealth.cli.render"] = "lua/imagehealth/cli/render.lua",
+      ["imagehealth.cli.advice"] = "lua/imagehealth/cli/advice.lua",
+      ["imagehealth.cli.report_json"] = "lua/imagehealth/cli/report_json.lua",
+      ["imagehealth.cli.progress"] = "lua/imagehealth/cli/progress.lua",
+      ["imagehealth.cli.exit"] = "lua/imagehealth/cli/exit.lua",
     },
     lib = {
       ["imagehealth.core"] = "build/lua/imagehealth/core.so",

@@ -41,11 +41,13 @@ local run = H.run_cli
 
 describe("imagehealth restore", function()
   it("--help describes the restore command and its options", function()
-    local code, out = run("--help")
+    local code, out = run("restore --help")
     assert.equal(0, code)
-    for _, s in ipairs{"restore IMAGE", "--source S", "wim:PATH[:INDEX]", "--limit-access",
-                       "--no-policy", "--path-map WIN=DIR", "--rebuild",
-                       "1 repairable\n(after restore: some damage left"} do
+    out = out:gsub("%s+", " ") -- as wrapped to the terminal
+    for _, s in ipairs{"Usage: imagehealth restore IMAGE", "--source S", "wim:PATH[:INDEX]",
+                       "--limit-access", "--no-policy", "--path-map WIN=DIR", "--rebuild",
+                       "--dry-run", "--use-record", "--http-header H", "--json",
+                       "1 repairable (after restore: some damage left"} do
       assert.matches(s, out, 1, true)
     end
   end)

@@ -270,7 +270,7 @@ describe("imagehealth CLI", function()
   end)
 end)
 
-describe("imagehealth.json", function()
+describe("imagehealth.json (on dkjson)", function()
   it("encodes scalars, arrays and objects (keys sorted)", function()
     assert.equal('null', json.encode(nil))
     assert.equal('true', json.encode(true))
@@ -298,8 +298,12 @@ describe("imagehealth.json", function()
   it("passes UTF-8 through and replaces invalid bytes with U+FFFD", function()
     assert.equal('"caf\195\169 \226\130\172 \240\159\152\128"',
       json.encode("caf\195\169 \226\130\172 \240\159\152\128"))
-    assert.equal('"a\239\191\189b"', json.encode("a\255b"))
-    assert.equal('"\239\191\189"', json.encode("\195"))
+    for raw, want in pairs{["a\255b"] = "a\u{FFFD}b", ["\195"] = "\u{FFFD}",
+                           ["\237\160\128x"] = ("\u{FFFD}"):rep(3) .. "x"} do -- a surrogate: each byte
+      local e = json.encode(raw)
+      assert.is_truthy(utf8.len(e), e)
+      assert.equal(want, json_decode(e))
+    end
   end)
 
   it("round-trips through a decoder", function()
@@ -343,12 +347,41 @@ describe("imagehealth-scm-1.rockspec", function()
     end
   end)
 
+  it("declares the CLI's argparse and dkjson; the module itself loads neither", function()
+    local spec = load_rockspec()
+    local deps = table.concat(spec.dependencies, "\n")
+    assert.matches("\nargparse >= ", deps)
+    assert.matches("\ndkjson >= ", deps)
+    -- a fresh interpreter: open, check, report to text; then see what was loaded
+    local script = [[
+      local ih = require "imagehealth"
+      local s = assert(ih.open(IMG))
+      local _, r = s:check_health{scan = true}
+      assert(r:summary() and #r:lines() > 0 and tostring(r))
+      for _, m in ipairs{"argparse", "dkjson", "cjson", "imagehealth.json", "imagehealth.cli"} do
+        if package.loaded[m] then io.write(m, " ") end
+      end
+      io.write("done")
+    ]]
+    local out = read_cmd("lua5.4 -e " .. q(string.format("IMG = %q", damaged)) .. " -e " .. q(script)
+      .. " 2>&1")
+    assert.equal("done", out)
+  end)
+
   it("installs every Lua module and the CLI", function()
     local spec = load_rockspec()
-    for file in read_cmd("cd " .. q(ROOT) .. " && ls lua/imagehealth/*.lua"):gmatch("[^\n]+") do
+    local n = 0
+    for file in read_cmd("cd " .. q(ROOT) .. " && find lua/imagehealth -name '*.lua'"):gmatch("[^\n]+") do
+      n = n + 1
       local name = file:match("^lua/(.*)%.lua$"):gsub("/init$", ""):gsub("/", ".")
       assert.equal(file, spec.build.install.lua[name], name)
     end
+    assert.is_true(n > 10)
+    local listed = 0
+    for _ in pairs(spec.build.install.lua) do
+      listed = listed + 1
+    end
+    assert.equal(n, listed) -- and nothing that is not there
     assert.equal("bin/imagehealth", spec.build.install.bin.imagehealth)
   end)
 end)

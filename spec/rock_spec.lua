@@ -1,7 +1,13 @@
 -- spec/rock_spec.lua - the rock: `luarocks --lua-version 5.4 make` builds and
 -- installs the module from a copy of this tree into a tree of its own, and
--- the module loads from there (issue 11).  Runs in the plain pass only: the
--- build is the same in the sanitizer pass.
+-- the module and the CLI run from there (issue 11).  Runs in the plain pass
+-- only: the build is the same in the sanitizer pass.
+--
+-- The CLI's dependencies (argparse, dkjson) come from Debian packages here,
+-- which no LuaRocks manifest lists and no LuaRocks server is reachable for:
+-- the build runs with --deps-mode=none, and a second spec proves that the
+-- declared dependencies are exactly what those packages provide (LuaRocks
+-- resolves them against rocks_provided, from the modules' own versions).
 
 local F = require "support.fixtures"
 local q = F.q
@@ -25,8 +31,8 @@ describe("the rock", function()
       .. "--exclude-standard | grep -zv '^fuzz/corpus' | xargs -0 cp --parents -t " .. q(src)
       .. " 2>/dev/null; true")
     assert.is_true(F.exists(src .. "/imagehealth-scm-1.rockspec"))
-    local ok, out = F.run("cd " .. q(src) .. " && luarocks --lua-version 5.4 make --tree " .. q(tree)
-      .. " imagehealth-scm-1.rockspec 2>&1")
+    local ok, out = F.run("cd " .. q(src) .. " && luarocks --lua-version 5.4 make --deps-mode=none"
+      .. " --tree " .. q(tree) .. " imagehealth-scm-1.rockspec 2>&1")
     assert.is_true(ok, out)
     -- a fresh interpreter, its paths from the rock tree alone
     local script = [[
@@ -42,6 +48,31 @@ describe("the rock", function()
     assert.equal(tree, core:sub(1, #tree), out2)
     assert.equal("true", help)
     assert.is_true(F.exists(tree .. "/bin/imagehealth"))
+    -- the installed CLI, with its modules from the rock tree and argparse
+    -- and dkjson from the system
+    local ok3, out3 = F.run("eval \"$(luarocks --lua-version 5.4 --tree " .. q(tree) .. " path)\" && "
+      .. "unset IMAGEHEALTH_BUILD && cd / && " .. q(tree .. "/bin/imagehealth") .. " info --json "
+      .. q(F.image("LZX")))
+    assert.is_true(ok3, out3)
+    assert.equal(F.image("LZX"), require("cjson").decode(out3).image)
+    F.sh("rm -rf " .. q(T))
+  end)
+
+  it("declares the CLI's dependencies, which the Debian packages satisfy", function()
+    local T = F.tmpdir("ihrockdeps")
+    -- what the packages installed, told to LuaRocks as provided
+    local config = T .. "/provided.lua"
+    local f = assert(io.open(config, "w"))
+    f:write(string.format("rocks_provided = {argparse = %q, dkjson = %q}\n",
+      require("argparse").version .. "-1", require("dkjson").version:match("[%d.]+$") .. "-1"))
+    f:close()
+    local ok, out = F.run("cd " .. q(F.root()) .. " && LUAROCKS_CONFIG=" .. q(config)
+      .. " luarocks --lua-version 5.4 make --only-deps --tree " .. q(T .. "/tree")
+      .. " imagehealth-scm-1.rockspec")
+    assert.is_true(ok, out)
+    for _, dep in ipairs{"argparse", "dkjson"} do
+      assert.matches("depends on " .. dep .. " [^\n]*provided", out)
+    end
     F.sh("rm -rf " .. q(T))
   end)
 end)

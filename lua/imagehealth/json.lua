@@ -1,33 +1,32 @@
--- imagehealth.json: a small JSON encoder for the CLI's --json output.
+-- imagehealth.json: the CLI's --json output, encoded by dkjson (Debian
+-- package lua-dkjson).  The core module never requires this file.
 --
---   json.encode(value [, {indent = "  "}]) -> string
+--   json.encode(value [, {indent = true}]) -> string
 --   json.array(t)   marks t as an array (so that an empty table encodes as [])
 --   json.null       a value that encodes as null
 --
--- Object keys are sorted, so output is stable.  Strings are escaped per
--- RFC 8259: '"', '\' and all control characters; valid UTF-8 passes through
--- unchanged, and bytes that are not valid UTF-8 become U+FFFD (JSON text
--- must be UTF-8).  NaN and infinities, which JSON cannot carry, become null.
+-- dkjson does the escaping and the number formatting; this adapter adds what
+-- stable, valid output needs on top, in one copy of the value:
+--   - object keys sorted (dkjson's keyorder, given every key of the value);
+--   - an empty table is {} unless marked with json.array (dkjson would say []);
+--   - bytes that are not valid UTF-8 become U+FFFD (JSON text must be UTF-8,
+--     and a path on Linux may be any bytes); dkjson passes them through.
+-- NaN and infinities become null (dkjson).  lua-cjson was not used: the
+-- Debian build (2.1.0) can neither sort keys nor encode an empty array as [].
+
+local dkjson = require "dkjson"
 
 local json = {}
 
-local array_mt = {__name = "imagehealth.json.array"}
-json.null = setmetatable({}, {__name = "imagehealth.json.null",
-                              __tostring = function() return "null" end})
+json.null = dkjson.null
+
+-- dkjson's own marks: an array even when empty; an object even when empty.
+local array_mt = {__jsontype = "array"}
+local object_mt = {__jsontype = "object"}
 
 function json.array(t)
   return setmetatable(t or {}, array_mt)
 end
-
-local escapes = {
-  ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
-  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
-}
-for i = 0, 0x1f do
-  local c = string.char(i)
-  escapes[c] = escapes[c] or string.format("\\u%04x", i)
-end
-escapes["\127"] = "\\u007f"
 
 -- Replaces invalid UTF-8 sequences by U+FFFD, keeping valid ones.
 local function valid_utf8(s)
@@ -48,28 +47,6 @@ local function valid_utf8(s)
   return table.concat(out)
 end
 
-local function encode_string(s)
-  s = valid_utf8(s)
-  return '"' .. s:gsub('[%c"\\]', escapes) .. '"'
-end
-
-local function encode_number(x)
-  if math.type(x) == "integer" then
-    return string.format("%d", x)
-  end
-  if x ~= x or x == math.huge or x == -math.huge then
-    return "null"
-  end
-  if x == math.floor(x) and math.abs(x) < 2^53 then
-    return string.format("%.1f", x)
-  end
-  local s = string.format("%.15g", x)
-  if tonumber(s) ~= x then
-    s = string.format("%.17g", x)
-  end
-  return s
-end
-
 local function is_array(t)
   if getmetatable(t) == array_mt then
     return true
@@ -88,84 +65,67 @@ local function is_array(t)
   return count == n
 end
 
-local encode_value
+local copy_value
 
-local function encode_table(t, out, indent, depth, seen)
-  if seen[t] then
-    error("json.encode: cycle in the value", 0)
-  end
-  seen[t] = true
-  local nl, pad, padin, colon = "", "", "", ":"
-  if indent then
-    nl = "\n"
-    pad = string.rep(indent, depth)
-    padin = pad .. indent
-    colon = ": "
-  end
-  if is_array(t) then
-    if #t == 0 then
-      out[#out + 1] = "[]"
-    else
-      out[#out + 1] = "[" .. nl
-      for i = 1, #t do
-        out[#out + 1] = padin
-        encode_value(t[i], out, indent, depth + 1, seen)
-        out[#out + 1] = (i < #t and "," or "") .. nl
-      end
-      out[#out + 1] = pad .. "]"
+-- An object's copy: string keys (dkjson would take an object of integer keys
+-- for an array), functions left out.
+local function copy_object(t, keys, seen)
+  local c, n = {}, 0
+  for k, v in pairs(t) do
+    local tk = type(k)
+    if tk ~= "string" and tk ~= "number" then
+      error("json.encode: object key of type " .. tk, 0)
     end
-  else
-    local keys = {}
-    for k, v in pairs(t) do
-      local tk = type(k)
-      if tk ~= "string" and tk ~= "number" then
-        error("json.encode: object key of type " .. tk, 0)
-      end
-      if type(v) ~= "function" then
-        keys[#keys + 1] = tostring(k)
-      end
-    end
-    table.sort(keys)
-    if #keys == 0 then
-      out[#out + 1] = "{}"
-    else
-      out[#out + 1] = "{" .. nl
-      for i, k in ipairs(keys) do
-        local v = t[k]
-        if v == nil then
-          v = t[tonumber(k)]
-        end
-        out[#out + 1] = padin .. encode_string(k) .. colon
-        encode_value(v, out, indent, depth + 1, seen)
-        out[#out + 1] = (i < #keys and "," or "") .. nl
-      end
-      out[#out + 1] = pad .. "}"
+    if type(v) ~= "function" then
+      k = valid_utf8(tostring(k))
+      keys[k] = true
+      c[k] = copy_value(v, keys, seen)
+      n = n + 1
     end
   end
-  seen[t] = nil
+  if n == 1 and type(c.n) == "number" then
+    -- dkjson takes {n = N} for an array of N elements
+    local v = c.n
+    return setmetatable({}, {__tojson = function()
+      return '{"n":' .. dkjson.encode(v) .. "}"
+    end})
+  end
+  return setmetatable(c, object_mt)
 end
 
-function encode_value(v, out, indent, depth, seen)
+function copy_value(v, keys, seen)
   local tv = type(v)
-  if v == nil or v == json.null then
-    out[#out + 1] = "null"
-  elseif tv == "boolean" then
-    out[#out + 1] = v and "true" or "false"
-  elseif tv == "number" then
-    out[#out + 1] = encode_number(v)
-  elseif tv == "string" then
-    out[#out + 1] = encode_string(v)
-  elseif tv == "table" then
-    encode_table(v, out, indent, depth, seen)
-  else
-    error("json.encode: cannot encode a " .. tv, 0)
+  if tv == "string" then
+    return valid_utf8(v)
+  elseif tv ~= "table" or v == json.null then
+    return v
   end
+  if seen[v] then
+    error("json.encode: cycle in the value", 0)
+  end
+  seen[v] = true
+  local c
+  if is_array(v) then
+    c = json.array()
+    for i = 1, #v do
+      c[i] = copy_value(v[i], keys, seen)
+    end
+  else
+    c = copy_object(v, keys, seen)
+  end
+  seen[v] = nil
+  return c
 end
 
 function json.encode(v, opts)
-  local out = {}
-  encode_value(v, out, opts and opts.indent, 0, {})
-  return table.concat(out)
+  local keys = {}
+  local copy = copy_value(v, keys, {})
+  local order = {}
+  for k in pairs(keys) do
+    order[#order + 1] = k
+  end
+  table.sort(order)
+  return dkjson.encode(copy, {keyorder = order, indent = opts and opts.indent and true or nil})
 end
 
 return json
