@@ -46,11 +46,17 @@ function M.info(info)
 end
 
 local DAMAGE_FIELDS = {"sha1", "size", "reason", "detail", "is_metadata", "solid", "part",
-                       "offset", "stored_size", "code", "hresult",
+                       "offset", "stored_size", "code", "hresult", "policy_reason",
                        "path", "want_type", "found_type"}
+
+-- What one source said of a blob (a restore's `tried` lists).
+local function try(tr)
+  return pick(tr, {"source", "name", "spec", "status", "reason"})
+end
 
 local function damage(d)
   local t = pick(d, DAMAGE_FIELDS)
+  t.tried = d.tried and list(d.tried, try) or nil
   t.images = list(d.images)
   t.paths = list(d.paths)
   t.refs = list(d.refs, function(ref) return {image = ref.image, path = ref.path} end)
@@ -76,17 +82,20 @@ function M.check(r)
   return t
 end
 
-local REPAIRED_FIELDS = {"sha1", "size", "source", "source_spec", "raw_copy", "path", "action"}
+local REPAIRED_FIELDS = {"sha1", "size", "source", "source_spec", "source_name", "raw_copy",
+                         "path", "action", "is_metadata"}
 
 local function repaired(rp)
   local t = pick(rp, REPAIRED_FIELDS)
+  t.tried = list(rp.tried, try)
   t.paths = list(rp.paths)
   t.images = list(rp.images)
   return t
 end
 
-local SOURCE_FIELDS = {"spec", "kind", "origin", "path", "index", "usable", "error",
-                       "bytes_read", "blobs_used", "blobs_rejected", "status", "error_code",
+local SOURCE_FIELDS = {"spec", "kind", "origin", "name", "path", "index", "usable", "error",
+                       "bytes_read", "blobs_used", "blobs_rejected", "blobs_not_found",
+                       "status", "error_code",
                        "requests", "bytes_fetched", "bytes_asked", "retries", "failures",
                        "round_trips"}
 
