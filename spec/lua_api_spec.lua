@@ -286,7 +286,13 @@ describe("Session", function()
     assert.is_true(own_fds() >= before + 20) -- they hold descriptors...
     collectgarbage()
     collectgarbage()
-    assert.is_true(own_fds() <= before, own_fds() .. " fds, " .. before .. " before")       -- ...which __gc closed
+    -- ...which __gc closed (a descriptor another test's thread holds for a
+    -- moment on a loaded machine may come and go: look again for a while)
+    local deadline = os.time() + 5
+    while own_fds() > before and os.time() < deadline do
+      require("imagehealth.core").wait_released(100)
+    end
+    assert.is_true(own_fds() <= before, own_fds() .. " fds, " .. before .. " before")
   end)
 
   it("has the type names and metatables the convention asks for", function()
