@@ -90,8 +90,17 @@ const char *ih_scan_kind_name(ih_scan_kind k)
 	return "unknown";
 }
 
-static int records_match(const ih_session *s, const uint8_t layout[FP_LEN],
-			 const struct state_recall *rec, uint32_t image);
+/* What the records are compared with: the raw layout and metadata hashes
+ * of the file now (images first..), all hashed at once on the session's
+ * threads. */
+struct raw_now {
+	uint32_t first;
+	uint8_t layout[FP_LEN];
+	uint8_t (*meta)[FP_LEN];
+	uint8_t *have;
+};
+static int records_match(const struct raw_now *now, const struct state_recall *rec,
+			 uint32_t image);
 
 /* Damage and problems the last full scan of this exact file recorded, for
  * each selected image; with_refs also takes the recorded paths.  *n gets
@@ -99,27 +108,41 @@ static int records_match(const ih_session *s, const uint8_t layout[FP_LEN],
 static int recall_records(const ih_session *s, int with_refs, struct damage_set *d,
 			  struct problem_list *pl, ih_report *r, uint32_t *n, int verify)
 {
-	uint8_t layout[FP_LEN];
+	uint32_t first = ih_session_first(s), last = ih_session_last(s);
+	struct raw_now now = {.first = first};
+	int rc = IH_OK;
 	*n = 0;
-	if (verify)
-		fp_layout_hash(s->w, layout);
-	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
+	for (uint32_t i = first; i <= last; i++) {
 		struct state_recall rec = {0};
-		int rc = state_recall(s, i, with_refs, d, pl, &rec);
+		int rr = state_recall(s, i, with_refs, d, pl, &rec);
 		if (rec.note && !r->record_note)
 			r->record_note = rec.note;
-		if (rc == IH_ERR_NOMEM)
-			return rc;
-		if (rc != IH_OK)
+		if (rr == IH_ERR_NOMEM) {
+			rc = rr;
+			goto out;
+		}
+		if (rr != IH_OK)
 			continue;
-		if (verify && !records_match(s, layout, &rec, i))
-			return IH_OK; /* *n short: the caller decodes instead */
+		if (verify && !now.meta) { /* a record to compare: hash the file now */
+			now.meta = malloc((last - first + 1) * FP_LEN);
+			now.have = malloc(last - first + 1);
+			if (!now.meta || !now.have) {
+				rc = IH_ERR_NOMEM;
+				goto out;
+			}
+			fp_raw_hashes(s->w, first, last, s->threads, now.layout, now.meta, now.have);
+		}
+		if (verify && !records_match(&now, &rec, i))
+			break; /* *n short: the caller decodes instead */
 		(*n)++;
 		r->from_record = 1;
 		if (rec.scanned_at > r->recorded_at)
 			r->recorded_at = rec.scanned_at;
 	}
-	return IH_OK;
+out:
+	free(now.meta);
+	free(now.have);
+	return rc;
 }
 
 /* The report's problems (the open's and the check's), its state, and its
@@ -150,14 +173,13 @@ static int finish_report(const struct wim *w, struct damage_set *d, const struct
 
 /* Does every selected image's record vouch for the file as it is now:
  * the same raw headers and blob tables, the same raw metadata? */
-static int records_match(const ih_session *s, const uint8_t layout[FP_LEN],
-			 const struct state_recall *rec, uint32_t image)
+static int records_match(const struct raw_now *now, const struct state_recall *rec,
+			 uint32_t image)
 {
-	uint8_t meta[FP_LEN];
-	int have = fp_metadata_hash(s->w, image, meta) == 0;
-	if (memcmp(layout, rec->layout, FP_LEN) || have != rec->have_metaraw)
+	int have = now->have[image - now->first];
+	if (memcmp(now->layout, rec->layout, FP_LEN) || have != rec->have_metaraw)
 		return 0;
-	return !have || !memcmp(meta, rec->metaraw, FP_LEN);
+	return !have || !memcmp(now->meta[image - now->first], rec->metaraw, FP_LEN);
 }
 
 /* A report from the records alone; verify: only when they vouch for the
