@@ -137,6 +137,68 @@ static void test_damaged_data(void)
 	ih_report_free(r);
 }
 
+/* A scan's damage events carry the paths of the blob's files, the same
+ * the report gives (sorted by image, then path), whether the scan read the
+ * blob (deep) or took it from the fingerprint record (re-scan). */
+static void scan_events_paths(const char *name, const char *sdir, ih_scan_kind want_kind)
+{
+	char path[512];
+	ih_session *s;
+	ih_job *j;
+	ih_report *r = NULL;
+	ih_error err = {0};
+	ih_event evs[16], got = {0};
+	int ndamage = 0, done = 0, done_after_damage = 0;
+	snprintf(path, sizeof path, "%s/%s", workdir, name);
+	CHECK(ih_session_open(path, &(ih_open_options){.threads = 2, .state_dir = sdir}, &s,
+			      &err) == IH_OK);
+	CHECK(ih_check_start(s, &(ih_check_options){.scan = 1}, &j, &err) == IH_OK);
+	while (!done) {
+		ih_job_wait(j, 100);
+		size_t n = ih_job_events(j, evs, 16);
+		for (size_t i = 0; i < n; i++) {
+			if (evs[i].type == IH_EVENT_DAMAGE) {
+				got = evs[i];
+				ndamage++;
+			}
+			if (evs[i].type == IH_EVENT_DONE) {
+				done_after_damage = ndamage > 0;
+				done = 1;
+			}
+		}
+		if (!n && ih_job_done(j))
+			done = 1;
+	}
+	CHECK(ih_job_result(j, &r, &err) == IH_OK);
+	CHECK(ndamage == 1 && done_after_damage);
+	CHECK(r && r->n_damage == 1 && r->scan_kind == want_kind);
+	if (r && r->n_damage == 1 && ndamage == 1) {
+		const ih_damage *d = &r->damage[0];
+		CHECK(!memcmp(got.sha1, d->sha1, 20));
+		CHECK(got.n_refs == 2 && d->n_refs == 2 && got.n_refs_omitted == 0);
+		for (size_t k = 0; k < got.n_refs && k < d->n_refs; k++)
+			CHECK(got.refs[k].image == d->refs[k].image &&
+			      !strcmp(got.refs[k].path, d->refs[k].path));
+		/* sorted: the copy before the original, both of image 1 */
+		CHECK(got.n_refs == 2 && !strcmp(got.refs[0].path, "/bin/sub/copy-of-gpl") &&
+		      !strcmp(got.refs[1].path, "/docs/GPL-3") && got.refs[1].image == 1);
+	}
+	ih_report_free(r); /* the event's paths belong to the job, not the report */
+	if (ndamage == 1 && got.n_refs == 2)
+		CHECK(!strcmp(got.refs[1].path, "/docs/GPL-3"));
+	ih_job_free(j);
+	ih_session_close(s);
+}
+
+static void test_damage_event_paths(void)
+{
+	char sdir[300];
+	snprintf(sdir, sizeof sdir, "%s/state-events", workdir);
+	mkdir(sdir, 0700);
+	scan_events_paths("lzx-bad.wim", sdir, IH_SCAN_DEEP);        /* no record yet */
+	scan_events_paths("lzx-bad.wim", sdir, IH_SCAN_FINGERPRINT); /* from the record */
+}
+
 static void test_thread_invariance(void)
 {
 	struct wim_blob_entry e;
@@ -330,6 +392,7 @@ void test_check(void)
 	make_tree();
 	test_healthy_every_kind();
 	test_damaged_data();
+	test_damage_event_paths();
 	test_thread_invariance();
 	test_solid_damage();
 	test_structure();

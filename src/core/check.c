@@ -462,6 +462,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 			goto out;
 		}
 		so.fp_out = fps.fp ? &fps : NULL;
+		so.metas = metas;
+		so.nmetas = nmetas;
 		rc = scan_blobs(s, j, threads, s->index ? used : NULL, &so, &d, &pl, err);
 		if (rc || ih_job_cancelled(j))
 			goto out;

@@ -387,8 +387,29 @@ int ih_job_restore_result(ih_job *j, ih_restore_report **report, ih_error *err)
 	return rc;
 }
 
+void *ih_job_keep(ih_job *j, size_t size)
+{
+	void *p = malloc(size ? size : 1), **nk = j->kept;
+	pthread_mutex_lock(&j->mu);
+	if (p && !(j->nkept & (j->nkept - 1))) /* 0, 1, 2, 4...: doubled */
+		nk = realloc(j->kept, (j->nkept ? 2 * j->nkept : 1) * sizeof *nk);
+	if (p && nk) {
+		j->kept = nk;
+		nk[j->nkept++] = p;
+	}
+	pthread_mutex_unlock(&j->mu);
+	if (!p || !nk) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
 static void job_destroy(ih_job *j)
 {
+	for (size_t i = 0; i < j->nkept; i++)
+		free(j->kept[i]);
+	free(j->kept);
 	ih_job_requests_free(j);
 	if (j->free_arg)
 		j->free_arg(j->arg);

@@ -1240,6 +1240,16 @@ static int job_drain(lua_State *L)
 				setfield_u64(L, "size", e->size);
 				setfield_str(L, "reason", ih_reason_name((ih_reason)e->reason));
 				setfield_bool(L, "is_metadata", e->is_metadata);
+				/* paths = as the report's damage entry has them */
+				lua_createtable(L, (int)e->n_refs, 0);
+				lua_Integer np = 0;
+				for (size_t k = 0; k < e->n_refs; k++)
+					if (e->refs[k].path && e->refs[k].path[0]) {
+						lua_pushstring(L, e->refs[k].path);
+						lua_rawseti(L, -2, ++np);
+					}
+				lua_setfield(L, -2, "paths");
+				setfield_u64(L, "refs_omitted", e->n_refs_omitted);
 			}
 			lua_rawseti(L, -2, ++n);
 		}
