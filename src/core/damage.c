@@ -201,14 +201,46 @@ static void sort_refs(ih_damage *dm)
 		qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
 }
 
+int damage_refs_complete(const struct damage_set *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].n_refs >= REFS_PER_BLOB || d->v[i].n_refs_omitted)
+			return 0;
+	return d->ref_bytes < REF_BYTES / 2;
+}
+
+/* Entries [from, to) take their refs from `known` when it has every one
+ * that can have paths: 1 if so, else 0 (and none is taken). */
+static int refs_from_known(struct damage_set *d, const struct damage_set *known, size_t from,
+			   size_t to)
+{
+	for (size_t i = from; i < to; i++)
+		if (!d->v[i].is_metadata && !ih_blobindex_get(&known->idx, d->v[i].sha1))
+			return 0;
+	for (size_t i = from; i < to; i++) {
+		const size_t *v = ih_blobindex_get(&known->idx, d->v[i].sha1);
+		const ih_damage *k = v ? &known->v[*v] : NULL;
+		for (size_t r = 0; k && !d->v[i].is_metadata && r < k->n_refs; r++)
+			if (add_ref(d, &d->v[i], k->refs[r].image, k->refs[r].path)) {
+				d->oom = 1;
+				return 1;
+			}
+	}
+	return 1;
+}
+
 int damage_walk_refs(struct damage_set *d, const struct wim *w, const struct image_meta *metas,
-		     size_t nmetas, size_t from, size_t to, const atomic_int *stop)
+		     size_t nmetas, size_t from, size_t to, const struct damage_set *known,
+		     const atomic_int *stop)
 {
 	int need_walk = 0;
 	pthread_mutex_lock(&d->mu);
-	for (size_t i = from; i < to; i++)
-		need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
+	if (!known || !refs_from_known(d, known, from, to))
+		for (size_t i = from; i < to; i++)
+			need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
 	pthread_mutex_unlock(&d->mu);
+	if (d->oom)
+		return IH_ERR_NOMEM;
 	for (size_t i = 0; i < nmetas && need_walk; i++) {
 		struct ref_ctx c = {.d = d, .image = metas[i].image, .from = from, .to = to,
 				    .stop = stop};
@@ -250,7 +282,7 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 {
 	if (d->oom)
 		return IH_ERR_NOMEM; /* something was lost: no report rather than a wrong one */
-	int rc = damage_walk_refs(d, w, metas, nmetas, d->walked, d->n, NULL);
+	int rc = damage_walk_refs(d, w, metas, nmetas, d->walked, d->n, NULL, NULL);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < d->n; i++) {

@@ -176,7 +176,8 @@ static int post_damage(struct scan *sc, int final)
 	pthread_mutex_unlock(&d->mu);
 	if (to == sc->posted)
 		return IH_OK;
-	rc = damage_walk_refs(d, sc->w, sc->so->metas, sc->so->nmetas, d->walked, to, &sc->stop);
+	rc = damage_walk_refs(d, sc->w, sc->so->metas, sc->so->nmetas, d->walked, to, sc->so->known,
+			      &sc->stop);
 	if (rc || atomic_load(&sc->stop))
 		return rc;
 	sc->next_round = ih_now() + 8 * (ih_now() - t0);
