@@ -25,6 +25,7 @@
 
 #define BIG_BLOB (32u << 20)
 #define INTEGRITY_WINDOW (1u << 20)
+#define FIRST_ROUND 1.0  /* seconds into a scan before damage events are posted */
 
 enum task_kind { T_BLOB, T_SOLID_CHUNK, T_INTEGRITY, T_FP };
 
@@ -820,6 +821,10 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 	pthread_mutex_init(&sc.mu, NULL);
 	pthread_cond_init(&sc.cv, NULL);
 	sc.posted = d->n; /* found before the scan: no events, as ever */
+	/* The first walk for paths waits a second: a short scan (a restore's
+	 * re-scan of a few changed blobs) walks once, at its end, as its
+	 * report would anyway. */
+	sc.next_round = ih_now() + FIRST_ROUND;
 	if (so->mode == IH_SCAN_FINGERPRINT && (!so->rec || !so->fp_out))
 		so->mode = IH_SCAN_DEEP;
 	sc.ss = calloc(s->w->nsolids + 1, sizeof *sc.ss);
