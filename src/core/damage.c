@@ -233,13 +233,14 @@ int damage_walk_refs(struct damage_set *d, const struct wim *w, const struct ima
 		     size_t nmetas, size_t from, size_t to, const struct damage_set *known,
 		     const atomic_int *stop)
 {
-	int need_walk = 0;
+	int need_walk = 0, oom;
 	pthread_mutex_lock(&d->mu);
 	if (!known || !refs_from_known(d, known, from, to))
 		for (size_t i = from; i < to; i++)
 			need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
+	oom = d->oom;
 	pthread_mutex_unlock(&d->mu);
-	if (d->oom)
+	if (oom)
 		return IH_ERR_NOMEM;
 	for (size_t i = 0; i < nmetas && need_walk; i++) {
 		struct ref_ctx c = {.d = d, .image = metas[i].image, .from = from, .to = to,
