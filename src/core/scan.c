@@ -25,7 +25,7 @@
 
 #define BIG_BLOB (32u << 20)
 #define INTEGRITY_WINDOW (1u << 20)
-#define FIRST_ROUND 1.0  /* seconds into a scan before damage events are posted */
+#define FIRST_ROUND 1.0  /* seconds into the blob pass before damage events are posted */
 
 enum task_kind { T_BLOB, T_SOLID_CHUNK, T_INTEGRITY, T_FP };
 
@@ -821,10 +821,6 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 	pthread_mutex_init(&sc.mu, NULL);
 	pthread_cond_init(&sc.cv, NULL);
 	sc.posted = d->n; /* found before the scan: no events, as ever */
-	/* The first walk for paths waits a second: a short scan (a restore's
-	 * re-scan of a few changed blobs) walks once, at its end, as its
-	 * report would anyway. */
-	sc.next_round = ih_now() + FIRST_ROUND;
 	if (so->mode == IH_SCAN_FINGERPRINT && (!so->rec || !so->fp_out))
 		so->mode = IH_SCAN_DEEP;
 	sc.ss = calloc(s->w->nsolids + 1, sizeof *sc.ss);
@@ -884,6 +880,10 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 			goto out;
 		}
 	}
+	/* The first walk for paths waits a second into the blob pass: a short
+	 * one (a re-scan of a few changed blobs) walks once, at its end, as
+	 * its report would anyway. */
+	sc.next_round = ih_now() + FIRST_ROUND;
 	ih_job_set_phase(j, IH_PHASE_SCAN, bytes + sc.unchanged_bytes, blobs + unchanged);
 	atomic_fetch_add(&j->blobs_done, unchanged);
 	atomic_fetch_add(&j->bytes_done, sc.unchanged_bytes);
