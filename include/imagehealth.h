@@ -173,11 +173,17 @@ typedef struct ih_event {
 	ih_progress progress;
 	char text[256];
 	uint64_t request_id; /* IH_EVENT_REQUEST: the request's id */
-	/* IH_EVENT_DAMAGE: the blob (its paths are in the report) */
+	/* IH_EVENT_DAMAGE: the blob */
 	uint8_t sha1[20];
 	uint64_t size;       /* uncompressed size the image claims */
 	int reason;          /* ih_reason */
 	int is_metadata;
+	/* IH_EVENT_DAMAGE: the files that use the blob, as the report lists
+	 * them (by image, then path; beyond the report's cap only counted).
+	 * Owned by the job: valid until ih_job_free. */
+	const struct ih_ref *refs;
+	size_t n_refs;
+	size_t n_refs_omitted;
 } ih_event;
 
 typedef struct ih_job ih_job;

@@ -379,6 +379,14 @@ describe("check_health", function()
       d.refs)
     assert.is_string(d.detail)
     assert.is_true(#damage_events >= 1)
+    -- each damage event names the files of its blob, as the report does
+    -- (and as wimlib-imagex lists them)
+    for _, ev in ipairs(damage_events) do
+      assert.equal(dmg.sha1, ev.sha1)
+      assert.same(d.paths, ev.paths)
+      assert.same(tree.duplicate, ev.paths)
+      assert.equal(0, ev.refs_omitted)
+    end
     -- files() iterates the damaged files
     local files = {}
     for path, dmg, image in report:files() do

@@ -695,7 +695,7 @@ describe("events", function()
     local dmg = F.damage_file_data(img, tree.text)
     local s <close> = open(img)
     local got = {}
-    local state = s:check_health{scan = true, progress = function(ev)
+    local state, report = s:check_health{scan = true, progress = function(ev)
       if ev.type == "damage" then got[#got + 1] = ev end
     end}
     assert.equal("repairable", state)
@@ -704,6 +704,12 @@ describe("events", function()
     assert.equal(tree.files[tree.text].size, got[1].size)
     assert.is_string(got[1].reason)
     assert.is_false(got[1].is_metadata)
+    -- and the paths of the files the blob belongs to: the report's, which
+    -- are the ones the damage helper found with wimlib-imagex
+    assert.equal(1, #report.damaged)
+    assert.same(report.damaged[1].paths, got[1].paths)
+    assert.same(dmg.affected, got[1].paths)
+    assert.is_true(#got[1].paths >= 1)
   end)
 end)
 

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "imagehealth.h"
+#include "reader.h"
+#include "sha1.h"
 #include "testutil.h"
 #include "util.h"
 #include "wimfmt.h"
@@ -135,6 +137,121 @@ static void test_damaged_data(void)
 	r = check("lzx-bad.wim", 0, 2, IH_REPAIRABLE);
 	CHECK(r && r->from_record && r->n_damage == 1);
 	ih_report_free(r);
+}
+
+/* A scan's damage events carry the paths of the blob's files, the same
+ * the report gives (sorted by image, then path), whether the scan read the
+ * blob (deep) or took it from the fingerprint record (re-scan). */
+static void scan_events_paths(const char *name, const char *sdir, ih_scan_kind want_kind)
+{
+	char path[512];
+	ih_session *s;
+	ih_job *j;
+	ih_report *r = NULL;
+	ih_error err = {0};
+	ih_event evs[16], got = {0};
+	int ndamage = 0, done = 0, done_after_damage = 0;
+	snprintf(path, sizeof path, "%s/%s", workdir, name);
+	CHECK(ih_session_open(path, &(ih_open_options){.threads = 2, .state_dir = sdir}, &s,
+			      &err) == IH_OK);
+	CHECK(ih_check_start(s, &(ih_check_options){.scan = 1}, &j, &err) == IH_OK);
+	while (!done) {
+		ih_job_wait(j, 100);
+		size_t n = ih_job_events(j, evs, 16);
+		for (size_t i = 0; i < n; i++) {
+			if (evs[i].type == IH_EVENT_DAMAGE) {
+				got = evs[i];
+				ndamage++;
+			}
+			if (evs[i].type == IH_EVENT_DONE) {
+				done_after_damage = ndamage > 0;
+				done = 1;
+			}
+		}
+		if (!n && ih_job_done(j))
+			done = 1;
+	}
+	CHECK(ih_job_result(j, &r, &err) == IH_OK);
+	CHECK(ndamage == 1 && done_after_damage);
+	CHECK(r && r->n_damage == 1 && r->scan_kind == want_kind);
+	if (r && r->n_damage == 1 && ndamage == 1) {
+		const ih_damage *d = &r->damage[0];
+		CHECK(!memcmp(got.sha1, d->sha1, 20));
+		CHECK(got.n_refs == 2 && d->n_refs == 2 && got.n_refs_omitted == 0);
+		for (size_t k = 0; k < got.n_refs && k < d->n_refs; k++)
+			CHECK(got.refs[k].image == d->refs[k].image &&
+			      !strcmp(got.refs[k].path, d->refs[k].path));
+		/* sorted: the copy before the original, both of image 1 */
+		CHECK(got.n_refs == 2 && !strcmp(got.refs[0].path, "/bin/sub/copy-of-gpl") &&
+		      !strcmp(got.refs[1].path, "/docs/GPL-3") && got.refs[1].image == 1);
+	}
+	ih_report_free(r); /* the event's paths belong to the job, not the report */
+	if (ndamage == 1 && got.n_refs == 2)
+		CHECK(!strcmp(got.refs[1].path, "/docs/GPL-3"));
+	ih_job_free(j);
+	ih_session_close(s);
+}
+
+static void test_damage_event_paths(void)
+{
+	char sdir[300];
+	snprintf(sdir, sizeof sdir, "%s/state-events", workdir);
+	mkdir(sdir, 0700);
+	scan_events_paths("lzx-bad.wim", sdir, IH_SCAN_DEEP);        /* no record yet */
+	scan_events_paths("lzx-bad.wim", sdir, IH_SCAN_FINGERPRINT); /* from the record */
+}
+
+static int sha1_feed(void *ctx, const uint8_t *data, size_t len)
+{
+	ih_sha1_update(ctx, data, len);
+	return 0;
+}
+
+/* The blobs of a solid resource read one after another, in offset order
+ * (as a restore from an ESD source reads them): each chunk is decoded once
+ * (the reader keeps the last), not once per blob; and every blob still
+ * reads back right. */
+static void test_solid_chunk_cache(void)
+{
+	char p[512];
+	struct wim *w = NULL;
+	ih_error err;
+	struct ih_reader rd;
+	ih_sha1_ctx *md = ih_sha1_new();
+	size_t blobs = 0, chunks = 0, good = 0;
+	snprintf(p, sizeof p, "%s/solid.esd", workdir);
+	CHECK(wim_open(p, &w, &err) == IH_OK && w && w->nsolids >= 1);
+	if (!w || !md)
+		return;
+	ih_reader_init(&rd, w);
+	unsigned before = atomic_load(&ih_test_solid_decodes);
+	for (size_t k = 0; k < w->nsolids; k++) {
+		const struct wim_solid *sd = &w->solids[k];
+		uint64_t last = UINT64_MAX;
+		for (size_t i = 0; i < sd->nblobs; i++) {
+			const struct wim_blob *b = &w->blobs[sd->blobs[i]];
+			uint64_t c0 = b->offset / sd->sh.chunk_size;
+			uint64_t c1 = (b->offset + (b->size ? b->size - 1 : 0)) / sd->sh.chunk_size;
+			ih_reason reason;
+			char detail[160];
+			uint8_t h[20];
+			chunks += c1 - c0 + 1 - (c0 == last);
+			last = c1;
+			ih_sha1_init(md);
+			if (ih_read_any_blob(&rd, b, sha1_feed, md, NULL, &reason, detail,
+					     sizeof detail) == IH_READ_OK) {
+				ih_sha1_final(md, h);
+				good += !memcmp(h, b->sha1, 20);
+			}
+			blobs++;
+		}
+	}
+	unsigned decodes = atomic_load(&ih_test_solid_decodes) - before;
+	CHECK(blobs >= 8 && good == blobs);
+	CHECK(decodes == chunks && decodes < blobs);
+	ih_reader_free(&rd);
+	ih_sha1_free(md);
+	wim_free(w);
 }
 
 static void test_thread_invariance(void)
@@ -330,6 +447,8 @@ void test_check(void)
 	make_tree();
 	test_healthy_every_kind();
 	test_damaged_data();
+	test_damage_event_paths();
+	test_solid_chunk_cache();
 	test_thread_invariance();
 	test_solid_damage();
 	test_structure();

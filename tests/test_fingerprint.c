@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "fingerprint.h"
 #include "imagehealth.h"
+#include "session.h"
 #include "testutil.h"
 #include "util.h"
 #include "wimfmt.h"
@@ -447,6 +448,42 @@ static void test_quick(void)
 	ih_report_free(full);
 }
 
+/* A re-scan reads no tree while the records vouch for them all, and reads
+ * them only when a blob the records do not know turns out damaged (for its
+ * paths); each time exactly what a deep scan finds. */
+static void test_rescan_trees(void)
+{
+	char p[600], f[600], why[300];
+	struct wim_blob_entry e;
+	wpath(p, sizeof p, "t.wim");
+	snprintf(f, sizeof f, "%s/tree1/docs/GPL-3", wd);
+	tsh("rm -rf %s/t && cp -p %s/two.wim %s", wd, wd, p);
+	CHECK(twim_entry(p, f, &e) == 0);
+	tflip(p, e.res.offset + e.res.stored_size / 2, 1);
+	ih_report *full = scan("t.wim", "t", 1, 1, 0);
+	CHECK(full && full->state == IH_REPAIRABLE && full->n_damage == 1 &&
+	      full->damage[0].n_refs == 4); /* two paths in each of two images */
+	unsigned before = atomic_load(&ih_test_tree_reads);
+	ih_report *fp = scan("t.wim", "t", 1, 0, 1);
+	CHECK(atomic_load(&ih_test_tree_reads) == before);
+	CHECK(fp && fp->scan_kind == IH_SCAN_FINGERPRINT && fp->bytes_deep_scanned == 0);
+	CHECK_MSG(same_report(fp, full, why, sizeof why), why);
+	ih_report_free(fp);
+	/* new damage elsewhere: its paths need the trees */
+	snprintf(f, sizeof f, "%s/tree1/bin/file20.dat", wd);
+	CHECK(twim_entry(p, f, &e) == 0);
+	tflip(p, e.res.offset + e.res.stored_size / 2, 1);
+	before = atomic_load(&ih_test_tree_reads);
+	fp = scan("t.wim", "t", 1, 0, 1);
+	CHECK(atomic_load(&ih_test_tree_reads) > before);
+	ih_report *deep = scan("t.wim", NULL, 1, 1, 1);
+	CHECK(fp && fp->scan_kind == IH_SCAN_FINGERPRINT && fp->n_damage == 2);
+	CHECK_MSG(same_report(fp, deep, why, sizeof why), why);
+	ih_report_free(fp);
+	ih_report_free(deep);
+	ih_report_free(full);
+}
+
 /* A file that is mostly a hole nothing names: no fingerprints (hashing the
  * hole would cost more than the deep scan reads), and no time lost on it. */
 static void test_sparse(void)
@@ -485,6 +522,7 @@ void test_fingerprint(void)
 	test_altered_record();
 	test_changed_file();
 	test_quick();
+	test_rescan_trees();
 	test_sparse();
 	ih_test_fp_chunk = 0;
 	tsh("rm -rf %s", wd);

@@ -45,7 +45,7 @@ static uint64_t le64(const uint8_t *p)
 }
 
 /* SipHash-1-3 of the 20 bytes. */
-static uint64_t sha1_hash(const uint8_t sha1[20])
+uint64_t ih_blobindex_hash(const uint8_t sha1[20])
 {
 	uint64_t v0 = 0x736f6d6570736575ULL ^ key0, v1 = 0x646f72616e646f6dULL ^ key1;
 	uint64_t v2 = 0x6c7967656e657261ULL ^ key0, v3 = 0x7465646279746573ULL ^ key1;
@@ -104,10 +104,11 @@ static uint32_t tag_of(uint64_t h)
 	return (uint32_t)(h >> 32);
 }
 
-/* The slot holding sha1, or the empty slot where it would go. */
-static struct ih_blobindex_slot *find(const struct ih_blobindex *t, const uint8_t sha1[20])
+/* The slot holding sha1 (whose hash is h), or the empty slot where it
+ * would go. */
+static struct ih_blobindex_slot *find(const struct ih_blobindex *t, const uint8_t sha1[20],
+				      uint64_t h)
 {
-	uint64_t h = sha1_hash(sha1);
 	uint32_t tag = tag_of(h);
 	for (size_t i = home(h, t->cap);; i = (i + 1) & (t->cap - 1)) {
 		struct ih_blobindex_slot *s = &t->slots[i];
@@ -121,7 +122,7 @@ size_t *ih_blobindex_get(const struct ih_blobindex *t, const uint8_t sha1[20])
 {
 	if (!t->cap)
 		return NULL;
-	struct ih_blobindex_slot *s = find(t, sha1);
+	struct ih_blobindex_slot *s = find(t, sha1, ih_blobindex_hash(sha1));
 	return s->entry ? &t->entries[s->entry - 1].value : NULL;
 }
 
@@ -141,19 +142,32 @@ static int grow(struct ih_blobindex *t)
 	t->entries = entries;
 	t->cap = cap;
 	for (size_t e = 0; e < t->count; e++) {
-		struct ih_blobindex_slot *s = find(t, t->entries[e].sha1);
-		s->tag = tag_of(sha1_hash(t->entries[e].sha1));
+		uint64_t h = ih_blobindex_hash(t->entries[e].sha1);
+		struct ih_blobindex_slot *s = find(t, t->entries[e].sha1, h);
+		s->tag = tag_of(h);
 		s->entry = (uint32_t)e + 1;
 	}
 	return 0;
 }
 
+void ih_blobindex_prefetch(const struct ih_blobindex *t, uint64_t h)
+{
+	if (t->cap)
+		__builtin_prefetch(&t->slots[home(h, t->cap)], 1);
+}
+
 size_t *ih_blobindex_put(struct ih_blobindex *t, const uint8_t sha1[20], size_t value,
 			 int *created)
 {
+	return ih_blobindex_put_hashed(t, sha1, ih_blobindex_hash(sha1), value, created);
+}
+
+size_t *ih_blobindex_put_hashed(struct ih_blobindex *t, const uint8_t sha1[20], uint64_t h,
+				size_t value, int *created)
+{
 	if (!t->cap || ((t->count + 1) * 2 > t->cap && grow(t)))
 		return NULL;
-	struct ih_blobindex_slot *s = find(t, sha1);
+	struct ih_blobindex_slot *s = find(t, sha1, h);
 	if (s->entry) {
 		if (created)
 			*created = 0;
@@ -162,7 +176,7 @@ size_t *ih_blobindex_put(struct ih_blobindex *t, const uint8_t sha1[20], size_t 
 	struct ih_blobindex_entry *e = &t->entries[t->count];
 	memcpy(e->sha1, sha1, 20);
 	e->value = value;
-	s->tag = tag_of(sha1_hash(sha1));
+	s->tag = tag_of(h);
 	s->entry = (uint32_t)++t->count;
 	if (created)
 		*created = 1;

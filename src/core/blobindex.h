@@ -30,5 +30,12 @@ size_t *ih_blobindex_get(const struct ih_blobindex *t, const uint8_t sha1[20]);
  * The pointer is valid until the next insertion. */
 size_t *ih_blobindex_put(struct ih_blobindex *t, const uint8_t sha1[20], size_t value,
 			 int *created);
+/* For bulk insertion: the keyed hash of a SHA-1, a hint to fetch its home
+ * slot into the cache (a table larger than the cache costs a miss per
+ * insertion otherwise), and put with the hash already computed. */
+uint64_t ih_blobindex_hash(const uint8_t sha1[20]);
+void ih_blobindex_prefetch(const struct ih_blobindex *t, uint64_t h);
+size_t *ih_blobindex_put_hashed(struct ih_blobindex *t, const uint8_t sha1[20], uint64_t h,
+				size_t value, int *created);
 
 #endif

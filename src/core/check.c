@@ -40,6 +40,8 @@ struct walk_ctx {
 	uint32_t image;
 };
 
+#define MISSING_DETAIL "the image references it but the blob table does not list it"
+
 static int walk_stream(void *ctx, const uint8_t sha1[20], const char *path, int named)
 {
 	struct walk_ctx *c = ctx;
@@ -55,8 +57,7 @@ static int walk_stream(void *ctx, const uint8_t sha1[20], const char *path, int 
 		if (!ih_blobindex_put(c->missing, sha1, 0, &created))
 			return -1;
 		if (created)
-			damage_add(c->d, c->w, sha1, NULL, IH_REASON_MISSING,
-				   "the image references it but the blob table does not list it");
+			damage_add(c->d, c->w, sha1, NULL, IH_REASON_MISSING, MISSING_DETAIL);
 	}
 	return damage_note_ref(c->d, c->image, sha1, path);
 }
@@ -90,8 +91,17 @@ const char *ih_scan_kind_name(ih_scan_kind k)
 	return "unknown";
 }
 
-static int records_match(const ih_session *s, const uint8_t layout[FP_LEN],
-			 const struct state_recall *rec, uint32_t image);
+/* What the records are compared with: the raw layout and metadata hashes
+ * of the file now (images first..), all hashed at once on the session's
+ * threads. */
+struct raw_now {
+	uint32_t first;
+	uint8_t layout[FP_LEN];
+	uint8_t (*meta)[FP_LEN];
+	uint8_t *have;
+};
+static int records_match(const struct raw_now *now, const struct state_recall *rec,
+			 uint32_t image);
 
 /* Damage and problems the last full scan of this exact file recorded, for
  * each selected image; with_refs also takes the recorded paths.  *n gets
@@ -99,27 +109,41 @@ static int records_match(const ih_session *s, const uint8_t layout[FP_LEN],
 static int recall_records(const ih_session *s, int with_refs, struct damage_set *d,
 			  struct problem_list *pl, ih_report *r, uint32_t *n, int verify)
 {
-	uint8_t layout[FP_LEN];
+	uint32_t first = ih_session_first(s), last = ih_session_last(s);
+	struct raw_now now = {.first = first};
+	int rc = IH_OK;
 	*n = 0;
-	if (verify)
-		fp_layout_hash(s->w, layout);
-	for (uint32_t i = ih_session_first(s); i <= ih_session_last(s); i++) {
+	for (uint32_t i = first; i <= last; i++) {
 		struct state_recall rec = {0};
-		int rc = state_recall(s, i, with_refs, d, pl, &rec);
+		int rr = state_recall(s, i, with_refs, d, pl, &rec);
 		if (rec.note && !r->record_note)
 			r->record_note = rec.note;
-		if (rc == IH_ERR_NOMEM)
-			return rc;
-		if (rc != IH_OK)
+		if (rr == IH_ERR_NOMEM) {
+			rc = rr;
+			goto out;
+		}
+		if (rr != IH_OK)
 			continue;
-		if (verify && !records_match(s, layout, &rec, i))
-			return IH_OK; /* *n short: the caller decodes instead */
+		if (verify && !now.meta) { /* a record to compare: hash the file now */
+			now.meta = malloc((last - first + 1) * FP_LEN);
+			now.have = malloc(last - first + 1);
+			if (!now.meta || !now.have) {
+				rc = IH_ERR_NOMEM;
+				goto out;
+			}
+			fp_raw_hashes(s->w, first, last, s->threads, now.layout, now.meta, now.have);
+		}
+		if (verify && !records_match(&now, &rec, i))
+			break; /* *n short: the caller decodes instead */
 		(*n)++;
 		r->from_record = 1;
 		if (rec.scanned_at > r->recorded_at)
 			r->recorded_at = rec.scanned_at;
 	}
-	return IH_OK;
+out:
+	free(now.meta);
+	free(now.have);
+	return rc;
 }
 
 /* The report's problems (the open's and the check's), its state, and its
@@ -150,14 +174,13 @@ static int finish_report(const struct wim *w, struct damage_set *d, const struct
 
 /* Does every selected image's record vouch for the file as it is now:
  * the same raw headers and blob tables, the same raw metadata? */
-static int records_match(const ih_session *s, const uint8_t layout[FP_LEN],
-			 const struct state_recall *rec, uint32_t image)
+static int records_match(const struct raw_now *now, const struct state_recall *rec,
+			 uint32_t image)
 {
-	uint8_t meta[FP_LEN];
-	int have = fp_metadata_hash(s->w, image, meta) == 0;
-	if (memcmp(layout, rec->layout, FP_LEN) || have != rec->have_metaraw)
+	int have = now->have[image - now->first];
+	if (memcmp(now->layout, rec->layout, FP_LEN) || have != rec->have_metaraw)
 		return 0;
-	return !have || !memcmp(meta, rec->metaraw, FP_LEN);
+	return !have || !memcmp(now->meta[image - now->first], rec->metaraw, FP_LEN);
 }
 
 /* A report from the records alone; verify: only when they vouch for the
@@ -290,6 +313,62 @@ static int choose_scan(ih_session *s, const ih_check_options *opt, struct fp_rec
 	return IH_OK;
 }
 
+/* The quick phase of a fingerprint re-scan of every image, from the
+ * records when they vouch for the layout (the fingerprint record's too)
+ * and every image's raw metadata: the trees would decode as they did then,
+ * so their walk would find what the records hold (the blobs they lack,
+ * the paths of every recorded damage), and a tree is decoded later only if
+ * a blob the records do not know is found damaged.  Not when the records
+ * hold metadata damage or problems, or paths beyond the caps (the records
+ * keep no count of those): the trees are decoded then.  Returns 1 (rec
+ * loaded, known filled, damage and metas set up), 0 (nothing changed:
+ * decode), or IH_ERR_NOMEM (as a negative number). */
+static int quick_from_records(ih_session *s, struct image_meta *metas, size_t nmetas,
+			      struct fp_record *rec, struct damage_set *known,
+			      struct damage_set *d)
+{
+	const struct wim *w = s->w;
+	struct problem_list kpl = {0};
+	ih_report scratch = {0};
+	uint8_t layout[FP_LEN];
+	const char *note = NULL;
+	uint32_t have = 0;
+	int ok = 0, rc = state_fp_load(s, rec, &note);
+
+	if (rc != IH_OK)
+		return rc == IH_ERR_NOMEM ? -IH_ERR_NOMEM : 0;
+	fp_layout_hash(w, layout);
+	if (memcmp(layout, rec->layout, FP_LEN) || damage_set_init(known))
+		goto out;
+	if ((rc = recall_records(s, 1, known, &kpl, &scratch, &have, 1)) != IH_OK) {
+		ok = -rc;
+		goto out;
+	}
+	ok = have == nmetas && nmetas > 0 && !known->oom && damage_refs_complete(known);
+	for (size_t i = 0; ok && i < known->n; i++)
+		ok = !known->v[i].is_metadata;
+	for (size_t i = 0; ok && i < kpl.n; i++)
+		ok = kpl.v[i].kind != IH_PROBLEM_METADATA;
+	for (size_t i = 0; ok && i < known->n; i++)
+		if (known->v[i].reason == IH_REASON_MISSING &&
+		    !damage_add(d, w, known->v[i].sha1, NULL, IH_REASON_MISSING, MISSING_DETAIL) &&
+		    d->oom)
+			ok = -IH_ERR_NOMEM;
+	for (size_t i = 0; ok == 1 && i < nmetas; i++)
+		metas[i] = (struct image_meta){.image = ih_session_first(s) + (uint32_t)i, .ok = 1};
+	if (ok == 1 && (rc = damage_walk_refs(d, w, metas, nmetas, 0, d->n, known, NULL)))
+		ok = -rc;
+out:
+	free(kpl.v);
+	if (ok != 1) {
+		fp_record_free(rec);
+		if (known->v || known->idx.cap)
+			damage_set_free(known);
+		memset(metas, 0, nmetas * sizeof *metas);
+	}
+	return ok;
+}
+
 /* After a full scan of every blob: the fingerprints of what it read and
  * the damage it found, for the next re-scan. */
 static void save_fingerprints(ih_session *s, const struct scan_opts *so, struct fp_set *fps,
@@ -333,8 +412,9 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	struct fp_record rec = {0};
 	struct fp_set fps = {0};
 	struct scan_opts so = {.mode = IH_SCAN_DEEP};
+	struct damage_set known = {0};
 	double t0 = ih_now();
-	int rc = IH_OK;
+	int rc = IH_OK, lazy = 0;
 
 	ih_reader_init(&rd, w);
 	rd.threads = opt->threads > 0 ? opt->threads : s->threads;
@@ -381,9 +461,18 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 	if (!w->nonrepairable && !s->index)
 		structural_damage(s, NULL, &d);
 
+	/* A re-scan whose records vouch for the trees decodes none now. */
+	if (opt->scan && !opt->deep && !s->index && !w->nonrepairable && fingerprints_worth(w)) {
+		lazy = quick_from_records(s, metas, nmetas, &rec, &known, &d);
+		if (lazy < 0) {
+			rc = ih_fail(err, -lazy, "out of memory reading the state record");
+			goto out;
+		}
+	}
+
 	/* Metadata: every selected image's directory tree, one at a time
 	 * (each is freed after its walk). */
-	for (size_t i = 0; i < nmetas && !w->nonrepairable; i++) {
+	for (size_t i = 0; i < nmetas && !w->nonrepairable && !lazy; i++) {
 		struct image_meta *m = &metas[i];
 		rc = image_meta_read(w, &rd, first + (uint32_t)i, m, err);
 		if (rc)
@@ -429,7 +518,11 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 		int meta_ok = nmetas > 0;
 		for (size_t i = 0; i < nmetas; i++)
 			meta_ok &= metas[i].ok;
-		if (choose_scan(s, opt, &rec, &so, r, meta_ok)) {
+		if (lazy) {
+			so.mode = IH_SCAN_FINGERPRINT;
+			so.rec = &rec;
+			so.known = &known;
+		} else if (choose_scan(s, opt, &rec, &so, r, meta_ok)) {
 			rc = ih_fail(err, IH_ERR_NOMEM, "out of memory reading the fingerprint record");
 			goto out;
 		}
@@ -440,6 +533,8 @@ int check_run(ih_session *s, ih_job *j, const ih_check_options *opt, ih_report *
 			goto out;
 		}
 		so.fp_out = fps.fp ? &fps : NULL;
+		so.metas = metas;
+		so.nmetas = nmetas;
 		rc = scan_blobs(s, j, threads, s->index ? used : NULL, &so, &d, &pl, err);
 		if (rc || ih_job_cancelled(j))
 			goto out;
@@ -473,6 +568,8 @@ out:
 	ih_blobindex_free(&missing);
 	free(used);
 	damage_set_free(&d);
+	if (lazy == 1)
+		damage_set_free(&known);
 	free(pl.v);
 	ih_reader_free(&rd);
 	fp_record_free(&rec);

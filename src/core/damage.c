@@ -178,33 +178,81 @@ int damage_note_ref(struct damage_set *d, uint32_t image, const uint8_t sha1[20]
 struct ref_ctx {
 	struct damage_set *d;
 	uint32_t image;
+	size_t from, to;
+	const atomic_int *stop;
 	int oom;
 };
 
+/* Entries may be added meanwhile (scanner threads): the set is looked at
+ * under its lock. */
 static int collect_ref(void *ctx, const uint8_t sha1[20], const char *path, int named)
 {
 	struct ref_ctx *c = ctx;
-	size_t *v = ih_blobindex_get(&c->d->idx, sha1);
+	int rc = 0;
 	(void)named;
-	if (!v || *v < c->d->walked)
-		return 0;
-	if (add_ref(c->d, &c->d->v[*v], c->image, path)) {
-		c->oom = 1;
+	if (c->stop && atomic_load_explicit(c->stop, memory_order_relaxed))
 		return 1;
+	pthread_mutex_lock(&c->d->mu);
+	size_t *v = ih_blobindex_get(&c->d->idx, sha1);
+	if (v && *v >= c->from && *v < c->to && add_ref(c->d, &c->d->v[*v], c->image, path)) {
+		c->oom = 1;
+		rc = 1;
 	}
-	return 0;
+	pthread_mutex_unlock(&c->d->mu);
+	return rc;
 }
 
-int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
-		     size_t nmetas, ih_report *r)
+/* Refs of an entry in the report's order: by image, then path. */
+static void sort_refs(ih_damage *dm)
 {
-	int need_walk = 0;
-	if (d->oom)
-		return IH_ERR_NOMEM; /* something was lost: no report rather than a wrong one */
-	for (size_t i = d->walked; i < d->n; i++)
-		need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
+	if (dm->n_refs > 1)
+		qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
+}
+
+int damage_refs_complete(const struct damage_set *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].n_refs >= REFS_PER_BLOB || d->v[i].n_refs_omitted)
+			return 0;
+	return d->ref_bytes < REF_BYTES / 2;
+}
+
+/* Entries [from, to) take their refs from `known` when it has every one
+ * that can have paths: 1 if so, else 0 (and none is taken). */
+static int refs_from_known(struct damage_set *d, const struct damage_set *known, size_t from,
+			   size_t to)
+{
+	for (size_t i = from; i < to; i++)
+		if (!d->v[i].is_metadata && !ih_blobindex_get(&known->idx, d->v[i].sha1))
+			return 0;
+	for (size_t i = from; i < to; i++) {
+		const size_t *v = ih_blobindex_get(&known->idx, d->v[i].sha1);
+		const ih_damage *k = v ? &known->v[*v] : NULL;
+		for (size_t r = 0; k && !d->v[i].is_metadata && r < k->n_refs; r++)
+			if (add_ref(d, &d->v[i], k->refs[r].image, k->refs[r].path)) {
+				d->oom = 1;
+				return 1;
+			}
+	}
+	return 1;
+}
+
+int damage_walk_refs(struct damage_set *d, const struct wim *w, const struct image_meta *metas,
+		     size_t nmetas, size_t from, size_t to, const struct damage_set *known,
+		     const atomic_int *stop)
+{
+	int need_walk = 0, oom;
+	pthread_mutex_lock(&d->mu);
+	if (!known || !refs_from_known(d, known, from, to))
+		for (size_t i = from; i < to; i++)
+			need_walk |= !d->v[i].is_metadata; /* metadata has no paths */
+	oom = d->oom;
+	pthread_mutex_unlock(&d->mu);
+	if (oom)
+		return IH_ERR_NOMEM;
 	for (size_t i = 0; i < nmetas && need_walk; i++) {
-		struct ref_ctx c = {.d = d, .image = metas[i].image};
+		struct ref_ctx c = {.d = d, .image = metas[i].image, .from = from, .to = to,
+				    .stop = stop};
 		struct image_meta again = {0};
 		const struct image_meta *m = &metas[i];
 		char why[128];
@@ -228,11 +276,27 @@ int damage_to_report(struct damage_set *d, const struct wim *w, struct image_met
 		image_meta_free(&again);
 		if (wr == IH_META_NOMEM || c.oom)
 			return IH_ERR_NOMEM;
+		if (stop && atomic_load(stop))
+			return IH_OK; /* cancelled: nobody reads the paths */
 	}
+	pthread_mutex_lock(&d->mu);
+	for (size_t i = from; i < to; i++)
+		sort_refs(&d->v[i]);
+	pthread_mutex_unlock(&d->mu);
+	return IH_OK;
+}
+
+int damage_to_report(struct damage_set *d, const struct wim *w, struct image_meta *metas,
+		     size_t nmetas, ih_report *r)
+{
+	if (d->oom)
+		return IH_ERR_NOMEM; /* something was lost: no report rather than a wrong one */
+	int rc = damage_walk_refs(d, w, metas, nmetas, d->walked, d->n, NULL, NULL);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < d->n; i++) {
 		ih_damage *dm = &d->v[i];
-		if (dm->n_refs > 1)
-			qsort(dm->refs, dm->n_refs, sizeof *dm->refs, cmp_ref);
+		sort_refs(dm);
 		/* images: those of the refs (noted with them, kept or not), plus
 		 * the metadata's own image */
 		if (dm->n_images) {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include "fingerprint.h"
 #include "util.h"
@@ -122,6 +123,40 @@ int fp_metadata_hash(const struct wim *w, uint32_t image, uint8_t out[FP_LEN])
 	free(buf);
 	fp_md_free(md);
 	return rc;
+}
+
+struct raw_job {
+	const struct wim *w;
+	uint32_t first, n;
+	uint8_t *layout, (*meta)[FP_LEN], *have;
+	atomic_uint next;
+};
+
+static void *raw_worker(void *arg)
+{
+	struct raw_job *j = arg;
+	for (uint32_t t; (t = atomic_fetch_add(&j->next, 1)) <= j->n;) {
+		if (t == 0)
+			fp_layout_hash(j->w, j->layout);
+		else
+			j->have[t - 1] = fp_metadata_hash(j->w, j->first + t - 1, j->meta[t - 1]) == 0;
+	}
+	return NULL;
+}
+
+void fp_raw_hashes(const struct wim *w, uint32_t first, uint32_t last, int threads,
+		   uint8_t layout[FP_LEN], uint8_t (*meta)[FP_LEN], uint8_t *have)
+{
+	struct raw_job j = {.w = w, .first = first, .n = last >= first ? last - first + 1 : 0,
+			    .layout = layout, .meta = meta, .have = have};
+	pthread_t tid[8];
+	int started = 0;
+	atomic_init(&j.next, 0);
+	for (int t = 1; t < threads && t < 8 && (uint32_t)t <= j.n; t++)
+		started += pthread_create(&tid[started], NULL, raw_worker, &j) == 0;
+	raw_worker(&j);
+	for (int t = 0; t < started; t++)
+		pthread_join(tid[t], NULL);
 }
 
 void fp_record_free(struct fp_record *r)

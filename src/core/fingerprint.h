@@ -43,6 +43,12 @@ int fp_hash_range(const struct wim *w, uint16_t part, uint64_t off, uint64_t end
 /* SHA-256 of the raw stored bytes of image's metadata resource.  0, or -1
  * when it has none usable or they cannot be read. */
 int fp_metadata_hash(const struct wim *w, uint32_t image, uint8_t out[FP_LEN]);
+/* fp_layout_hash, and fp_metadata_hash of images first..last into
+ * meta[i - first] (have[i - first]: it has one), on up to `threads`
+ * threads (the calling one included): all a quick check from a record
+ * reads of the file. */
+void fp_raw_hashes(const struct wim *w, uint32_t first, uint32_t last, int threads,
+		   uint8_t layout[FP_LEN], uint8_t (*meta)[FP_LEN], uint8_t *have);
 struct evp_md_ctx_st *fp_md_new(void);
 void fp_md_free(struct evp_md_ctx_st *md);
 

@@ -419,8 +419,33 @@ int ih_job_info_result(ih_job *j, ih_wim_info **info, ih_error *err)
 	return rc;
 }
 
+/* Memory that lives as long as the job (what events point into). */
+void *ih_job_keep(ih_job *j, size_t size)
+{
+	void *p = malloc(size ? size : 1), **nk = NULL;
+	if (!p)
+		return NULL;
+	pthread_mutex_lock(&j->mu);
+	nk = j->kept;
+	if (!(j->nkept & (j->nkept - 1))) /* 0, 1, 2, 4...: doubled */
+		nk = realloc(j->kept, (j->nkept ? 2 * j->nkept : 1) * sizeof *nk);
+	if (nk) {
+		j->kept = nk;
+		nk[j->nkept++] = p;
+	}
+	pthread_mutex_unlock(&j->mu);
+	if (!nk) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
 static void job_destroy(ih_job *j)
 {
+	for (size_t i = 0; i < j->nkept; i++)
+		free(j->kept[i]);
+	free(j->kept);
 	ih_job_requests_free(j);
 	if (j->free_arg)
 		j->free_arg(j->arg);

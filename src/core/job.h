@@ -48,6 +48,9 @@ struct ih_job {
 	 * runner; the caller's reference and the reaper's, the last frees */
 	int released;
 	atomic_int refs;
+	/* memory events point into (ih_job_keep), freed with the job */
+	void **kept;
+	size_t nkept;
 };
 
 int ih_job_start(ih_job_fn fn, void *arg, void (*free_arg)(void *), ih_cancel *token,
@@ -65,6 +68,9 @@ void ih_job_post(ih_job *j, ih_event_type type, const char *fmt, ...)
 /* Queues ev (its progress filled in here).  REQUEST and DONE are never
  * dropped. */
 void ih_job_post_event(ih_job *j, ih_event *ev);
+/* size bytes that live as long as the job (what an event points to), or
+ * NULL (ENOMEM). */
+void *ih_job_keep(ih_job *j, size_t size);
 /* Caller holds mu: makes the caller look again (fd readable, ih_job_wait
  * returns) though no event was queued. */
 void ih_job_wake_caller_locked(ih_job *j);

@@ -12,6 +12,8 @@
 
 #define WINDOW (1u << 20)
 
+atomic_uint ih_test_solid_decodes;
+
 void ih_reader_init(struct ih_reader *r, const struct wim *w)
 {
 	memset(r, 0, sizeof *r);
@@ -46,6 +48,7 @@ static int reserve(void *pp, size_t *cap, size_t need, size_t elem)
 
 int ih_reader_reserve_in(struct ih_reader *r, size_t n)
 {
+	r->cache_s = NULL; /* the caller writes into in */
 	return reserve(&r->in, &r->incap, n, 1);
 }
 
@@ -103,6 +106,7 @@ int ih_read_blob(struct ih_reader *r, const struct wim_blob *b, ih_data_fn fn, v
 {
 	const struct wim *w = r->w;
 
+	r->cache_s = NULL; /* in and out are reused below */
 	if (b->bad)
 		return damaged(reason, detail, dlen, b->bad, "%s", b->why);
 
@@ -299,6 +303,8 @@ int ih_read_blob_alloc(struct ih_reader *r, const struct wim_blob *b, uint64_t m
 	struct alloc_ctx a = {0};
 	int rc;
 
+	r->cache_s = NULL;
+
 	*out = NULL;
 	if (b->bad) /* before allocating what the entry claims */
 		return damaged(reason, detail, dlen, b->bad, "%s", b->why);
@@ -329,6 +335,12 @@ int ih_read_solid_chunk(struct ih_reader *r, const struct wim_solid *s, uint64_t
 	size_t clen = (size_t)(s->chunk_offs[c + 1] - s->chunk_offs[c]);
 	size_t ulen = c + 1 == s->nchunks ? (size_t)(s->sh.usize - c * (uint64_t)cs) : cs;
 
+	if (r->cache_s == s && r->cache_c == c) {
+		*data = r->cache_data;
+		*len = ulen;
+		return IH_READ_OK;
+	}
+	r->cache_s = NULL;
 	/* ulen, not the chunk size: a header claiming 1 GiB chunks does not
 	 * make a small resource cost 1 GiB. */
 	if (reserve(&r->in, &r->incap, clen, 1) || reserve(&r->out, &r->outcap, ulen, 1))
@@ -344,12 +356,16 @@ int ih_read_solid_chunk(struct ih_reader *r, const struct wim_solid *s, uint64_t
 			       "solid resource: no %s decompressor for chunks of %u bytes",
 			       wim_ctype_name((int)s->sh.ctype), cs);
 	}
+	atomic_fetch_add_explicit(&ih_test_solid_decodes, 1, memory_order_relaxed);
 	*data = decode_chunk(r, r->in, clen, ulen);
 	if (!*data)
 		return damaged(reason, detail, dlen, IH_REASON_DECOMPRESS,
 			       "solid chunk %llu of %llu failed to decompress",
 			       (unsigned long long)c + 1, (unsigned long long)s->nchunks);
 	*len = ulen;
+	r->cache_s = s;
+	r->cache_c = c;
+	r->cache_data = *data;
 	return IH_READ_OK;
 }
 

@@ -28,7 +28,16 @@ struct ih_reader {
 	int (*raw_tap)(void *ctx, const uint8_t *data, size_t len);
 	void *raw_ctx;
 	int threads;      /* ih_read_blob_alloc may decode on this many threads */
+	/* The last solid chunk decoded (in `in` or `out`), while nothing else
+	 * used them: the blobs of one chunk (64 MiB in an ESD) read one after
+	 * another decode it once.  cache_s NULL: none. */
+	const struct wim_solid *cache_s;
+	uint64_t cache_c;
+	const uint8_t *cache_data;
 };
+
+/* For tests: solid chunks decoded (or copied, stored raw) so far. */
+extern atomic_uint ih_test_solid_decodes;
 
 /* Outcome of reading a blob. */
 enum { IH_READ_OK = 0, IH_READ_DAMAGED = 1, IH_READ_STOPPED = 2, IH_READ_ERROR = 3 };

@@ -25,6 +25,7 @@
 
 #define BIG_BLOB (32u << 20)
 #define INTEGRITY_WINDOW (1u << 20)
+#define FIRST_ROUND 1.0  /* seconds into the blob pass before damage events are posted */
 
 enum task_kind { T_BLOB, T_SOLID_CHUNK, T_INTEGRITY, T_FP };
 
@@ -88,6 +89,8 @@ struct scan {
 	int integrity_is_fp;    /* integrity chunks are the fingerprints now */
 	atomic_uint_fast64_t deep_bytes, fp_bytes, int_bytes;
 	uint64_t unchanged_bytes;  /* blob bytes proven unchanged */
+	size_t posted;          /* damage entries [0, posted) need no event (any more) */
+	double next_round;      /* when post_damage may walk the trees again */
 };
 
 struct worker {
@@ -121,21 +124,81 @@ static void scan_error(struct scan *sc, int code, const char *fmt, const char *a
 	atomic_store(&sc->stop, 1);
 }
 
+/* Damage goes into the set; its event is posted by post_damage, once its
+ * paths are known. */
 static void report_damage(struct scan *sc, const struct wim_blob *b, ih_reason reason,
 			  const char *detail)
 {
-	char hex[41];
 	/* a solid resource holds other images' blobs too: not ours to report */
 	if (sc->want && !sc->want[b - sc->w->blobs])
 		return;
-	if (damage_add(sc->d, sc->w, b->sha1, b, reason, detail)) {
-		ih_event ev = {.type = IH_EVENT_DAMAGE, .size = b->size, .reason = (int)reason,
-			       .is_metadata = b->image != 0};
-		ih_sha1_hex(b->sha1, hex);
-		memcpy(ev.sha1, b->sha1, 20);
-		snprintf(ev.text, sizeof ev.text, "%s %s %s", hex, ih_reason_name(reason), detail);
-		ih_job_post_event(sc->j, &ev);
+	damage_add(sc->d, sc->w, b->sha1, b, reason, detail);
+}
+
+/* Copies entry dm's refs into memory the job keeps, for its event. */
+static int keep_refs(ih_job *j, const ih_damage *dm, ih_event *ev)
+{
+	size_t bytes = dm->n_refs * sizeof(ih_ref);
+	for (size_t k = 0; k < dm->n_refs; k++)
+		bytes += strlen(dm->refs[k].path) + 1;
+	ih_ref *v = dm->n_refs ? ih_job_keep(j, bytes) : NULL;
+	char *p = (char *)(v + dm->n_refs);
+	if (dm->n_refs && !v)
+		return -1;
+	for (size_t k = 0; k < dm->n_refs; k++) {
+		size_t len = strlen(dm->refs[k].path) + 1;
+		v[k].image = dm->refs[k].image;
+		v[k].path = memcpy(p, dm->refs[k].path, len);
+		p += len;
 	}
+	ev->refs = v;
+	ev->n_refs = dm->n_refs;
+	ev->n_refs_omitted = dm->n_refs_omitted;
+	return 0;
+}
+
+/* The events of damage found since the last call, each with its paths:
+ * the trees are walked for them now (the walk the report would make at
+ * the end), so a round costs a walk of every selected tree; rounds are
+ * spaced to keep walking under a ninth of the scan's time, and the final
+ * one (at the end of the scan) posts the rest.  IH_OK or an error. */
+static int post_damage(struct scan *sc, int final)
+{
+	struct damage_set *d = sc->d;
+	double t0 = ih_now();
+	size_t to;
+	int rc;
+	char hex[41];
+
+	if (!final && t0 < sc->next_round)
+		return IH_OK;
+	pthread_mutex_lock(&d->mu);
+	to = d->n;
+	pthread_mutex_unlock(&d->mu);
+	if (to == sc->posted)
+		return IH_OK;
+	rc = damage_walk_refs(d, sc->w, sc->so->metas, sc->so->nmetas, d->walked, to, sc->so->known,
+			      &sc->stop);
+	if (rc || atomic_load(&sc->stop))
+		return rc;
+	sc->next_round = ih_now() + 8 * (ih_now() - t0);
+	pthread_mutex_lock(&d->mu);
+	if (d->walked < to)
+		d->walked = to;
+	for (; sc->posted < to && !rc; sc->posted++) {
+		const ih_damage *dm = &d->v[sc->posted];
+		ih_event ev = {.type = IH_EVENT_DAMAGE, .size = dm->size, .reason = (int)dm->reason,
+			       .is_metadata = dm->is_metadata};
+		memcpy(ev.sha1, dm->sha1, 20);
+		ih_sha1_hex(dm->sha1, hex);
+		snprintf(ev.text, sizeof ev.text, "%s %s %s", hex, ih_reason_name(dm->reason),
+			 dm->detail);
+		rc = keep_refs(sc->j, dm, &ev) ? IH_ERR_NOMEM : IH_OK;
+		if (!rc)
+			ih_job_post_event(sc->j, &ev);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return rc;
 }
 
 static int hash_chunk(void *ctx, const uint8_t *data, size_t len)
@@ -628,6 +691,8 @@ static int run_pool(struct scan *sc, struct worker *wks, int threads, ih_error *
 			}
 		}
 		ih_job_tick(sc->j);
+		if (post_damage(sc, 0) == IH_ERR_NOMEM)
+			scan_error(sc, IH_ERR_NOMEM, "%s: %s", "damage paths", ENOMEM);
 		pthread_mutex_lock(&sc->mu);
 	}
 	pthread_mutex_unlock(&sc->mu);
@@ -755,6 +820,7 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 
 	pthread_mutex_init(&sc.mu, NULL);
 	pthread_cond_init(&sc.cv, NULL);
+	sc.posted = d->n; /* found before the scan: no events, as ever */
 	if (so->mode == IH_SCAN_FINGERPRINT && (!so->rec || !so->fp_out))
 		so->mode = IH_SCAN_DEEP;
 	sc.ss = calloc(s->w->nsolids + 1, sizeof *sc.ss);
@@ -814,12 +880,19 @@ int scan_blobs(ih_session *s, ih_job *j, int threads, const uint8_t *want,
 			goto out;
 		}
 	}
+	/* The first walk for paths waits a second into the blob pass: a short
+	 * one (a re-scan of a few changed blobs) walks once, at its end, as
+	 * its report would anyway. */
+	sc.next_round = ih_now() + FIRST_ROUND;
 	ih_job_set_phase(j, IH_PHASE_SCAN, bytes + sc.unchanged_bytes, blobs + unchanged);
 	atomic_fetch_add(&j->blobs_done, unchanged);
 	atomic_fetch_add(&j->bytes_done, sc.unchanged_bytes);
 	rc = run_pool(&sc, wks, threads, err);
 	if (rc == IH_OK && !ih_job_cancelled(j) && judge_integrity(&sc, s->w, pl))
 		rc = ih_fail(err, IH_ERR_NOMEM, "out of memory");
+	if (rc == IH_OK && !ih_job_cancelled(j) && (rc = post_damage(&sc, 1)) != IH_OK)
+		rc = ih_fail(err, rc, rc == IH_ERR_NOMEM ? "out of memory" : "%s: cannot read the metadata again for the damaged files' paths",
+			     s->w->path);
 out:
 	so->bytes_deep = atomic_load(&sc.deep_bytes);
 	so->bytes_checked = so->bytes_deep + sc.unchanged_bytes + atomic_load(&sc.int_bytes);

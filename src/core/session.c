@@ -224,6 +224,8 @@ void ih_session_close(ih_session *s)
 	ih_session_unref(s);
 }
 
+atomic_uint ih_test_tree_reads;
+
 int image_meta_read(const struct wim *w, struct ih_reader *r, uint32_t image,
 		    struct image_meta *m, ih_error *err)
 {
@@ -232,6 +234,7 @@ int image_meta_read(const struct wim *w, struct ih_reader *r, uint32_t image,
 	uint8_t hash[20];
 	int rc;
 
+	atomic_fetch_add_explicit(&ih_test_tree_reads, 1, memory_order_relaxed);
 	memset(m, 0, sizeof *m);
 	m->image = image;
 	b = wim_image_metadata(w, image);

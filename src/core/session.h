@@ -69,6 +69,8 @@ struct image_meta {
 
 int image_meta_read(const struct wim *w, struct ih_reader *r, uint32_t image,
 		    struct image_meta *m, ih_error *err);
+/* For tests: how many times image_meta_read ran (trees read and decoded). */
+extern atomic_uint ih_test_tree_reads;
 void image_meta_free(struct image_meta *m);
 
 /* Damage found so far; thread-safe adds, one entry per SHA-1. */
@@ -96,6 +98,19 @@ ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t s
  * the metadata for other reasons: saves a second walk).  0, or -1 (ENOMEM). */
 int damage_note_ref(struct damage_set *d, uint32_t image, const uint8_t sha1[20],
 		    const char *path);
+/* Attaches to entries [from, to) the paths from the selected images'
+ * metadata (those read ok; a freed tree is read again, one at a time),
+ * each entry's refs then sorted as a report gives them; or, when `known`
+ * (may be NULL: damage recalled from records of these very trees) holds
+ * every entry that can have paths, its refs, and no tree is read.
+ * Entries may be added meanwhile.  stop (may be NULL) ends the walk early.
+ * IH_OK, IH_ERR_NOMEM or IH_ERR_IO. */
+int damage_walk_refs(struct damage_set *d, const struct wim *w, const struct image_meta *metas,
+		     size_t nmetas, size_t from, size_t to, const struct damage_set *known,
+		     const atomic_int *stop);
+/* Whether every entry's paths are all there (no cap reached, recalled
+ * ones included: a record keeps no count of those it left out). */
+int damage_refs_complete(const struct damage_set *d);
 /* Sorts, attaches the paths from the images' metadata (walking it again
  * only for entries added after `walked`; a tree whose buffer was freed
  * after its first walk is read again, one at a time), moves into report. */
@@ -155,6 +170,11 @@ struct scan_opts {
 				     * unchanged) and integrity chunk bytes */
 	struct fp_bad_int *bad_int; /* out: integrity chunks that did not match (caller frees) */
 	size_t nbad_int;
+	/* the selected images' trees (as the report will walk them): the
+	 * paths damage events carry */
+	const struct image_meta *metas;
+	size_t nmetas;
+	const struct damage_set *known; /* paths recalled from the records, or NULL */
 };
 /* Full scan: every blob whose want[i] is set (want NULL: all) is read, or
  * proven unchanged since the record; adds damage. */

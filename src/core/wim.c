@@ -307,13 +307,32 @@ static int cmp_span(const void *a, const void *b)
 	return x->ix < y->ix ? -1 : x->ix > y->ix;
 }
 
+/* Sorts spans.  A blob table lists its resources nearly in file order, so
+ * insertion sort finishes in about n steps; past a budget of moves (a
+ * table in any other order) it leaves the rest to qsort. */
+static void sort_spans(struct span *v, size_t n)
+{
+	size_t budget = 4 * n + 64;
+	for (size_t i = 1; i < n; i++) {
+		struct span x = v[i];
+		size_t j = i;
+		for (; j > 0 && cmp_span(&v[j - 1], &x) > 0 && budget; j--, budget--)
+			v[j] = v[j - 1];
+		v[j] = x;
+		if (!budget) {
+			qsort(v, n, sizeof *v, cmp_span);
+			return;
+		}
+	}
+}
+
 /* Sorts spans and passes to bad() those that start inside an earlier one
  * (of identical ones the first is kept). */
 static void find_overlaps(struct span *v, size_t n, void (*bad)(struct wim *, const struct span *),
 			  struct wim *w)
 {
 	uint64_t part = 0, end = 0;
-	qsort(v, n, sizeof *v, cmp_span);
+	sort_spans(v, n);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && v[i].part == part && v[i].off < end) {
 			bad(w, &v[i]);
@@ -623,20 +642,38 @@ static void metadata_budget(struct wim *w)
 	}
 }
 
+/* Every non-metadata blob into the SHA-1 index, hashed PREFETCH_AHEAD
+ * entries ahead of its insertion so that the slot is in the cache by then
+ * (a 100k-blob table is larger than the cache: a miss per entry else). */
+#define PREFETCH_AHEAD 16
+static int index_blobs(struct wim *w)
+{
+	uint64_t h[PREFETCH_AHEAD];
+	for (size_t i = 0; i < w->nblobs + PREFETCH_AHEAD; i++) {
+		if (i >= PREFETCH_AHEAD) {
+			size_t k = i - PREFETCH_AHEAD;
+			struct wim_blob *b = &w->blobs[k];
+			int created;
+			if (!b->image) {
+				if (!ih_blobindex_put_hashed(&w->index, b->sha1, h[k % PREFETCH_AHEAD],
+							     k, &created))
+					return -1;
+				b->dup = !created; /* later duplicates are ignored, as wimlib does */
+			}
+		}
+		if (i < w->nblobs) {
+			h[i % PREFETCH_AHEAD] = ih_blobindex_hash(w->blobs[i].sha1);
+			ih_blobindex_prefetch(&w->index, h[i % PREFETCH_AHEAD]);
+		}
+	}
+	return 0;
+}
+
 static int build_index(struct wim *w, ih_error *err)
 {
 	size_t *fill;
-	if (ih_blobindex_init(&w->index, w->nblobs))
+	if (ih_blobindex_init(&w->index, w->nblobs) || index_blobs(w))
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-	for (size_t i = 0; i < w->nblobs; i++) {
-		struct wim_blob *b = &w->blobs[i];
-		int created;
-		if (b->image)
-			continue;
-		if (!ih_blobindex_put(&w->index, b->sha1, i, &created))
-			return ih_fail(err, IH_ERR_NOMEM, "out of memory");
-		b->dup = !created; /* later duplicates are ignored, as wimlib does */
-	}
 	if (mark_overlaps(w))
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	metadata_budget(w);

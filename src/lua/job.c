@@ -247,6 +247,9 @@ static int job_drain(lua_State *L)
 				setfield_u64(L, "size", e->size);
 				setfield_str(L, "reason", ih_reason_name((ih_reason)e->reason));
 				setfield_bool(L, "is_metadata", e->is_metadata);
+				/* refs and paths, as the report's damage entry has them */
+				push_refs(L, e->refs, e->n_refs);
+				setfield_u64(L, "refs_omitted", e->n_refs_omitted);
 			}
 			lua_rawseti(L, -2, ++n);
 		}
