@@ -636,6 +636,25 @@ static void test_policy_sources(void)
 		CHECK_MSG(0, "one policy source expected");
 	}
 	ih_restore_report_free(rr);
+	/* A caller's directory without it is asked first: the repaired entry
+	 * says what it said. */
+	char empty[300];
+	snprintf(empty, sizeof empty, "%s/emptysrc", wd);
+	tsh("mkdir -p %s", empty);
+	const char *srcs[] = {empty};
+	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .sources = srcs,
+						    .n_sources = 1, .path_map = map, .n_path_map = 1});
+	CHECK(rr && rr->state == IH_HEALTHY && rr->n_repaired == 1 && notepad_restored());
+	if (rr && rr->n_repaired == 1 && rr->n_sources == 2) {
+		CHECK(rr->repaired[0].source == 1 && rr->repaired[0].n_tries == 1);
+		if (rr->repaired[0].n_tries == 1)
+			CHECK(rr->repaired[0].tries[0].source == 0 &&
+			      rr->repaired[0].tries[0].status == IH_TRY_NOT_FOUND);
+		CHECK(rr->sources[0].blobs_not_found == 1);
+	} else {
+		CHECK_MSG(0, "a caller's source and the policy's expected");
+	}
+	ih_restore_report_free(rr);
 	/* no_policy: the hive is not read; nothing else has it: left as it was. */
 	rr = policy_restore(s, &(ih_restore_options){.no_reference_source = 1, .no_policy = 1,
 						    .path_map = map, .n_path_map = 1});

@@ -27,6 +27,27 @@ void tries_free(ih_try *v, size_t n)
 	free(v);
 }
 
+int tries_copy(ih_try **out, size_t *nout, const ih_try *v, size_t n)
+{
+	*out = NULL;
+	*nout = 0;
+	if (!n)
+		return 0;
+	ih_try *c = calloc(n, sizeof *c);
+	if (!c)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		c[i] = v[i];
+		if (v[i].reason && !(c[i].reason = ih_strdup(v[i].reason))) {
+			tries_free(c, i);
+			return -1;
+		}
+	}
+	*out = c;
+	*nout = n;
+	return 0;
+}
+
 void damage_free(ih_damage *dm)
 {
 	for (size_t k = 0; k < dm->n_refs; k++)

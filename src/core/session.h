@@ -90,6 +90,8 @@ int damage_set_init(struct damage_set *d);
 void damage_free(ih_damage *dm);
 /* Frees a list of tries (a restore report's) and their reasons. */
 void tries_free(ih_try *v, size_t n);
+/* A copy of v[0..n) into *out (NULL when n is 0).  0, or -1 (no memory). */
+int tries_copy(ih_try **out, size_t *nout, const ih_try *v, size_t n);
 void damage_set_free(struct damage_set *d);
 /* Adds unless the SHA-1 is already there; returns the entry or NULL. */
 ih_damage *damage_add(struct damage_set *d, const struct wim *w, const uint8_t sha1[20],

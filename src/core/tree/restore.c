@@ -396,6 +396,15 @@ static int copy_images(uint32_t **out, size_t *n, const ih_damage *dm)
 	return 0;
 }
 
+/* What the sources said of a path's blob (paths with the same content
+ * share a target: each entry gets a copy). */
+static int copy_tries(ih_try **v, size_t *n, const struct restore_ctx *x, long target)
+{
+	if (target < 0)
+		return 0;
+	return tries_copy(v, n, x->ts[target].tries, x->ts[target].ntries);
+}
+
 static int finish_report(struct restore_ctx *x, const struct outcome *oc, int ran)
 {
 	ih_restore_report *r = x->r;
@@ -414,7 +423,8 @@ static int finish_report(struct restore_ctx *x, const struct outcome *oc, int ra
 			rp->source = oc[k].target >= 0 ? x->ts[oc[k].target].source : -1;
 			rp->raw_copy = oc[k].target >= 0 && x->ts[oc[k].target].sup.raw_copy;
 			rp->action = oc[k].action;
-			if (copy_refs(&rp->refs, &rp->n_refs, dm) || copy_images(&rp->images, &rp->n_images, dm))
+			if (copy_refs(&rp->refs, &rp->n_refs, dm) || copy_images(&rp->images, &rp->n_images, dm) ||
+			    copy_tries(&rp->tries, &rp->n_tries, x, oc[k].target))
 				return -1;
 			continue;
 		}
@@ -422,12 +432,14 @@ static int finish_report(struct restore_ctx *x, const struct outcome *oc, int ra
 		*u = *dm;
 		u->refs = NULL;
 		u->images = NULL;
-		u->n_refs = u->n_images = 0;
+		u->tries = NULL;
+		u->n_refs = u->n_images = u->n_tries = 0;
 		u->code = ran ? oc[k].code : b->state == IH_NONREPAIRABLE ? IH_ERR_NONREPAIRABLE
 									 : IH_ERR_CANCELLED;
 		if (ran)
 			snprintf(u->detail, sizeof u->detail, "%s; %.38s", oc[k].why, dm->detail);
-		if (copy_refs(&u->refs, &u->n_refs, dm) || copy_images(&u->images, &u->n_images, dm))
+		if (copy_refs(&u->refs, &u->n_refs, dm) || copy_images(&u->images, &u->n_images, dm) ||
+		    (ran && copy_tries(&u->tries, &u->n_tries, x, oc[k].target)))
 			return -1;
 	}
 	if (b->n_problems)
