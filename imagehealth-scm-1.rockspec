@@ -56,6 +56,7 @@ build = {
       ["imagehealth.tree_report"] = "lua/imagehealth/tree_report.lua",
       ["imagehealth.help"] = "lua/imagehealth/help.lua",
       ["imagehealth.luv"] = "lua/imagehealth/luv.lua",
+      ["imagehealth.poll"] = "lua/imagehealth/poll.lua",
     },
     lib = {
       ["imagehealth.core"] = "build/lua/imagehealth/core.so",

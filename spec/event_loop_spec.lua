@@ -240,6 +240,92 @@ describe("event loops: luv", function()
   end)
 end)
 
+describe("plain coroutine schedulers: imagehealth.poll", function()
+  local ihpoll = require "imagehealth.poll"
+
+  -- runs the coroutine the way a scheduler does: resume, wait for what it
+  -- yielded, resume again; -> resumes, seconds spent inside resumes, wall
+  local function schedule(co, check)
+    local resumes, inside, t_start = 0, 0, ihpoll.now()
+    while true do
+      local t0 = ihpoll.now()
+      local ok, w = coroutine.resume(co)
+      inside = inside + (ihpoll.now() - t0)
+      assert.is_true(ok, tostring(w))
+      if coroutine.status(co) == "dead" then break end
+      resumes = resumes + 1
+      assert.is_true(ihpoll.is_wait(w), "yielded " .. tostring(w))
+      if check then check(w) end
+      assert.equal(1, #ihpoll.ready({w}, 10), "the job's fd was not readable within 10 s")
+    end
+    return resumes, inside, ihpoll.now() - t_start
+  end
+
+  it("a job's wait yields its fd to the scheduler instead of blocking, and never spins", function()
+    local s <close> = open(big, {threads = 1})
+    local j <close> = assert(s:check_health_job{scan = true, threads = 1})
+    local state
+    local co = coroutine.create(function() state = j:wait{poll = ihpoll.wait} end)
+    local resumes, inside, wall = schedule(co, function(w)
+      assert.equal(j:pollfd(), w.fd)
+      assert.equal("r", w.events)
+    end)
+    assert.equal("healthy", state)
+    -- it yielded while the scan ran, once per batch of events (a progress
+    -- event every 100 ms), not in a loop
+    assert.is_true(resumes >= 3, "resumes: " .. resumes)
+    assert.is_true(resumes < 10 * wall / 0.1 + 20, string.format("%d resumes in %.2f s", resumes, wall))
+    -- the time went to the scheduler's wait, not to blocking inside a resume
+    -- (job:wait without poll blocks up to 200 ms at a time in C)
+    assert.is_true(inside < 0.25 * wall, string.format("%.3f s of %.3f s inside resumes", inside, wall))
+  end)
+
+  it("a job closed while its coroutine waits: its Wait is ready at once and the wait ends", function()
+    local s <close> = open(big, {threads = 1})
+    local j = assert(s:check_health_job{scan = true, threads = 1})
+    local state, err
+    local co = coroutine.create(function() state, err = j:wait{poll = ihpoll.wait} end)
+    local ok, w = coroutine.resume(co)
+    assert.is_true(ok, tostring(w))
+    assert.is_true(ihpoll.is_wait(w))
+    assert.is_false(j:done())
+    j:close()
+    assert.is_true(w.closed, "the close did not mark the Wait")
+    local t0 = ihpoll.now()
+    local ready = ihpoll.ready({w}) -- no timeout: must not hang on the gone fd
+    assert.is_true(ihpoll.now() - t0 < 0.5)
+    assert.same({w}, ready)
+    assert.is_true(coroutine.resume(co))
+    assert.equal("dead", coroutine.status(co))
+    assert.is_nil(state)
+    assert.equal("cancelled", err.code)
+  end)
+
+  it("outside a coroutine the wait blocks on the fd, and a whole check works", function()
+    local s <close> = open(healthy)
+    assert.equal("healthy", (s:check_health{scan = true, poll = ihpoll.wait}))
+  end)
+
+  it("core.poll: ready fds, the timeout kept, closed numbers ready, bad arguments refused", function()
+    local core = require "imagehealth.core"
+    local s <close> = open(healthy)
+    local j <close> = assert(s:check_health_job{})
+    assert.equal("healthy", (j:wait()))
+    local fd = j:pollfd()       -- a done job's fd stays readable
+    assert.same({fd}, core.poll({fd}, 1000))
+    assert.same({fd}, core.poll({fd}, 1000, {"r"}))
+    local t0 = ihpoll.now()
+    assert.same({}, core.poll({}, 50))
+    local dt = ihpoll.now() - t0
+    assert.is_true(dt >= 0.045 and dt < 1, string.format("waited %.3f s for 50 ms", dt))
+    -- a descriptor that is not open is ready (POLLNVAL): whoever waits looks
+    assert.same({999999}, core.poll({999999}, 5000))
+    assert.has_error(function() core.poll({"x"}, 0) end)
+    assert.has_error(function() core.poll({fd}, 0, {"q"}) end)
+    assert.has_error(function() core.poll(fd, 0) end)
+  end)
+end)
+
 describe("job lifetimes", function()
   it("closing a running job takes under 20 ms", function()
     local s <close> = open(big)
