@@ -1,8 +1,9 @@
 -- spec/event_loop_spec.lua - jobs an event loop can own (issue 11): closing
--- or collecting a job or its session tells the loop first (cqueues, luv),
--- never blocks the Lua state, keeps a result computed before the close, the
--- collector knows what a job costs, and a session nobody can reach does not
--- hold its image against a restore.
+-- or collecting a job or its session tells the loop first (cqueues, luv, a
+-- plain coroutine scheduler with imagehealth.poll), never blocks the Lua
+-- state, keeps a result computed before the close (a restore closed during
+-- its verify included), the collector knows what a job costs, and a session
+-- nobody can reach does not hold its image against a restore.
 
 local ih = require "imagehealth"
 local F = require "support.fixtures"
@@ -238,6 +239,26 @@ describe("event loops: luv", function()
     assert.equal("healthy", after)
     assert.equal(0, ihuv.active())
   end)
+  it("a session closed while a scan waits on its job: the loop ends", function()
+    if not has_uv then return end
+    local ihuv = require "imagehealth.luv"
+    local s = open(big, {threads = 1})
+    local state, err, finished
+    ihuv.spawn(function()
+      state, err = s:check_health{scan = true, threads = 1, poll = ihuv.poll}
+      finished = true
+    end)
+    local t = uv.new_timer()
+    t:start(50, 0, function()
+      t:close()
+      s:close()
+    end)
+    uv.run()        -- returns only once no handle is left: none may leak
+    assert.is_true(finished)
+    assert.is_nil(state)
+    assert.equal("cancelled", err.code)
+    assert.equal(0, ihuv.active())
+  end)
 end)
 
 describe("plain coroutine schedulers: imagehealth.poll", function()
@@ -295,6 +316,23 @@ describe("plain coroutine schedulers: imagehealth.poll", function()
     local ready = ihpoll.ready({w}) -- no timeout: must not hang on the gone fd
     assert.is_true(ihpoll.now() - t0 < 0.5)
     assert.same({w}, ready)
+    assert.is_true(coroutine.resume(co))
+    assert.equal("dead", coroutine.status(co))
+    assert.is_nil(state)
+    assert.equal("cancelled", err.code)
+  end)
+
+  it("a session closed while a scan waits on its job: the wait ends, cancelled", function()
+    local s = open(big, {threads = 1})
+    local state, err
+    local co = coroutine.create(function()
+      state, err = s:check_health{scan = true, threads = 1, poll = ihpoll.wait}
+    end)
+    local ok, w = coroutine.resume(co)
+    assert.is_true(ok, tostring(w))
+    assert.is_true(ihpoll.is_wait(w))
+    s:close()
+    assert.same({w}, ihpoll.ready({w}, 5))
     assert.is_true(coroutine.resume(co))
     assert.equal("dead", coroutine.status(co))
     assert.is_nil(state)
@@ -402,6 +440,43 @@ describe("job lifetimes", function()
     j:close()
     assert.equal("healthy", (j:result()))
     assert.equal("healthy", (j:wait()))
+  end)
+
+  it("a restore closed during its verify completes, and its outcome is read after the close", function()
+    local core = require "imagehealth.core"
+    -- one 40 MB blob, uncompressed: its re-verification lasts long enough
+    -- to be caught, polling the phase every millisecond
+    local dir = T .. "/one"
+    F.sh("mkdir -p " .. q(dir) .. " && head -c 40000000 /dev/urandom > " .. q(dir) .. "/blob.bin")
+    local src = F.capture(dir, T .. "/one.wim", {compress = "none", name = "One"})
+    local caught, img, j
+    for _ = 1, 3 do
+      img = T .. "/one-damaged.wim"
+      F.copy(src, img)
+      F.damage_file_data(img, "/blob.bin")
+      local s = open(img, {threads = 1})
+      j = assert(s:restore_health_job{sources = {src}, no_policy = true, threads = 1})
+      while not j:done() and j:progress().phase ~= "verify" do
+        j:drain()
+        core.poll({}, 1)
+      end
+      if not j:done() then
+        j:close()
+        s:close()
+        caught = true
+        break
+      end
+      j:close()
+      s:close()
+    end
+    assert.is_true(caught, "the verify phase was never caught running")
+    local t0 = now()
+    while not j:done() and now() - t0 < 30 do core.poll({}, 5) end
+    assert.is_true(j:done(), "the closed restore never completed")
+    local state, report = j:result()
+    assert.equal("healthy", state, tostring(report))
+    assert.equal(1, #report.repaired)
+    assert.is_true(F.verify(img))
   end)
 
   it("dropped jobs are reclaimed without an explicit collection", function()
