@@ -21,11 +21,11 @@ lazy_setup(function()
   tree = F.tree()
 end)
 
--- an image whose deep scan lasts a while (4 files of 2 MB of random text)
+-- an image whose deep scan lasts a while (8 files of 2 MB of random text)
 local function big_image()
   if not big then
     T = F.tmpdir("ihexamples")
-    F.sh("mkdir -p " .. q(T .. "/big") .. " && for i in 0 1 2 3; do head -c 1500000 /dev/urandom"
+    F.sh("mkdir -p " .. q(T .. "/big") .. " && for i in 0 1 2 3 4 5 6 7; do head -c 1500000 /dev/urandom"
       .. " | base64 > " .. q(T .. "/big") .. "/f$i.txt; done")
     big = F.capture(T .. "/big", T .. "/big.wim", {compress = "LZX", name = "Big"})
   end
@@ -81,7 +81,7 @@ describe("examples", function()
     local d = damaged()
     local img = big_image()
     local ok, out = F.run("lua5.4 " .. q(root .. "/examples/coroutine_scheduler.lua") .. " " .. q(img)
-      .. " " .. q(d) .. " " .. q(healthy) .. " 6")
+      .. " " .. q(d) .. " " .. q(healthy) .. " 8")
     assert.is_true(ok, out)
     local n = 0
     for line in out:gmatch("[^\n]+") do
@@ -89,7 +89,7 @@ describe("examples", function()
         n = n + 1
       end
     end
-    assert.equal(7, n, out)
+    assert.equal(9, n, out)
     assert.is_true(F.verify(d))
     local ticks = tonumber(out:match("timer: (%d+) ticks"))
     assert.is_true(ticks and ticks >= 5, out)
@@ -100,7 +100,7 @@ describe("examples", function()
     local cpu, wall, wakeups = out:match("scheduler thread: ([%d.]+) s CPU in ([%d.]+) s wall, (%d+) wake")
     cpu, wall, wakeups = tonumber(cpu), tonumber(wall), tonumber(wakeups)
     assert.is_truthy(cpu, out)
-    assert.is_true(wall > 0.3, "the run was too short to tell: " .. out)
+    assert.is_true(wall > 0.2, "the run was too short to tell: " .. out)
     assert.is_true(cpu < 0.1 * wall + 0.02, out)
     -- at most the timer's 100 a second and the jobs' events (10 a second each)
     assert.is_true(wakeups < 250 * wall + 50, out)
