@@ -490,7 +490,10 @@ describe("job lifetimes", function()
       most_threads = math.max(most_threads, count_threads() - threads0)
     end
     -- each live job holds an eventfd and threads: a few dozen at most
-    assert.is_true(most_fds < 64, "fds held at once: " .. most_fds)
+    -- (5 on a quiet machine; 87 once under a load average of 10, the
+    -- cancelled jobs' threads, which hold the image open, waiting for a CPU
+    -- to end; unreclaimed, 300 jobs would hold 300 eventfds and more)
+    assert.is_true(most_fds < 150, "fds held at once: " .. most_fds)
     assert.is_true(most_threads < 128, "threads at once: " .. most_threads)
   end)
 
