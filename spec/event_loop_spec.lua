@@ -490,9 +490,8 @@ describe("job lifetimes", function()
       most_threads = math.max(most_threads, count_threads() - threads0)
     end
     -- each live job holds an eventfd and threads: a few dozen at most
-    -- (5 on a quiet machine; 87 once under a load average of 10, the
-    -- cancelled jobs' threads, which hold the image open, waiting for a CPU
-    -- to end; unreclaimed, 300 jobs would hold 300 eventfds and more)
+    -- (5 when this file runs alone; 87 once in a whole run on a loaded
+    -- machine; unreclaimed, 300 jobs would hold 300 eventfds and more)
     assert.is_true(most_fds < 150, "fds held at once: " .. most_fds)
     assert.is_true(most_threads < 128, "threads at once: " .. most_threads)
   end)
