@@ -75,6 +75,7 @@ build = {
       ["imagehealth.cli.report_json"] = "lua/imagehealth/cli/report_json.lua",
       ["imagehealth.cli.progress"] = "lua/imagehealth/cli/progress.lua",
       ["imagehealth.cli.exit"] = "lua/imagehealth/cli/exit.lua",
+      ["imagehealth.poll"] = "lua/imagehealth/poll.lua",
     },
     lib = {
       ["imagehealth.core"] = "build/lua/imagehealth/core.so",

@@ -95,8 +95,10 @@ itself (cqueues.poll(job)).  luv: local ihuv = require "imagehealth.luv";
 ihuv.spawn(function() ... s:check_health{poll = ihuv.poll} ... end); uv.run().
 Closing or collecting a job or its session tells cqueues (cqueues.cancel) and
 imagehealth.luv (its poll handle is stopped) before the fd is closed, and
-never blocks.  Other schedulers: poll = function(job) coroutine.yield(job) end
-and wait for job:pollfd() to be readable.]])
+never blocks.  Other coroutine schedulers: local ihpoll = require
+"imagehealth.poll"; poll = ihpoll.wait yields a Wait {fd, events, timeout}
+to the scheduler, which resumes it when ready: ihpoll.ready(waits, timeout)
+waits for many in one poll(2) (examples/coroutine_scheduler.lua).]])
 
 topic("formats", [[
 ih.formats: wim (XPRESS, LZX, LZMS or uncompressed), esd (solid LZMS), swm

@@ -238,7 +238,8 @@ end
 -- If the callback raises, the job is cancelled and the error propagates.
 -- poll, if given, is called as poll(job) to wait for the job's fd instead of
 -- blocking in C: with cqueues, `poll = cqueues.poll` yields to the
--- controller, so an event loop never blocks.
+-- controller, so an event loop never blocks; imagehealth.luv's poll and
+-- imagehealth.poll's wait (plain coroutine schedulers) do the same.
 -- Before the job (and so its fd) is closed, an event loop that polled the fd
 -- must forget it: cqueues, for one, fails later with EBADF otherwise.
 -- poll_forget(fd) does that; for cqueues.poll it is found by itself.

@@ -162,6 +162,10 @@ int lb_job_reply_data(lua_State *L);
 int lb_job_reply_end(lua_State *L);
 int lb_job_reply_order(lua_State *L);
 
+/* poll.c */
+int l_poll(lua_State *L);
+int l_monotime(lua_State *L);
+
 /* report.c */
 void push_report(lua_State *L, const ih_report *r);
 void push_restore_report(lua_State *L, const ih_restore_report *r);

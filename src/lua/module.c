@@ -29,6 +29,7 @@
  *
  * Files: module.c (this: the module table and the types), session.c,
  * job.c, jobreply.c (a job's requests and replies), token.c, error.c,
+ * poll.c (poll(2) on a set of fds, for plain coroutine schedulers),
  * options.c (option tables into the core's structs), report.c (reports as
  * tables), push.c (small shared pushes), binding.h (what they share).
  */
@@ -139,6 +140,8 @@ int luaopen_imagehealth_core(lua_State *L)
 		{"on_fd_close", l_on_fd_close},
 		{"worker_nice", l_worker_nice},
 		{"wait_released", l_wait_released},
+		{"poll", l_poll},
+		{"monotime", l_monotime},
 		{NULL, NULL},
 	};
 
