@@ -2,6 +2,7 @@
  * eventfd, drains events and reads progress.  Nothing here calls back into
  * the caller.  Requests a worker makes of the caller: jobreply.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,12 +70,14 @@ static void fill_progress(ih_job *j, ih_progress *p)
 	p->elapsed = ih_now() - j->t0;
 }
 
+/* Wakes the caller.  Through sigfd, which stays open while any thread of
+ * the job runs: a thread may signal after dropping mu (the caller, woken,
+ * would otherwise block on mu until a preempted worker of lower priority
+ * ran again), and writing once the caller closed its fd is harmless. */
 static void signal_fd(ih_job *j)
 {
 	uint64_t one = 1;
-	if (j->efd < 0) /* released: nobody polls it */
-		return;
-	ssize_t n = write(j->efd, &one, sizeof one);
+	ssize_t n = write(j->sigfd, &one, sizeof one);
 	(void)n; /* EAGAIN only if the counter is saturated: still readable */
 }
 
@@ -109,8 +112,9 @@ static int room_for_essential_locked(ih_job *j)
 	return 0;
 }
 
-/* Caller holds mu. */
-static void push_locked(ih_job *j, const ih_event *ev)
+/* Caller holds mu; once it dropped mu, it wakes the caller (wake) when
+ * this returns 1. */
+static int push_locked(ih_job *j, const ih_event *ev)
 {
 	if (ev->type == IH_EVENT_PROGRESS && j->qlen &&
 	    j->queue[j->qlen - 1].type == IH_EVENT_PROGRESS) {
@@ -120,8 +124,14 @@ static void push_locked(ih_job *j, const ih_event *ev)
 		j->queue[j->qlen++] = *ev;
 	} else {
 		j->dropped++;
-		return;
+		return 0;
 	}
+	return 1;
+}
+
+/* After push_locked, mu dropped: the caller's fd and a C waiter. */
+static void wake(ih_job *j)
+{
 	signal_fd(j);
 	pthread_cond_broadcast(&j->cv);
 }
@@ -135,10 +145,12 @@ void ih_job_wake_caller_locked(ih_job *j)
 
 void ih_job_post_event(ih_job *j, ih_event *ev)
 {
-	fill_progress(j, &ev->progress);
 	pthread_mutex_lock(&j->mu);
-	push_locked(j, ev);
+	fill_progress(j, &ev->progress); /* its time: when it is queued */
+	int queued = push_locked(j, ev);
 	pthread_mutex_unlock(&j->mu);
+	if (queued)
+		wake(j);
 }
 
 void ih_job_post(ih_job *j, ih_event_type type, const char *fmt, ...)
@@ -210,9 +222,10 @@ static void *runner(void *arg)
 		ih_event ev = {.type = IH_EVENT_DONE};
 		fill_progress(j, &ev.progress);
 		snprintf(ev.text, sizeof ev.text, "%.255s", rc ? err.message : "done");
-		push_locked(j, &ev);
+		push_locked(j, &ev); /* essential: always queued */
 	}
 	pthread_mutex_unlock(&j->mu);
+	wake(j);
 	return NULL;
 }
 
@@ -225,9 +238,12 @@ int ih_job_start(ih_job_fn fn, void *arg, void (*free_arg)(void *), ih_cancel *t
 	j->qcap = QUEUE_MAX;
 	j->queue = malloc(j->qcap * sizeof *j->queue);
 	j->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!j->queue || j->efd < 0) {
+	j->sigfd = j->efd >= 0 ? fcntl(j->efd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (!j->queue || j->efd < 0 || j->sigfd < 0) {
 		if (j->efd >= 0)
 			close(j->efd);
+		if (j->sigfd >= 0)
+			close(j->sigfd);
 		free(j->queue);
 		free(j);
 		goto nomem;
@@ -459,6 +475,8 @@ static void job_destroy(ih_job *j)
 	pthread_cond_destroy(&j->reply_cv);
 	if (j->efd >= 0)
 		close(j->efd);
+	if (j->sigfd >= 0)
+		close(j->sigfd);
 	free(j->queue);
 	free(j);
 }

@@ -14,6 +14,8 @@ struct ih_job {
 	pthread_t thread;
 	int started;
 	int efd;
+	int sigfd;     /* the same eventfd, for the job's threads: open until the
+			  job is destroyed, so they may signal outside mu */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	ih_event *queue;
