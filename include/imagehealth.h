@@ -86,6 +86,11 @@ typedef struct ih_open_options {
 	const char *reference;
 	int case_insensitive;  /* tree: names compare case-insensitively (also
 				* automatic on an ntfs-3g / FUSE or FAT mount) */
+	/* An http(s):// reference: its http_* fields (CA bundle, client
+	 * certificate, proxy, netrc, headers, timeouts, retries) as a restore
+	 * takes them; the other fields are ignored.  NULL: the defaults.
+	 * ih_session_open_start copies it. */
+	const struct ih_restore_options *http;
 } ih_open_options;
 
 typedef struct ih_image_info {

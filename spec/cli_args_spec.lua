@@ -41,13 +41,14 @@ describe("the CLI's grammar (lua-argparse)", function()
     local want = {
       info = {"--index N", "--threads N", "--state-dir DIR", "--json", "--reference REF"},
       check = {"--scan", "--deep", "--index N", "--threads N", "--state-dir DIR", "--json",
-               "--progress", "--no-progress", "--reference REF", "--case-insensitive"},
+               "--progress", "--no-progress", "--reference REF", "--case-insensitive",
+               "--http-ca-file F"},
       restore = {"--source S", "--limit-access", "--no-policy", "--path-map WIN=DIR", "--rebuild",
                  "--dry-run", "--use-record", "--no-reference-source", "--http-ca-file F",
                  "--http-header H", "--http-retries N", "--http-whole-file-max BYTES", "--json"},
-      seal = {"--reference REF", "--output FILE"},
+      seal = {"--reference REF", "--output FILE", "--http-ca-file F"},
     }
-    local not_for = {info = {"--scan", "--source"}, check = {"--source", "--output", "--http-"},
+    local not_for = {info = {"--scan", "--source"}, check = {"--source", "--output"},
                      restore = {"--scan", "--deep", "--output"}, seal = {"--scan", "--source"}}
     for cmd, flags in pairs(want) do
       local code, out, err = run(cmd .. " --help")

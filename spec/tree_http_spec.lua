@@ -52,7 +52,7 @@ lazy_setup(function()
   build_source(T .. "/src")
   F.sh("mkdir -p " .. q(www))
   F.capture(T .. "/src", www .. "/ref.wim", {compress = "none"})
-  srv = N.start(www)
+  srv = N.start(www, {https = true})
   -- the fault server: its own lifetime bounds it even if the spec dies
   local pf = T .. "/port"
   fsrv_pid = tonumber(F.sh(string.format("%s --root %s --port-file %s --lifetime 120 "
@@ -146,4 +146,44 @@ describe("a tree with an HTTP reference", function()
   hostile("an image index the reference lacks is refused", function()
     return srv.url .. "/ref.wim:2"
   end, {"no image 2"})
+end)
+
+describe("a tree with an https reference", function()
+  local cli = F.root() .. "/bin/imagehealth"
+
+  it("is verified with the CA given in `http` (open, open_job, restore and the CLI)", function()
+    local t = apply(T .. "/t3")
+    F.sh("cd " .. q(t) .. " && echo changed >> hello.txt")
+    local before = listing(t)
+    local url = srv.https_url .. "/ref.wim:1"
+    -- the test CA is not in the system's store: refused, nothing read or written
+    local s0, err = ih.open(t, {reference = url, state_dir = T .. "/state"})
+    assert.is_nil(s0)
+    assert.equal("download_failed", err.code, tostring(err))
+    assert.equal(before, listing(t))
+    -- with it: checked, then restored
+    local http = {ca_file = srv.ca}
+    local s <close> = assert(ih.open(t, {reference = url, state_dir = T .. "/state", http = http}))
+    local state, r = s:check_health{scan = true}
+    assert.equal("repairable", state, tostring(r))
+    assert.equal(1, #r.damaged)
+    assert.equal("/hello.txt", r.damaged[1].path)
+    -- the CLI takes the same option for check (exit 1: repairable)
+    local ok, how, code = os.execute(string.format("%s check %s --reference %s --http-ca-file %s "
+      .. "--scan --state-dir %s >/dev/null 2>&1", q(cli), q(t), q(url), q(srv.ca), q(T .. "/state")))
+    assert.is_falsy(ok)
+    assert.same({"exit", 1}, {how, code})
+    -- open_job copies the options (the table may be gone when it runs)
+    local j = assert(ih.open_job(t, {reference = url, state_dir = T .. "/state",
+      http = {ca_file = srv.ca .. ""}}))
+    collectgarbage()
+    local s2 <close> = assert(j:wait())
+    assert.equal("repairable", (s2:check_health{scan = true}))
+    s2:close()
+    state, r = s:restore_health{http = http, default_sources_file = "/nonexistent"}
+    assert.equal("healthy", state, tostring(r))
+    assert.equal(1, #r.repaired)
+    local fresh = apply(T .. "/fresh3")
+    assert.is_true(F.run(string.format("diff -r %s %s", q(fresh), q(t))))
+  end)
 end)

@@ -233,8 +233,8 @@ local PLAN_KEYS = {"sources", "limit_access", "path_map", "no_policy", "use_reco
   "no_reference_source", "http", "default_sources_file"}
 local JOB_KEYS = {"progress", "cancel", "poll", "poll_forget"}
 M.OPTIONS = {
-  open = {"index", "state_dir", "threads", "reference", "case_insensitive"},
-  open_job = {"index", "state_dir", "threads", "reference", "case_insensitive",
+  open = {"index", "state_dir", "threads", "reference", "case_insensitive", "http"},
+  open_job = {"index", "state_dir", "threads", "reference", "case_insensitive", "http",
               table.unpack(JOB_KEYS)},
   info_job = JOB_KEYS,
   check_health = CHECK_KEYS, check_health_job = CHECK_KEYS,

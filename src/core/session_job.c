@@ -12,7 +12,49 @@
 struct open_arg {
 	char *path;
 	ih_open_options opt;     /* its strings owned here */
+	ih_restore_options http; /* opt.http points here: its strings owned too */
 };
+
+/* The http_* fields of o, copied (their strings and headers too) into c.
+ * 0, or -1 when out of memory (what was copied is freed by http_free). */
+static int http_copy(ih_restore_options *c, const ih_restore_options *o)
+{
+	const char **h = o->n_http_headers ? calloc(o->n_http_headers + 1, sizeof *h) : NULL;
+	int bad = o->n_http_headers && !h;
+	memset(c, 0, sizeof *c);
+	c->http_netrc = o->http_netrc;
+	c->http_connect_timeout = o->http_connect_timeout;
+	c->http_stall_timeout = o->http_stall_timeout;
+	c->http_retries = o->http_retries;
+	c->http_retry_wait_max = o->http_retry_wait_max;
+	c->http_whole_file_max = o->http_whole_file_max;
+	c->http_max_redirects = o->http_max_redirects;
+	c->http_parallel = o->http_parallel;
+#define DUP(f) bad |= o->f && !(c->f = ih_strdup(o->f))
+	DUP(http_ca_file);
+	DUP(http_client_cert);
+	DUP(http_client_key);
+	DUP(http_proxy);
+	DUP(http_netrc_file);
+#undef DUP
+	for (size_t i = 0; h && i < o->n_http_headers; i++)
+		bad |= !(h[i] = ih_strdup(o->http_headers[i]));
+	c->http_headers = h;
+	c->n_http_headers = h ? o->n_http_headers : 0;
+	return bad ? -1 : 0;
+}
+
+static void http_free(ih_restore_options *c)
+{
+	free((char *)c->http_ca_file);
+	free((char *)c->http_client_cert);
+	free((char *)c->http_client_key);
+	free((char *)c->http_proxy);
+	free((char *)c->http_netrc_file);
+	for (size_t i = 0; i < c->n_http_headers; i++)
+		free((char *)c->http_headers[i]);
+	free((void *)c->http_headers);
+}
 
 static void free_open_arg(void *p)
 {
@@ -20,6 +62,7 @@ static void free_open_arg(void *p)
 	free(a->path);
 	free((char *)a->opt.state_dir);
 	free((char *)a->opt.reference);
+	http_free(&a->http);
 	free(a);
 }
 
@@ -34,12 +77,17 @@ static struct open_arg *open_arg_new(const char *path, const ih_open_options *op
 		a->opt = *opt;
 	a->opt.state_dir = NULL;
 	a->opt.reference = NULL;
+	a->opt.http = NULL;
 	a->path = ih_strdup(path);
 	int bad = !a->path;
 	if (opt && opt->state_dir)
 		bad |= !(a->opt.state_dir = ih_strdup(opt->state_dir));
 	if (opt && opt->reference)
 		bad |= !(a->opt.reference = ih_strdup(opt->reference));
+	if (opt && opt->http) {
+		bad |= http_copy(&a->http, opt->http) != 0;
+		a->opt.http = &a->http;
+	}
 	if (bad) {
 		free_open_arg(a);
 		return NULL;

@@ -19,7 +19,9 @@ static lsession *check_session(lua_State *L, int idx)
 	return ls;
 }
 
-/* The open options of the table at t (the path's checked by the caller). */
+/* The open options of the table at t (the path's checked by the caller).
+ * An http table (for an http(s) reference) goes into an ih_restore_options
+ * in a userdata left on the stack, with what opt_http leaves there. */
 static void open_options(lua_State *L, int t, ih_open_options *o)
 {
 	memset(o, 0, sizeof *o);
@@ -31,6 +33,13 @@ static void open_options(lua_State *L, int t, ih_open_options *o)
 	o->threads = (int)opt_integer(L, t, "threads", 0, 0, 4096);
 	o->reference = opt_string(L, t, "reference");
 	o->case_insensitive = opt_boolean(L, t, "case_insensitive");
+	if (lua_getfield(L, t, "http") != LUA_TNIL) {
+		ih_restore_options *ro = lua_newuserdatauv(L, sizeof *ro, 0);
+		memset(ro, 0, sizeof *ro);
+		opt_http(L, t, ro);
+		o->http = ro;
+	}
+	lua_pop(L, o->http ? 0 : 1);
 }
 
 static const char *check_path(lua_State *L, int idx)

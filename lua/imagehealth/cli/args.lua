@@ -147,7 +147,7 @@ local function http_options(cmd)
       .. "the whole file is at most BYTES (0).")
       :argname("BYTES"):convert(non_negative("--http-whole-file-max", true)),
   }
-  cmd:group("Remote sources (http:// and https://)", table.unpack(o))
+  cmd:group("Remote sources and references (http:// and https://)", table.unpack(o))
 end
 
 ------------------------------------------------------------------ commands
@@ -165,7 +165,7 @@ local COMMANDS = {
    .. "(--scan). With --reference, IMAGE|DIR is an applied image tree (wimlib-imagex apply, "
    .. "an ntfs-3g mount, a deployment share), checked file by file against the image it came "
    .. "from: modified, missing and wrong-type paths are findings, extra ones are listed.",
-   {check_options}},
+   {check_options, http_options}},
   {"restore", "IMAGE|DIR", "Scan, then repair the damaged blobs from sources, in place and "
    .. "crash-safe.",
    "Scan, then repair the damaged blobs from sources, in place and crash-safe, like DISM's "
@@ -179,7 +179,7 @@ local COMMANDS = {
    {function(cmd)
      cmd:option("--output", "Write the seal to FILE instead of the state store.")
        :argname("FILE")
-   end}},
+   end, http_options}},
 }
 
 local function add_command(parser, spec)

@@ -14,7 +14,9 @@ local commands = {}
 local function open_session(o)
   local s, err = ih.open(o.image, {index = o.index, state_dir = o.state_dir, threads = o.threads,
                                    reference = o.reference,
-                                   case_insensitive = o.case_insensitive})
+                                   case_insensitive = o.case_insensitive,
+                                   -- an http(s) reference's CA, proxy, headers...
+                                   http = o.reference and o.http or nil})
   if not s then
     exit.error(err)
   end

@@ -72,7 +72,7 @@ static int open_seal_in_store(ih_session *s, int *fd, ih_error *err)
  * fails the open with the source's reason: nothing in the tree is read or
  * written.  A restore asks the same URL again as its first source. */
 static int open_http_reference(ih_session *s, const char *ref, const struct source_spec *sp,
-			       uint32_t index, ih_error *err)
+			       uint32_t index, const ih_restore_options *http, ih_error *err)
 {
 	struct tree *t = s->tree;
 	struct source src;
@@ -82,7 +82,7 @@ static int open_http_reference(ih_session *s, const char *ref, const struct sour
 
 	memset(&rep, 0, sizeof rep);
 	isp.index = index; /* the source narrows to it: its metadata is fetched */
-	source_open(&src, &rep, ref, &isp, IH_ORIGIN_CALLER, NULL);
+	source_open(&src, &rep, ref, &isp, IH_ORIGIN_CALLER, http);
 	const struct wim *w = src.ops ? http_source_wim(&src) : NULL;
 	s->index = index;
 	if (!w)
@@ -141,7 +141,7 @@ static int open_reference(ih_session *s, const ih_open_options *opt, ih_error *e
 		return ih_fail(err, IH_ERR_NOMEM, "out of memory");
 	uint32_t index = sp.index ? sp.index : opt && opt->index ? opt->index : 1;
 	if (url_is_http(sp.path)) {
-		rc = open_http_reference(s, ref, &sp, index, err);
+		rc = open_http_reference(s, ref, &sp, index, opt ? opt->http : NULL, err);
 		source_spec_free(&sp);
 		return rc;
 	}
