@@ -108,6 +108,21 @@ function M.open(path, opts)
   return s, err
 end
 
+-- The Job a *_start call gave (pcall's results), driven with the caller's
+-- progress, cancel and poll; a misuse error raised at the caller's line
+-- under the name the caller used (fname), not the internal one (cname, a
+-- pattern); nil, err as the core gave it.
+local function started(fname, cname, opts, ok, j, err)
+  if not ok then
+    error((tostring(j):gsub(cname, "'" .. fname .. "'")), 3)
+  end
+  if not j then
+    return nil, err
+  end
+  return job.attach(j, {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
+                        poll_forget = opts.poll_forget})
+end
+
 -- ih.open_job(path [, {index=, state_dir=, threads=, reference=,
 --   case_insensitive=, progress=, cancel=, poll=, poll_forget=}]) -> Job | nil, err
 -- ih.open as a job, for a host that must not block while a large image
@@ -131,15 +146,9 @@ function M.open_job(path, opts)
       error(string.format("bad option '%s' to 'open_job' (function expected, got %s)", k, type(f)), 2)
     end
   end
-  local ok, j, err = pcall(core.open_start, path, opts)
-  if not ok then
-    error((tostring(j):gsub("'imagehealth%.core%.open_start'", "'open_job'")), 2)
-  end
-  if not j then
-    return nil, err
-  end
-  return job.attach(j, {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
-                        poll_forget = opts.poll_forget})
+  local j, err = started("open_job", "'imagehealth%.core%.open_start'", opts,
+                         pcall(core.open_start, path, opts))
+  return j, err -- (not a tail call: started raises at level 3)
 end
 
 -- ih.cancel_token() -> CancelToken with :cancel(), :cancelled(), :close()
@@ -210,15 +219,9 @@ core.interpose("imagehealth.Session", "info_job", function(s, opts)
     error("bad argument #1 to 'info_job' (table expected, got " .. type(opts) .. ")", 2)
   end
   job.check_keys(opts, "info_job", M.OPTIONS.info_job, 2)
-  local ok, j, err = pcall(job.private.info_start, s, {cancel = opts.cancel})
-  if not ok then
-    error((tostring(j):gsub("'info_start'", "'info_job'")), 2)
-  end
-  if not j then
-    return nil, err
-  end
-  return job.attach(j, {progress = opts.progress, cancel = opts.cancel, poll = opts.poll,
-                        poll_forget = opts.poll_forget})
+  local j, err = started("info_job", "'info_start'", opts,
+                         pcall(job.private.info_start, s, {cancel = opts.cancel}))
+  return j, err -- (not a tail call: started raises at level 3)
 end)
 
 -- The options each call knows; any other key is refused (a misspelt
