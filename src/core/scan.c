@@ -139,12 +139,15 @@ static void report_damage(struct scan *sc, const struct wim_blob *b, ih_reason r
 static int keep_refs(ih_job *j, const ih_damage *dm, ih_event *ev)
 {
 	size_t bytes = dm->n_refs * sizeof(ih_ref);
+	ev->n_refs_omitted = dm->n_refs_omitted;
+	if (!dm->n_refs)
+		return 0; /* no paths: refs stay NULL */
 	for (size_t k = 0; k < dm->n_refs; k++)
 		bytes += strlen(dm->refs[k].path) + 1;
-	ih_ref *v = dm->n_refs ? ih_job_keep(j, bytes) : NULL;
-	char *p = (char *)(v + dm->n_refs);
-	if (dm->n_refs && !v)
+	ih_ref *v = ih_job_keep(j, bytes);
+	if (!v)
 		return -1;
+	char *p = (char *)(v + dm->n_refs);
 	for (size_t k = 0; k < dm->n_refs; k++) {
 		size_t len = strlen(dm->refs[k].path) + 1;
 		v[k].image = dm->refs[k].image;
@@ -153,7 +156,6 @@ static int keep_refs(ih_job *j, const ih_damage *dm, ih_event *ev)
 	}
 	ev->refs = v;
 	ev->n_refs = dm->n_refs;
-	ev->n_refs_omitted = dm->n_refs_omitted;
 	return 0;
 }
 
