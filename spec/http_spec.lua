@@ -158,6 +158,9 @@ describe("restore_health from nginx", function()
     assert.equal(1, r.sources[1].blobs_used)
     local log, conns = N.log(srv), {}
     assert.equal(r.sources[1].requests, #log)
+    for _, e in ipairs(log) do -- both forms of header reached the server
+      assert.equal("map form|list form", e.test_headers)
+    end
     for _, l in ipairs(log) do
       assert.equal("HTTP/2.0", l.protocol)
       assert.equal(206, l.status)

@@ -180,6 +180,16 @@ describe("a tree with an https reference", function()
     local s2 <close> = assert(j:wait())
     assert.equal("repairable", (s2:check_health{scan = true}))
     s2:close()
+    -- values an __index makes afresh (nothing else holds them) stay alive
+    -- while C uses them, past the collections a job start runs
+    local made = setmetatable({}, {__index = function(_, k)
+      collectgarbage()
+      if k == "ca_file" then return (srv.ca .. "/"):sub(1, -2) end
+      if k == "headers" then return {["X-Imagehealth-Test"] = "made", "X-Other: " .. ("x"):rep(3)} end
+    end})
+    local s3 <close> = assert(ih.open(t, {reference = url, state_dir = T .. "/state", http = made}))
+    assert.equal("repairable", (s3:check_health{scan = true}))
+    s3:close()
     state, r = s:restore_health{http = http, default_sources_file = "/nonexistent"}
     assert.equal("healthy", state, tostring(r))
     assert.equal(1, #r.repaired)

@@ -35,7 +35,7 @@ error_log %s/error.log;
 %s
 events { worker_connections 128; }
 http {
-  log_format ih '$status $body_bytes_sent "$http_range" $server_protocol $connection $uri';
+  log_format ih '$status $body_bytes_sent "$http_range" $server_protocol $connection "$http_x_imagehealth_test|$http_x_other" $uri';
   access_log %s/access.log ih;
   client_body_temp_path %s/tmp;
   proxy_temp_path %s/tmp;
@@ -111,11 +111,14 @@ function N.log(srv)
   if not F.exists(path) then return lines end
   local all = F.read_file(path)
   local i = 0
-  for status, bytes, range, proto, conn, uri in all:gmatch('(%d+) (%d+) "([^"]*)" (%S+) (%d+) ([^\n]*)\n') do
+  for status, bytes, range, proto, conn, test_hdrs, uri in
+      all:gmatch('(%d+) (%d+) "([^"]*)" (%S+) (%d+) "([^"]*)" ([^\n]*)\n') do
     i = i + 1
     if i > srv.log_seen then
+      -- test_headers: the X-Imagehealth-Test and X-Other headers the request carried
       lines[#lines + 1] = {status = tonumber(status), bytes = tonumber(bytes), range = range,
-                           protocol = proto, connection = tonumber(conn), uri = uri}
+                           protocol = proto, connection = tonumber(conn), uri = uri,
+                           test_headers = test_hdrs}
     end
   end
   srv.log_seen = i

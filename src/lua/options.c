@@ -164,6 +164,49 @@ static double opt_number(lua_State *L, int t, const char *k)
 	return v;
 }
 
+/* Moves the value on top into the anchor table at a (a nil is dropped). */
+static void keep(lua_State *L, int a)
+{
+	lua_rawseti(L, a, (lua_Integer)lua_rawlen(L, a) + 1);
+}
+
+/* http.headers of the http table at h: {"Name: value", ...} or {Name =
+ * "value"}, as a NULL-terminated C array in a userdata pushed on top,
+ * whose uservalue is the anchor table at a (holding the headers table and
+ * the strings made here). */
+static void http_headers(lua_State *L, int h, int a, ih_restore_options *o)
+{
+	size_t n = 0, i = 0;
+	int ht = lua_getfield(L, h, "headers");
+	if (ht != LUA_TNIL && ht != LUA_TTABLE)
+		luaL_error(L, "bad option 'http.headers' (table expected, got %s)", luaL_typename(L, -1));
+	int hl = lua_gettop(L);
+	for (lua_pushnil(L); ht == LUA_TTABLE && lua_next(L, hl); lua_pop(L, 1))
+		n++;
+	const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 1);
+	lua_pushvalue(L, a);
+	lua_setiuservalue(L, -2, 1);
+	for (lua_pushnil(L); ht == LUA_TTABLE && lua_next(L, hl); lua_pop(L, 1)) {
+		if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
+			v[i] = lua_tostring(L, -1); /* held by the headers table, kept below */
+		} else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+			v[i] = lua_pushfstring(L, "%s: %s", lua_tostring(L, -2), lua_tostring(L, -1));
+			keep(L, a);
+		} else {
+			luaL_error(L, "bad option 'http.headers' (a list of \"Name: value\" or a map "
+				      "of strings expected)");
+		}
+		if (strchr(v[i], '\r') || strchr(v[i], '\n'))
+			luaL_error(L, "bad option 'http.headers' (a header with a line break)");
+		i++;
+	}
+	v[i] = NULL;
+	o->http_headers = i ? v : NULL;
+	o->n_http_headers = i;
+	lua_insert(L, hl);   /* the userdata below the headers table */
+	keep(L, a);          /* the headers table (or nil) into the anchor */
+}
+
 /* The remote sources' options at option 'http': {ca_file=, client_cert=,
  * client_key=, proxy=, netrc= (true or a file), headers= (a list of
  * "Name: value", or a map), connect_timeout=, stall_timeout=, retries=,
@@ -193,19 +236,27 @@ void opt_http(lua_State *L, int t, ih_restore_options *o)
 				   lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a string)");
 		lua_pop(L, 1);
 	}
+	/* every value C will read is kept in this table (an __index may have
+	 * made it, and nothing else holds it), which the slot left holds */
+	lua_newtable(L);
+	int a = lua_gettop(L);
 	o->http_ca_file = opt_string(L, h, "ca_file");
+	keep(L, a);
 	o->http_client_cert = opt_string(L, h, "client_cert");
+	keep(L, a);
 	o->http_client_key = opt_string(L, h, "client_key");
+	keep(L, a);
 	o->http_proxy = opt_string(L, h, "proxy");
+	keep(L, a);
 	int nt = lua_getfield(L, h, "netrc");
 	if (nt == LUA_TSTRING)
-		o->http_netrc_file = lua_tostring(L, -1);
+		o->http_netrc_file = nul_free(L, -1, "http.netrc", 0);
 	else if (nt == LUA_TBOOLEAN)
 		o->http_netrc = lua_toboolean(L, -1);
 	else if (nt != LUA_TNIL)
 		luaL_error(L, "bad option 'http.netrc' (boolean or file name expected, got %s)",
 			   luaL_typename(L, -1));
-	lua_pop(L, 1);
+	keep(L, a);
 	o->http_connect_timeout = opt_number(L, h, "connect_timeout");
 	o->http_stall_timeout = opt_number(L, h, "stall_timeout");
 	o->http_retry_wait_max = opt_number(L, h, "retry_wait_max");
@@ -225,48 +276,7 @@ void opt_http(lua_State *L, int t, ih_restore_options *o)
 		lua_pop(L, 1);
 	}
 	o->http_parallel = (int)opt_integer(L, h, "parallel", 0, 0, 64);
-	/* headers: {"Name: value", ...} or {Name = "value"} */
-	int ht = lua_getfield(L, h, "headers");
-	if (ht == LUA_TNIL) {
-		lua_pop(L, 2);
-		lua_pushnil(L);
-		return;
-	}
-	if (ht != LUA_TTABLE)
-		luaL_error(L, "bad option 'http.headers' (table expected, got %s)", luaL_typename(L, -1));
-	int hl = lua_gettop(L);
-	size_t n = 0;
-	lua_pushnil(L);
-	while (lua_next(L, hl)) {
-		n++;
-		lua_pop(L, 1);
-	}
-	const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 1);
-	lua_newtable(L); /* the strings made here, kept alive by the userdata */
-	lua_setiuservalue(L, -2, 1);
-	size_t i = 0;
-	lua_pushnil(L);
-	while (lua_next(L, hl)) {
-		if (lua_type(L, -2) == LUA_TNUMBER && lua_type(L, -1) == LUA_TSTRING) {
-			v[i] = lua_tostring(L, -1);
-		} else if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-			lua_getiuservalue(L, -3, 1);
-			lua_pushfstring(L, "%s: %s", lua_tostring(L, -4), lua_tostring(L, -3));
-			v[i] = lua_tostring(L, -1);
-			lua_rawseti(L, -2, (lua_Integer)i + 1);
-			lua_pop(L, 1);
-		} else {
-			luaL_error(L, "bad option 'http.headers' (a list of \"Name: value\" or a map "
-				      "of strings expected)");
-		}
-		if (strchr(v[i], '\r') || strchr(v[i], '\n'))
-			luaL_error(L, "bad option 'http.headers' (a header with a line break)");
-		i++;
-		lua_pop(L, 1);
-	}
-	v[i] = NULL;
-	o->http_headers = v;
-	o->n_http_headers = i;
-	lua_replace(L, h);   /* the userdata takes the http table's place */
+	http_headers(L, h, a, o);  /* the headers' array on top, a its uservalue */
+	lua_replace(L, h);         /* in the http table's place: one slot, as always */
 	lua_settop(L, h);
 }
