@@ -107,6 +107,7 @@ describe("ih.open_job", function()
       function() ih.open_job(img, {progress = 1}) end,
       function() ih.open_job(42) end,
       function() s:info_job{progres = print} end,
+      function() s:info_job{poll = "cqueues"} end,
     } do
       local ok, err = pcall(f)
       assert.is_false(ok)
@@ -115,6 +116,9 @@ describe("ih.open_job", function()
     local ok, err = pcall(ih.open_job, img, {indx = 1})
     assert.is_false(ok)
     assert.matches("unknown option 'indx'", err)
+    ok, err = pcall(s.info_job, s, {progress = 1})
+    assert.is_false(ok)
+    assert.matches("bad option 'progress' to 'info_job' %(function expected, got number%)", err)
   end)
 
   it("gives errors as nil, err from wait() and result() (missing file, not a WIM, bad index)", function()

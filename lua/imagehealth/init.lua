@@ -112,6 +112,18 @@ end
 -- progress, cancel and poll; a misuse error raised at the caller's line
 -- under the name the caller used (fname), not the internal one (cname, a
 -- pattern); nil, err as the core gave it.
+-- A job's progress, poll and poll_forget must be callable: raised at the
+-- line that called fname, before anything starts.
+local function check_callbacks(opts, fname)
+  for _, k in ipairs{"progress", "poll", "poll_forget"} do
+    local f = opts[k]
+    local mt = getmetatable(f)
+    if f ~= nil and type(f) ~= "function" and not (mt and mt.__call) then
+      error(string.format("bad option '%s' to '%s' (function expected, got %s)", k, fname, type(f)), 3)
+    end
+  end
+end
+
 local function started(fname, cname, opts, ok, j, err)
   if not ok then
     error((tostring(j):gsub(cname, "'" .. fname .. "'")), 3)
@@ -139,13 +151,7 @@ function M.open_job(path, opts)
   end
   opts = opts or {}
   job.check_keys(opts, "open_job", M.OPTIONS.open_job, 2)
-  for _, k in ipairs{"progress", "poll", "poll_forget"} do
-    local f = opts[k]
-    local mt = getmetatable(f)
-    if f ~= nil and type(f) ~= "function" and not (mt and mt.__call) then
-      error(string.format("bad option '%s' to 'open_job' (function expected, got %s)", k, type(f)), 2)
-    end
-  end
+  check_callbacks(opts, "open_job")
   local j, err = started("open_job", "'imagehealth%.core%.open_start'", opts,
                          pcall(core.open_start, path, opts))
   return j, err -- (not a tail call: started raises at level 3)
@@ -219,6 +225,7 @@ core.interpose("imagehealth.Session", "info_job", function(s, opts)
     error("bad argument #1 to 'info_job' (table expected, got " .. type(opts) .. ")", 2)
   end
   job.check_keys(opts, "info_job", M.OPTIONS.info_job, 2)
+  check_callbacks(opts, "info_job")
   local j, err = started("info_job", "'info_start'", opts,
                          pcall(job.private.info_start, s, {cancel = opts.cancel}))
   return j, err -- (not a tail call: started raises at level 3)
