@@ -233,16 +233,24 @@ static void push_scan_fields(lua_State *L, const ih_report *r)
 		setfield_str(L, "scan_note", r->scan_note);
 }
 
+/* What every report starts with (into the table on top): its state, how
+ * its check found what it found (c), the image, index and time taken. */
+static void push_head(lua_State *L, ih_health state, const ih_report *c, const char *image,
+		      uint32_t index, double seconds)
+{
+	setfield_str(L, "state", ih_health_name(state));
+	setfield_int(L, "health", state);
+	push_scan_fields(L, c);
+	setfield_str(L, "image", image);
+	setfield_int(L, "index", index);
+	setfield_num(L, "seconds", seconds);
+}
+
 /* A check's report (see lua/imagehealth/report.lua). */
 void push_report(lua_State *L, const ih_report *r)
 {
 	lua_createtable(L, 0, 16);
-	setfield_str(L, "state", ih_health_name(r->state));
-	setfield_int(L, "health", r->state);
-	push_scan_fields(L, r);
-	setfield_str(L, "image", r->image_path);
-	setfield_int(L, "index", r->index);
-	setfield_num(L, "seconds", r->seconds);
+	push_head(L, r->state, r, r->image_path, r->index, r->seconds);
 	push_damage_list(L, r->damage, r->n_damage, NULL);
 	lua_setfield(L, -2, "damaged");
 	push_problems(L, r->problems, r->n_problems);
@@ -258,12 +266,7 @@ void push_restore_report(lua_State *L, const ih_restore_report *r)
 {
 	const ih_report *c = r->check;
 	lua_createtable(L, 0, 24);
-	setfield_str(L, "state", ih_health_name(r->state));
-	setfield_int(L, "health", r->state);
-	push_scan_fields(L, c);
-	setfield_str(L, "image", r->image_path);
-	setfield_int(L, "index", r->index);
-	setfield_num(L, "seconds", r->seconds);
+	push_head(L, r->state, c, r->image_path, r->index, r->seconds);
 	setfield_bool(L, "restored", 1);
 	setfield_str(L, "state_before", ih_health_name(c->state));
 	setfield_int(L, "health_before", c->state);
