@@ -139,8 +139,7 @@ static void wake(ih_job *j)
 void ih_job_wake_caller_locked(ih_job *j)
 {
 	j->wake_gen++;
-	signal_fd(j);
-	pthread_cond_broadcast(&j->cv);
+	wake(j);
 }
 
 void ih_job_post_event(ih_job *j, ih_event *ev)

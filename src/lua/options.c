@@ -181,8 +181,9 @@ static void http_headers(lua_State *L, int h, int a, ih_restore_options *o)
 	if (ht != LUA_TNIL && ht != LUA_TTABLE)
 		luaL_error(L, "bad option 'http.headers' (table expected, got %s)", luaL_typename(L, -1));
 	int hl = lua_gettop(L);
-	for (lua_pushnil(L); ht == LUA_TTABLE && lua_next(L, hl); lua_pop(L, 1))
-		n++;
+	if (ht == LUA_TTABLE) /* (each walk ends with the key popped by lua_next) */
+		for (lua_pushnil(L); lua_next(L, hl); lua_pop(L, 1))
+			n++;
 	const char **v = lua_newuserdatauv(L, (n + 1) * sizeof *v, 1);
 	lua_pushvalue(L, a);
 	lua_setiuservalue(L, -2, 1);
@@ -200,6 +201,8 @@ static void http_headers(lua_State *L, int h, int a, ih_restore_options *o)
 			luaL_error(L, "bad option 'http.headers' (a header with a line break)");
 		i++;
 	}
+	if (ht != LUA_TTABLE)
+		lua_pop(L, 1); /* the loop's first key: no table to walk */
 	v[i] = NULL;
 	o->http_headers = i ? v : NULL;
 	o->n_http_headers = i;

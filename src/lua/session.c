@@ -21,7 +21,7 @@ static lsession *check_session(lua_State *L, int idx)
 
 /* The open options of the table at t (the path's checked by the caller).
  * An http table (for an http(s) reference) goes into an ih_restore_options
- * in a userdata left on the stack, with what opt_http leaves there. */
+ * in a userdata left on the stack, above the one slot opt_http leaves. */
 static void open_options(lua_State *L, int t, ih_open_options *o)
 {
 	memset(o, 0, sizeof *o);
@@ -33,13 +33,10 @@ static void open_options(lua_State *L, int t, ih_open_options *o)
 	o->threads = (int)opt_integer(L, t, "threads", 0, 0, 4096);
 	o->reference = opt_string(L, t, "reference");
 	o->case_insensitive = opt_boolean(L, t, "case_insensitive");
-	if (lua_getfield(L, t, "http") != LUA_TNIL) {
-		ih_restore_options *ro = lua_newuserdatauv(L, sizeof *ro, 0);
-		memset(ro, 0, sizeof *ro);
-		opt_http(L, t, ro);
-		o->http = ro;
-	}
-	lua_pop(L, o->http ? 0 : 1);
+	ih_restore_options *ro = lua_newuserdatauv(L, sizeof *ro, 0);
+	memset(ro, 0, sizeof *ro);
+	opt_http(L, t, ro);             /* nil when there is no http table */
+	o->http = lua_isnil(L, -1) ? NULL : ro;
 }
 
 static const char *check_path(lua_State *L, int idx)
