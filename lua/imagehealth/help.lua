@@ -38,6 +38,9 @@ ih.open(path [, {index = N, state_dir = DIR, threads = N}]) -> Session | nil, er
   remembered (default $XDG_STATE_HOME/imagehealth).  err.code "not_found",
   "not_wim", "bad_index", "busy", ...  Close with s:close() or `local s
   <close> = ...`; a session nobody can reach is collected.
+  A directory is an applied image tree: reference = "wim:PATH:INDEX",
+  "https://host/x.wim:INDEX" (with http = {ca_file =, client_cert =,
+  proxy =, headers =}), "seal:FILE" or "seal"; case_insensitive = true.
 ih.open_job(path [, {..., progress =, cancel =, poll =}]) -> Job: the same
   without blocking (an event loop); job:wait() / job:result() -> Session | nil, err.]])
 

@@ -84,7 +84,8 @@ end
 M.format_bytes = report.format_bytes
 M.Report = report.Report
 
--- ih.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=}])
+-- ih.open(path [, {index=, state_dir=, threads=, reference=, case_insensitive=,
+--   http= (an http(s) reference: ca_file, client_cert, proxy, headers...)}])
 --   -> Session | nil, err
 -- With a directory, the session is on an applied image tree, checked file
 -- by file against reference ("wim:PATH:INDEX", "seal:FILE", or "seal" or
@@ -136,7 +137,7 @@ local function started(fname, cname, opts, ok, j, err)
 end
 
 -- ih.open_job(path [, {index=, state_dir=, threads=, reference=,
---   case_insensitive=, progress=, cancel=, poll=, poll_forget=}]) -> Job | nil, err
+--   case_insensitive=, http=, progress=, cancel=, poll=, poll_forget=}]) -> Job | nil, err
 -- ih.open as a job, for a host that must not block while a large image
 -- (or a split set's parts) is opened: driven like a check's job
 -- (job:wait{poll = cqueues.poll}, or polled), job:result() -> Session | nil,
